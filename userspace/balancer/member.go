@@ -1,0 +1,168 @@
+// Package balancer decides which member serves a request: the member named by
+// the session route, a failover member when that one is unusable, or one
+// chosen by the balancing method for a new session. It does no I/O: the proxy
+// reports outcomes back (errors, bytes, busyness) and the balancer only turns
+// them into decisions, so every rule here is testable without sockets.
+package balancer
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Flags are the operator-set member flags, named as in mod_proxy_balancer.
+type Flags uint32
+
+const (
+	// Disabled (D): takes no requests at all, not even its own sessions.
+	Disabled Flags = 1 << iota
+	// Stopped (S): taken out of service entirely.
+	Stopped
+	// Drain (N): serves only its existing sticky sessions, no new ones.
+	Drain
+	// Standby (H): hot standby, used for new sessions only when no other
+	// member is usable.
+	Standby
+)
+
+var flagLetters = []struct {
+	flag   Flags
+	letter byte
+}{{Disabled, 'D'}, {Stopped, 'S'}, {Drain, 'N'}, {Standby, 'H'}}
+
+// ParseFlags reads Apache's status syntax: "+H", "+D+N", "-H" or "H".
+func ParseFlags(s string) (Flags, error) {
+	var f Flags
+	set := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			set = true
+		case '-':
+			set = false
+		default:
+			var bit Flags
+			for _, fl := range flagLetters {
+				if fl.letter == c || fl.letter == c-('a'-'A') {
+					bit = fl.flag
+				}
+			}
+			if bit == 0 {
+				return 0, fmt.Errorf("unknown status flag %q (want D, S, N or H)", c)
+			}
+			if set {
+				f |= bit
+			} else {
+				f &^= bit
+			}
+		}
+	}
+	return f, nil
+}
+
+// String renders flags as letters, e.g. "DH"; "" when none are set.
+func (f Flags) String() string {
+	var b strings.Builder
+	for _, fl := range flagLetters {
+		if f&fl.flag != 0 {
+			b.WriteByte(fl.letter)
+		}
+	}
+	return b.String()
+}
+
+// Member is one backend as the balancer sees it. Its counters are updated
+// by the proxy without locks; its name and route never change.
+type Member struct {
+	// Name identifies the member in flags, metrics and logs.
+	Name string
+	// Route is the jvmRoute that session ids carry for this member.
+	Route string
+	// Index is the member's position in its Pool.
+	Index int
+
+	weight     atomic.Int32
+	flags      atomic.Uint32
+	errorUntil atomic.Int64 // unix nanoseconds; in error state (E) until then
+	active     atomic.Int64 // requests in flight, for bybusyness
+	traffic    atomic.Uint64
+}
+
+// NewMember returns a member with the given weight (lbfactor) and flags.
+func NewMember(name, route string, weight int, flags Flags) *Member {
+	m := &Member{Name: name, Route: route}
+	m.weight.Store(int32(weight))
+	m.flags.Store(uint32(flags))
+	return m
+}
+
+// Weight is the member's share of new sessions relative to the others.
+func (m *Member) Weight() int { return int(m.weight.Load()) }
+
+// Flags returns the operator-set flags.
+func (m *Member) Flags() Flags { return Flags(m.flags.Load()) }
+
+// SetFlags replaces the operator-set flags.
+func (m *Member) SetFlags(f Flags) { m.flags.Store(uint32(f)) }
+
+// InError reports whether the member is in the error state (E) at now.
+func (m *Member) InError(now time.Time) bool { return now.UnixNano() < m.errorUntil.Load() }
+
+// Active is the number of requests in flight on the member.
+func (m *Member) Active() int64 { return m.active.Load() }
+
+// Begin records a request sent to the member; call End when it completes.
+func (m *Member) Begin() { m.active.Add(1) }
+
+// End records that a request begun with Begin completed, having moved
+// bytes in both directions (the bytraffic input).
+func (m *Member) End(bytes uint64) {
+	m.active.Add(-1)
+	m.traffic.Add(bytes)
+}
+
+// State names the member's effective state at now, most severe first.
+func (m *Member) State(now time.Time) State {
+	f := m.Flags()
+	switch {
+	case f&Stopped != 0:
+		return StateStopped
+	case f&Disabled != 0:
+		return StateDisabled
+	case m.InError(now):
+		return StateError
+	case f&Drain != 0:
+		return StateDrain
+	case f&Standby != 0:
+		return StateStandby
+	}
+	return StateOK
+}
+
+// State is a member's effective state.
+type State uint8
+
+// The states, as exported in metrics.
+const (
+	StateOK State = iota
+	StateError
+	StateDisabled
+	StateStopped
+	StateDrain
+	StateStandby
+)
+
+// States lists every state, in the order of their values.
+var States = []State{StateOK, StateError, StateDisabled, StateStopped, StateDrain, StateStandby}
+
+func (s State) String() string {
+	return [...]string{"ok", "error", "disabled", "stopped", "drain", "standby"}[s]
+}
+
+// servesSessions reports whether the member may take requests of sessions it
+// already owns.
+func (m *Member) servesSessions(now time.Time) bool {
+	return m.Flags()&(Stopped|Disabled) == 0 && !m.InError(now)
+}

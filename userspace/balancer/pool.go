@@ -1,0 +1,164 @@
+package balancer
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Outcome says how a request's member was chosen.
+type Outcome uint8
+
+const (
+	// New: the request had no session; the member was balanced.
+	New Outcome = iota
+	// Hit: the session's own member took it.
+	Hit
+	// Failover: the session's member was unusable; another took it.
+	Failover
+	// UnknownRoute: the session named a route no member has; it was
+	// balanced as a new session.
+	UnknownRoute
+)
+
+// Outcomes lists every outcome, in the order of their values.
+var Outcomes = []Outcome{New, Hit, Failover, UnknownRoute}
+
+func (o Outcome) String() string {
+	return [...]string{"new", "hit", "failover", "unknown_route"}[o]
+}
+
+// Errors a pick can end with; the proxy answers both with 503.
+var (
+	// ErrNoMember: no member is usable.
+	ErrNoMember = errors.New("no usable member")
+	// ErrNoFailover: the session's member is unusable and failover is off.
+	ErrNoFailover = errors.New("session member unusable and failover disabled")
+)
+
+// Request is what the balancer needs to know about a request.
+type Request struct {
+	// Route is the session's route, nil when the request has no session.
+	Route []byte
+	// ClientIP keys iphash and hash; IPv4-mapped addresses must be unmapped.
+	ClientIP netip.Addr
+	// Tried holds members already tried for this request; they are not
+	// picked again.
+	Tried Set
+}
+
+// Options are the pool-wide settings.
+type Options struct {
+	// Retry is how long a member stays in the error state after a failure
+	// before it is tried again (Apache's retry).
+	Retry time.Duration
+	// NoFailover answers 503 instead of moving a session whose member is
+	// unusable (Apache's nofailover).
+	NoFailover bool
+}
+
+// Pool is a set of members and the rules to choose among them.
+type Pool struct {
+	members []*Member
+	byRoute map[string]*Member
+	policy  Policy
+	opts    Options
+	now     func() time.Time
+}
+
+// NewPool builds a pool; members must have distinct names and routes (the
+// configuration checks that) and are indexed in the given order.
+func NewPool(members []*Member, method string, opts Options) (*Pool, error) {
+	if len(members) == 0 {
+		return nil, errors.New("no members")
+	}
+	if len(members) > MaxMembers {
+		return nil, errors.New("too many members")
+	}
+	p := &Pool{members: members, byRoute: make(map[string]*Member, len(members)), opts: opts, now: time.Now}
+	for i, m := range members {
+		m.Index = i
+		p.byRoute[m.Route] = m
+	}
+	var err error
+	if p.policy, err = NewPolicy(method, members); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Members returns the members in configuration order. The slice is shared:
+// do not modify it.
+func (p *Pool) Members() []*Member { return p.members }
+
+// Member returns the member with the given name, or nil.
+func (p *Pool) Member(name string) *Member {
+	for _, m := range p.members {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// Now is the pool's clock (replaceable in tests).
+func (p *Pool) Now() time.Time { return p.now() }
+
+// Pick chooses the member for r. A session whose member can serve it stays
+// there (Hit); otherwise, unless failover is off, it moves like a new
+// session would (Failover). Members in r.Tried are never picked.
+func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
+	now := p.now()
+	outcome := New
+	if r.Route != nil {
+		m := p.byRoute[string(r.Route)]
+		switch {
+		case m == nil:
+			outcome = UnknownRoute
+		case !r.Tried.Has(m.Index) && m.servesSessions(now):
+			return m, Hit, nil
+		case p.opts.NoFailover:
+			return nil, Failover, ErrNoFailover
+		default:
+			outcome = Failover
+		}
+	}
+	candidates, ok := p.newSessionCandidates(now, &r.Tried, false)
+	if !ok {
+		// Like Apache's forcerecovery: when every member is in error,
+		// try them anyway rather than fail every request for the whole
+		// retry period after a blip that hit them all.
+		if candidates, ok = p.newSessionCandidates(now, &r.Tried, true); !ok {
+			return nil, outcome, ErrNoMember
+		}
+	}
+	return p.policy.Pick(p.members, &candidates, r), outcome, nil
+}
+
+// newSessionCandidates is the set of members that may take a new session:
+// those serving sessions and not draining, leaving hot standbys out unless
+// no one else is left. With ignoreErrors, members in the error state count
+// as usable.
+func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool) (Set, bool) {
+	var primary, standby Set
+	for i, m := range p.members {
+		if tried.Has(i) || m.Flags()&(Stopped|Disabled|Drain) != 0 || (!ignoreErrors && m.InError(now)) {
+			continue
+		}
+		if m.Flags()&Standby != 0 {
+			standby.Add(i)
+		} else {
+			primary.Add(i)
+		}
+	}
+	if !primary.Empty() {
+		return primary, true
+	}
+	return standby, !standby.Empty()
+}
+
+// MarkError puts m in the error state for the retry period: it gets no
+// requests until then, after which the next request tries it again.
+func (p *Pool) MarkError(m *Member) {
+	m.errorUntil.Store(p.now().Add(p.opts.Retry).UnixNano())
+}

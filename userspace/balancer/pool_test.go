@@ -1,0 +1,273 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newTestPool builds a pool from specs "name:weight[:flags]" with a fixed clock.
+func newTestPool(t *testing.T, method string, opts Options, specs ...string) (*Pool, *time.Time) {
+	t.Helper()
+	var ms []*Member
+	for _, s := range specs {
+		var name, flags string
+		var w int
+		parts := strings.Split(s, ":")
+		name = parts[0]
+		fmt.Sscan(parts[1], &w)
+		if len(parts) > 2 {
+			flags = parts[2]
+		}
+		f, err := ParseFlags(flags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, NewMember(name, name, w, f))
+	}
+	p, err := NewPool(ms, method, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	p.now = func() time.Time { return now }
+	return p, &now
+}
+
+func pickName(t *testing.T, p *Pool, r *Request) string {
+	t.Helper()
+	m, _, err := p.Pick(r)
+	if err != nil {
+		t.Fatalf("Pick: %v", err)
+	}
+	return m.Name
+}
+
+func TestByRequestsIsSmooth(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{}, "a:5", "b:1", "c:1")
+	var got []string
+	for i := 0; i < 7; i++ {
+		got = append(got, pickName(t, p, &Request{}))
+	}
+	if want := "a a b a c a a"; strings.Join(got, " ") != want {
+		t.Fatalf("sequence %v, want %s", got, want)
+	}
+}
+
+func TestByTrafficPicksLeastBytesPerWeight(t *testing.T) {
+	p, _ := newTestPool(t, "bytraffic", Options{}, "a:1", "b:2")
+	a, b := p.Members()[0], p.Members()[1]
+	a.Begin()
+	a.End(1000)
+	b.Begin()
+	b.End(1500) // 750 per weight unit, below a's 1000
+	if got := pickName(t, p, &Request{}); got != "b" {
+		t.Fatalf("got %s, want b", got)
+	}
+	b.Begin()
+	b.End(1000) // now 1250 per unit
+	if got := pickName(t, p, &Request{}); got != "a" {
+		t.Fatalf("got %s, want a", got)
+	}
+}
+
+func TestByBusynessPicksLeastActiveThenRoundRobin(t *testing.T) {
+	p, _ := newTestPool(t, "bybusyness", Options{}, "a:1", "b:1", "c:1")
+	a, b := p.Members()[0], p.Members()[1]
+	a.Begin()
+	b.Begin()
+	if got := pickName(t, p, &Request{}); got != "c" {
+		t.Fatalf("got %s, want c", got)
+	}
+	a.End(0)
+	b.End(0)
+	seen := map[string]int{}
+	for i := 0; i < 30; i++ {
+		seen[pickName(t, p, &Request{})]++
+	}
+	if seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
+		t.Fatalf("idle pool not spread evenly: %v", seen)
+	}
+}
+
+func TestIPHashMatchesNginx(t *testing.T) {
+	// Expected members from nginx's ngx_http_upstream_get_ip_hash_peer run
+	// over the same keys (first three octets) and weights.
+	tests := []struct {
+		ip       string
+		even, wt string
+	}{
+		{"10.0.0.1", "a", "c"},
+		{"10.0.0.200", "a", "c"}, // the last octet is not part of the key
+		{"192.168.1.7", "b", "c"},
+		{"127.0.0.1", "c", "b"},
+		{"203.0.113.9", "a", "a"},
+	}
+	even, _ := newTestPool(t, "iphash", Options{}, "a:1", "b:1", "c:1")
+	weighted, _ := newTestPool(t, "iphash", Options{}, "a:1", "b:2", "c:3")
+	for _, tt := range tests {
+		r := &Request{ClientIP: netip.MustParseAddr(tt.ip)}
+		if got := pickName(t, even, r); got != tt.even {
+			t.Errorf("%s even weights: got %s, want %s", tt.ip, got, tt.even)
+		}
+		if got := pickName(t, weighted, r); got != tt.wt {
+			t.Errorf("%s weights 1,2,3: got %s, want %s", tt.ip, got, tt.wt)
+		}
+	}
+}
+
+func TestIPHashRehashesAroundUnusableMember(t *testing.T) {
+	p, _ := newTestPool(t, "iphash", Options{}, "a:1", "b:1", "c:1")
+	r := &Request{ClientIP: netip.MustParseAddr("10.0.0.1")}
+	p.Members()[0].SetFlags(Disabled)
+	first := pickName(t, p, r)
+	if first == "a" {
+		t.Fatal("picked a disabled member")
+	}
+	for i := 0; i < 5; i++ {
+		if got := pickName(t, p, r); got != first {
+			t.Fatalf("re-hash not stable: %s then %s", first, got)
+		}
+	}
+}
+
+func TestHashIsConsistentAndWeighted(t *testing.T) {
+	p, _ := newTestPool(t, "hash", Options{}, "a:1", "b:1", "c:2")
+	const clients = 20000
+	before := make([]string, clients)
+	count := map[string]int{}
+	for i := range before {
+		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		before[i] = pickName(t, p, &Request{ClientIP: ip})
+		count[before[i]]++
+	}
+	if c := count["c"]; c < clients*45/100 || c > clients*55/100 {
+		t.Errorf("weight 2 of 4 got %d of %d", c, clients)
+	}
+	p.Members()[1].SetFlags(Stopped) // b leaves
+	for i := range before {
+		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		got := pickName(t, p, &Request{ClientIP: ip})
+		if before[i] != "b" && got != before[i] {
+			t.Fatalf("client %d moved from %s to %s though its member stayed", i, before[i], got)
+		}
+	}
+}
+
+func TestStickyRouting(t *testing.T) {
+	p, now := newTestPool(t, "byrequests", Options{Retry: time.Minute}, "a:1", "b:1", "c:1:N", "h:1:H")
+	a, c := p.Members()[0], p.Members()[2]
+	check := func(route string, wantMember string, wantOutcome Outcome) {
+		t.Helper()
+		var r Request
+		if route != "" {
+			r.Route = []byte(route)
+		}
+		m, o, err := p.Pick(&r)
+		if err != nil || m.Name != wantMember || o != wantOutcome {
+			t.Fatalf("route %q: got %v %v %v, want %s %v", route, m, o, err, wantMember, wantOutcome)
+		}
+	}
+	check("a", "a", Hit)
+	check("c", "c", Hit) // draining members keep their sessions
+	check("h", "h", Hit)
+	for i := 0; i < 10; i++ {
+		m, o, _ := p.Pick(&Request{})
+		if m == c || m.Name == "h" || o != New {
+			t.Fatalf("new session went to %s (%v)", m.Name, o)
+		}
+	}
+	p.MarkError(a)
+	check("a", "b", Failover)
+	*now = now.Add(time.Minute) // retry period over: a is tried again
+	check("a", "a", Hit)
+	a.SetFlags(Disabled)
+	check("a", "b", Failover)
+	m, o, _ := p.Pick(&Request{Route: []byte("nosuch")})
+	if o != UnknownRoute || m.Name == "c" {
+		t.Fatalf("unknown route: %v %v", m, o)
+	}
+}
+
+func TestNoFailover(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{NoFailover: true}, "a:1", "b:1")
+	p.Members()[0].SetFlags(Stopped)
+	if _, _, err := p.Pick(&Request{Route: []byte("a")}); !errors.Is(err, ErrNoFailover) {
+		t.Fatalf("got %v, want ErrNoFailover", err)
+	}
+	if got := pickName(t, p, &Request{}); got != "b" {
+		t.Fatalf("new session: got %s", got)
+	}
+}
+
+func TestHotStandbyOnlyWhenNothingElse(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{Retry: time.Minute}, "a:1", "h:1:+H")
+	if got := pickName(t, p, &Request{}); got != "a" {
+		t.Fatalf("got %s, want a", got)
+	}
+	p.Members()[0].SetFlags(Drain)
+	if got := pickName(t, p, &Request{}); got != "h" {
+		t.Fatalf("got %s, want standby h", got)
+	}
+}
+
+func TestTriedMembersAreSkipped(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{}, "a:1", "b:1")
+	var r Request
+	r.Route = []byte("a")
+	r.Tried.Add(0)
+	m, o, err := p.Pick(&r)
+	if err != nil || m.Name != "b" || o != Failover {
+		t.Fatalf("got %v %v %v", m, o, err)
+	}
+	r.Tried.Add(1)
+	if _, _, err := p.Pick(&r); !errors.Is(err, ErrNoMember) {
+		t.Fatalf("all tried: got %v", err)
+	}
+}
+
+func TestForceRecoveryWhenAllInError(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{Retry: time.Hour}, "a:1", "b:1:S")
+	p.MarkError(p.Members()[0])
+	if got := pickName(t, p, &Request{}); got != "a" {
+		t.Fatalf("got %s, want a tried despite its error state", got)
+	}
+}
+
+func TestStates(t *testing.T) {
+	p, now := newTestPool(t, "byrequests", Options{Retry: time.Second}, "a:1", "b:1:D", "c:1:S", "d:1:N", "e:1:H")
+	want := []State{StateOK, StateDisabled, StateStopped, StateDrain, StateStandby}
+	for i, m := range p.Members() {
+		if got := m.State(*now); got != want[i] {
+			t.Errorf("%s: state %v, want %v", m.Name, got, want[i])
+		}
+	}
+	p.MarkError(p.Members()[0])
+	if got := p.Members()[0].State(*now); got != StateError {
+		t.Errorf("after error: %v", got)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	for in, want := range map[string]string{"+H": "H", "+D+N": "DN", "H": "H", "+H-H": "", "s": "S", "": ""} {
+		f, err := ParseFlags(in)
+		if err != nil || f.String() != want {
+			t.Errorf("ParseFlags(%q) = %q, %v; want %q", in, f, err, want)
+		}
+	}
+	if _, err := ParseFlags("+X"); err == nil {
+		t.Error("+X accepted")
+	}
+}
+
+func BenchmarkPickSticky(b *testing.B) {
+	ms := []*Member{NewMember("a", "a", 1, 0), NewMember("b", "b", 1, 0)}
+	p, _ := NewPool(ms, "byrequests", Options{})
+	r := Request{Route: []byte("b")}
+	for b.Loop() {
+		p.Pick(&r)
+	}
+}

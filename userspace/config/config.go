@@ -1,0 +1,240 @@
+// Package config turns `catherd run` flags into a validated Config. Every
+// error names the flag it is about, so main can print one line and exit 2
+// before anything starts.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/catherd/catherd/session"
+	"github.com/catherd/catherd/userspace/balancer"
+)
+
+// Backend is one --backend flag.
+type Backend struct {
+	Name   string
+	Scheme string // "http"
+	Addr   string // host:port
+	Route  string
+	Weight int
+	Flags  balancer.Flags
+}
+
+// Config is everything `catherd run` needs.
+type Config struct {
+	Listen   []string
+	Backends []Backend
+	Sticky   session.Config
+	LBMethod string
+	Metrics  string
+
+	NoFailover  bool
+	MaxAttempts int
+	Retry       time.Duration
+
+	ConnectTimeout       time.Duration
+	BackendTimeout       time.Duration
+	BackendIdleTimeout   time.Duration
+	MaxConnsPerBackend   int
+	ClientTimeout        time.Duration
+	MaxHeaderBytes       int
+	MaxClientConns       int
+	ShutdownTimeout      time.Duration
+	TrustForwardedHeader bool
+}
+
+// FlagError is a usage error: main prints it and exits 2.
+type FlagError struct {
+	Flag string
+	Err  error
+}
+
+func (e *FlagError) Error() string {
+	if e.Flag == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("--%s: %v", e.Flag, e.Err)
+}
+
+func (e *FlagError) Unwrap() error { return e.Err }
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// Parse reads `catherd run` arguments. It returns flag.ErrHelp when help was
+// asked for (the usage text has then been written to usage).
+func Parse(args []string, usage io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("catherd run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := &Config{}
+	var listen, backends listFlag
+	var sticky, sep string
+	fs.Var(&listen, "listen", "address to accept HTTP clients on, e.g. :80 or 127.0.0.1:8080 (repeatable; default :8080)")
+	fs.Var(&backends, "backend", "a backend member: NAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H] (repeatable, at least one);\nroute defaults to NAME and must match the Tomcat jvmRoute")
+	fs.StringVar(&sticky, "sticky", "JSESSIONID|jsessionid", "session id locations as COOKIE|pathparam, or off to disable stickiness")
+	fs.StringVar(&sep, "sticky-separator", ".", "one character between session id and route (WebLogic uses !)")
+	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "how new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
+	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9180", "address of the Prometheus /metrics endpoint (empty disables it)")
+	fs.BoolVar(&c.NoFailover, "nofailover", false, "answer 503 instead of moving a session whose member is unusable")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", 0, "members tried per request on connect errors (0 = every member once)")
+	fs.DurationVar(&c.Retry, "retry", 60*time.Second, "how long a failed member is skipped before it is tried again")
+	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 5*time.Second, "timeout to connect to a backend")
+	fs.DurationVar(&c.BackendTimeout, "backend-timeout", 60*time.Second, "longest silence from a backend while sending it a request or reading its response")
+	fs.DurationVar(&c.BackendIdleTimeout, "backend-idle-timeout", 15*time.Second, "close pooled backend connections idle this long (keep it below the backend's keep-alive timeout; Tomcat's is 20s)")
+	fs.IntVar(&c.MaxConnsPerBackend, "max-conns-per-backend", 1024, "connections to one backend at most; requests beyond wait up to --connect-timeout")
+	fs.DurationVar(&c.ClientTimeout, "client-timeout", 60*time.Second, "longest silence from a client (request head, body, idle keep-alive) or stall writing to it")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431")
+	fs.IntVar(&c.MaxClientConns, "max-client-conns", 65536, "client connections served at once; more are refused")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish")
+	fs.BoolVar(&c.TrustForwardedHeader, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, usage)
+			return nil, err
+		}
+		return nil, &FlagError{Err: err}
+	}
+	if fs.NArg() > 0 {
+		return nil, &FlagError{Err: fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))}
+	}
+	c.Listen = listen
+	if len(c.Listen) == 0 {
+		c.Listen = []string{":8080"}
+	}
+	for _, l := range c.Listen {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			return nil, &FlagError{"listen", fmt.Errorf("want HOST:PORT, got %q", l)}
+		}
+	}
+	if len(sep) != 1 {
+		return nil, &FlagError{"sticky-separator", fmt.Errorf("want one character, got %q", sep)}
+	}
+	var err error
+	if c.Sticky, err = session.ParseSticky(sticky, sep[0]); err != nil {
+		return nil, &FlagError{"sticky", err}
+	}
+	if len(backends) == 0 {
+		return nil, &FlagError{"backend", errors.New("at least one backend is required")}
+	}
+	if len(backends) > balancer.MaxMembers {
+		return nil, &FlagError{"backend", fmt.Errorf("at most %d backends", balancer.MaxMembers)}
+	}
+	names, routes := map[string]bool{}, map[string]string{}
+	for _, spec := range backends {
+		b, err := ParseBackend(spec)
+		if err != nil {
+			return nil, &FlagError{"backend", err}
+		}
+		if names[b.Name] {
+			return nil, &FlagError{"backend", fmt.Errorf("duplicate name %q", b.Name)}
+		}
+		if other, dup := routes[b.Route]; dup {
+			return nil, &FlagError{"backend", fmt.Errorf("%s and %s share route %q: routes must be unique", other, b.Name, b.Route)}
+		}
+		names[b.Name], routes[b.Route] = true, b.Name
+		c.Backends = append(c.Backends, b)
+	}
+	if _, err := balancer.NewPolicy(c.LBMethod, nil); err != nil {
+		return nil, &FlagError{"lbmethod", err}
+	}
+	if c.MaxAttempts < 0 {
+		return nil, &FlagError{"max-attempts", errors.New("must be 0 or more")}
+	}
+	if c.MaxAttempts == 0 || c.MaxAttempts > len(c.Backends) {
+		c.MaxAttempts = len(c.Backends)
+	}
+	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout} {
+		if d < 0 {
+			return nil, &FlagError{name, errors.New("must not be negative")}
+		}
+	}
+	for name, d := range map[string]time.Duration{"connect-timeout": c.ConnectTimeout, "backend-timeout": c.BackendTimeout,
+		"backend-idle-timeout": c.BackendIdleTimeout, "client-timeout": c.ClientTimeout} {
+		if d <= 0 {
+			return nil, &FlagError{name, errors.New("must be positive")}
+		}
+	}
+	for name, n := range map[string]int{"max-conns-per-backend": c.MaxConnsPerBackend, "max-client-conns": c.MaxClientConns} {
+		if n <= 0 {
+			return nil, &FlagError{name, errors.New("must be positive")}
+		}
+	}
+	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
+		return nil, &FlagError{"max-header-bytes", errors.New("must be between 1024 and 1048576")}
+	}
+	return c, nil
+}
+
+// ParseBackend reads NAME=URL[,key=value...].
+func ParseBackend(spec string) (Backend, error) {
+	name, rest, ok := strings.Cut(spec, "=")
+	if !ok || name == "" {
+		return Backend{}, fmt.Errorf("want NAME=http://HOST:PORT[,route=R][,weight=N][,status=+H], got %q", spec)
+	}
+	if strings.ContainsAny(name, " \t,/\"") {
+		return Backend{}, fmt.Errorf("name %q: no spaces, commas, slashes or quotes", name)
+	}
+	fields := strings.Split(rest, ",")
+	u, err := url.Parse(fields[0])
+	if err != nil || u.Host == "" {
+		return Backend{}, fmt.Errorf("%s: want a URL like http://10.0.0.1:8080, got %q", name, fields[0])
+	}
+	if u.Scheme != "http" {
+		return Backend{}, fmt.Errorf("%s: scheme %q is not supported (want http)", name, u.Scheme)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
+		return Backend{}, fmt.Errorf("%s: the URL names a host and port only, got %q", name, fields[0])
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	b := Backend{Name: name, Scheme: u.Scheme, Addr: addr, Route: name, Weight: 1}
+	for _, kv := range fields[1:] {
+		key, value, _ := strings.Cut(kv, "=")
+		switch key {
+		case "route":
+			if value == "" || strings.ContainsAny(value, " \t;") {
+				return Backend{}, fmt.Errorf("%s: bad route %q", name, value)
+			}
+			b.Route = value
+		case "weight":
+			w, err := strconv.Atoi(value)
+			if err != nil || w < 1 || w > 100 {
+				return Backend{}, fmt.Errorf("%s: weight must be 1..100, got %q", name, value)
+			}
+			b.Weight = w
+		case "status":
+			if b.Flags, err = balancer.ParseFlags(value); err != nil {
+				return Backend{}, fmt.Errorf("%s: %v", name, err)
+			}
+		default:
+			return Backend{}, fmt.Errorf("%s: unknown option %q (want route, weight or status)", name, key)
+		}
+	}
+	return b, nil
+}
+
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: catherd run [flags]\n\nRuns the balancer in the foreground until SIGTERM or SIGINT.\n\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, help := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s %s\n", f.Name, kind)
+		fmt.Fprintf(w, "        %s", strings.ReplaceAll(help, "\n", "\n        "))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}

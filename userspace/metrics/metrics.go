@@ -1,0 +1,180 @@
+// Package metrics owns catherd's Prometheus metrics. The proxy gets one
+// Member handle per backend with every per-request series resolved up front,
+// so the request path does no label lookups beyond the status code.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/catherd/catherd/userspace/balancer"
+)
+
+// NoMember labels requests that no member served (e.g. 503 when all are down).
+const NoMember = "none"
+
+// Error kinds counted per member.
+const (
+	ErrConnect  = "connect"  // could not connect: nothing was sent
+	ErrReset    = "reset"    // connection closed before a response
+	ErrTimeout  = "timeout"  // backend silent past --backend-timeout
+	ErrProtocol = "protocol" // malformed or truncated response
+)
+
+// Metrics is the registry and every series catherd exports.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	bytes    *prometheus.CounterVec
+	active   *prometheus.GaugeVec
+	errors   *prometheus.CounterVec
+	attempts *prometheus.CounterVec
+	sticky   [4]prometheus.Counter // by balancer.Outcome
+}
+
+// New registers catherd's metrics, the member-state collector over pool,
+// and Go runtime and process metrics.
+func New(pool *balancer.Pool) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "catherd_requests_total",
+			Help: "Client requests answered, by member and HTTP status code.",
+		}, []string{"member", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "catherd_request_duration_seconds",
+			Help:    "Time from a request's arrival to the end of its response body, by member.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"member"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "catherd_backend_bytes_total",
+			Help: "Body bytes sent to (out) and received from (in) each member.",
+		}, []string{"member", "direction"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "catherd_active_requests",
+			Help: "Requests in flight on each member.",
+		}, []string{"member"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "catherd_backend_errors_total",
+			Help: "Failed exchanges with a member, by kind: connect, reset, timeout, protocol.",
+		}, []string{"member", "kind"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "catherd_retries_total",
+			Help: "Requests sent again to another member after a failure on this one.",
+		}, []string{"member"}),
+	}
+	sticky := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "catherd_sticky_total",
+		Help: "How each request's member was chosen: hit (its session's member), new (balanced), failover (its session's member was unusable), unknown_route.",
+	}, []string{"outcome"})
+	for _, o := range balancer.Outcomes {
+		m.sticky[o] = sticky.WithLabelValues(o.String())
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.bytes, m.active, m.errors, m.attempts, sticky,
+		stateCollector{pool},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Sticky counts one routing outcome.
+func (m *Metrics) Sticky(o balancer.Outcome) { m.sticky[o].Inc() }
+
+// Member is the per-member handle the proxy records into.
+type Member struct {
+	name     string
+	requests *prometheus.CounterVec
+	codes    sync.Map // int -> prometheus.Counter
+	duration prometheus.Observer
+	in, out  prometheus.Counter
+	active   prometheus.Gauge
+	errors   *prometheus.CounterVec
+	retries  prometheus.Counter
+}
+
+// Member returns the handle for a member name (NoMember for requests no
+// member served).
+func (m *Metrics) Member(name string) *Member {
+	return &Member{
+		name:     name,
+		requests: m.requests,
+		duration: m.duration.WithLabelValues(name),
+		in:       m.bytes.WithLabelValues(name, "in"),
+		out:      m.bytes.WithLabelValues(name, "out"),
+		active:   m.active.WithLabelValues(name),
+		errors:   m.errors,
+		retries:  m.attempts.WithLabelValues(name),
+	}
+}
+
+// Begin counts a request sent to the member.
+func (mm *Member) Begin() { mm.active.Inc() }
+
+// Done records a finished request: status code, time since start, and body
+// bytes sent to and received from the member. Call Begin first when the
+// member served it.
+func (mm *Member) Done(code int, start time.Time, sent, received int64, begun bool) {
+	c, ok := mm.codes.Load(code)
+	if !ok {
+		c, _ = mm.codes.LoadOrStore(code, mm.requests.WithLabelValues(mm.name, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
+	mm.duration.Observe(time.Since(start).Seconds())
+	if sent > 0 {
+		mm.out.Add(float64(sent))
+	}
+	if received > 0 {
+		mm.in.Add(float64(received))
+	}
+	if begun {
+		mm.active.Dec()
+	}
+}
+
+// Error counts a failed exchange of the given kind.
+func (mm *Member) Error(kind string) { mm.errors.WithLabelValues(mm.name, kind).Inc() }
+
+// Retried counts a request moved off this member after a failure.
+func (mm *Member) Retried() { mm.retries.Inc() }
+
+// stateCollector reports each member's current state at scrape time, so the
+// series can never disagree with what the balancer uses.
+type stateCollector struct{ pool *balancer.Pool }
+
+var stateDesc = prometheus.NewDesc("catherd_member_state",
+	"1 for the member's current state (ok, error, disabled, stopped, drain, standby), 0 for the others.",
+	[]string{"member", "state"}, nil)
+
+var weightDesc = prometheus.NewDesc("catherd_member_weight",
+	"The member's weight (lbfactor) for new sessions.", []string{"member"}, nil)
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- stateDesc
+	ch <- weightDesc
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.pool.Now()
+	for _, mem := range c.pool.Members() {
+		current := mem.State(now)
+		for _, s := range balancer.States {
+			v := 0.0
+			if s == current {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, mem.Name, s.String())
+		}
+		ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(mem.Weight()), mem.Name)
+	}
+}

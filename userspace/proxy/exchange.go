@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"io"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// exchange is one request/response with a member. When the response has a
+// body, the exchange is the body stream handed to the client side: it reads
+// from the backend, counts bytes, and on close returns the backend
+// connection to its pool (or drops it when the body was cut short) and
+// records the request.
+type exchange struct {
+	p     *Proxy
+	b     *backend
+	start time.Time
+	code  int
+	sent  countingReader
+	resp  *fasthttp.Response
+	body  io.Reader
+	recvd int64
+}
+
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+
+func acquireExchange(p *Proxy, b *backend, start time.Time) *exchange {
+	x := exchangePool.Get().(*exchange)
+	x.p, x.b, x.start = p, b, start
+	return x
+}
+
+func (x *exchange) release() {
+	*x = exchange{}
+	exchangePool.Put(x)
+}
+
+func (x *exchange) Read(b []byte) (int, error) {
+	n, err := x.body.Read(b)
+	x.recvd += int64(n)
+	return n, err
+}
+
+// CloseWithError is called by fasthttp once the body was written to the
+// client, or failed to be (err != nil: the backend connection is then not
+// reused).
+func (x *exchange) CloseWithError(err error) error {
+	if c, ok := x.body.(fasthttp.ReadCloserWithError); ok {
+		c.CloseWithError(err)
+	}
+	fasthttp.ReleaseResponse(x.resp)
+	x.finish(err)
+	return nil
+}
+
+func (x *exchange) finish(err error) {
+	x.b.member.End(uint64(x.sent.n + x.recvd))
+	x.b.metrics.Done(x.code, x.start, x.sent.n, x.recvd, true)
+	if err != nil {
+		x.b.metrics.Error(errorKind(err))
+	}
+	x.release()
+}

@@ -1,0 +1,288 @@
+// Package proxy is catherd's HTTP/1.1 front end: it accepts client requests,
+// asks the balancer for a member, forwards the request over a pooled
+// keep-alive connection and streams the response back. It is built on
+// fasthttp rather than net/http because the standard library's reverse
+// proxy costs about five times HAProxy's CPU per request on this class of
+// machine (see REFERENCE.md); bodies are still streamed, never buffered whole.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/catherd/catherd/session"
+	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/metrics"
+)
+
+// Options tune the proxy; see the flags of the same names in `catherd run`.
+type Options struct {
+	Sticky             session.Config
+	MaxAttempts        int
+	ConnectTimeout     time.Duration
+	BackendTimeout     time.Duration
+	BackendIdleTimeout time.Duration
+	MaxConnsPerBackend int
+	ClientTimeout      time.Duration
+	MaxHeaderBytes     int
+	MaxClientConns     int
+	// TrustForwardedFor appends to a client's X-Forwarded-For instead of
+	// replacing it.
+	TrustForwardedFor bool
+}
+
+// replayLimit is the largest request body kept in memory so that the
+// request can be sent again to another member after a failure. Larger or
+// chunked bodies are streamed and can only be retried if the failure came
+// before any byte was sent (a connect error).
+const replayLimit = 64 << 10
+
+// Proxy forwards client requests to the members of a pool.
+type Proxy struct {
+	pool     *balancer.Pool
+	backends []*backend // by member index
+	opts     Options
+	metrics  *metrics.Metrics
+	none     *metrics.Member
+	log      *slog.Logger
+	server   *fasthttp.Server
+}
+
+// New builds a proxy over pool; addrs[i] is the host:port of member i.
+func New(pool *balancer.Pool, addrs []string, m *metrics.Metrics, opts Options, log *slog.Logger) *Proxy {
+	p := &Proxy{pool: pool, opts: opts, metrics: m, none: m.Member(metrics.NoMember), log: log}
+	for i, mem := range pool.Members() {
+		p.backends = append(p.backends, newBackend(mem, addrs[i], m.Member(mem.Name), &opts))
+	}
+	p.server = &fasthttp.Server{
+		Handler:                       p.serve,
+		ErrorHandler:                  p.clientError,
+		Name:                          "",
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		NoDefaultDate:                 true,
+		DisableHeaderNamesNormalizing: false,
+		DisablePreParseMultipartForm:  true,
+		StreamRequestBody:             true,
+		ReadBufferSize:                opts.MaxHeaderBytes,
+		WriteBufferSize:               16 << 10,
+		Concurrency:                   opts.MaxClientConns,
+		CloseOnShutdown:               true,
+		TCPKeepalive:                  true,
+		Logger:                        fasthttpLogger{log},
+	}
+	return p
+}
+
+// Serve accepts clients on ln until Shutdown.
+func (p *Proxy) Serve(ln net.Listener) error {
+	return p.server.Serve(idleListener{Listener: ln, timeout: p.opts.ClientTimeout})
+}
+
+// Shutdown stops accepting clients and waits for requests in flight.
+func (p *Proxy) Shutdown() error { return p.server.Shutdown() }
+
+func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	req := &ctx.Request
+	var br balancer.Request
+	br.ClientIP = clientIP(ctx)
+	if id := p.sessionID(req); id != nil {
+		br.Route = p.opts.Sticky.Route(id)
+	}
+	if req.Header.ConnectionClose() {
+		ctx.Response.SetConnectionClose()
+	}
+	upgrade := isUpgrade(&req.Header)
+	var body []byte
+	if !upgrade && req.Header.ContentLength() >= 0 && req.Header.ContentLength() <= replayLimit {
+		body = req.Body() // small: keep it, so a retry can send it again
+	}
+	streamed := req.IsBodyStream() && body == nil
+
+	for attempt := 1; ; attempt++ {
+		m, outcome, err := p.pool.Pick(&br)
+		if err != nil {
+			p.refuse(ctx, start, err)
+			return
+		}
+		b := p.backends[m.Index]
+		if upgrade {
+			err = p.tunnel(ctx, b, start)
+		} else {
+			err = p.forward(ctx, b, body, streamed, start)
+		}
+		if err == nil {
+			p.metrics.Sticky(outcome)
+			return
+		}
+		kind := errorKind(err)
+		b.metrics.Error(kind)
+		if kind == metrics.ErrConnect {
+			p.pool.MarkError(m)
+			p.log.Warn("member unreachable", "member", m.Name, "addr", b.addr, "err", err)
+		}
+		br.Tried.Add(m.Index)
+		if attempt >= p.opts.MaxAttempts || !mayRetry(kind, &req.Header, streamed) {
+			p.metrics.Sticky(outcome)
+			p.fail(ctx, b, kind, start, err)
+			return
+		}
+		b.metrics.Retried()
+	}
+}
+
+// mayRetry says whether a request that failed with an error of kind may be
+// sent to another member. A connect error reached no backend, so any
+// request may move. A connection lost before the response may have reached
+// the backend: only an idempotent request whose body we still hold may go
+// again. Timeouts are never retried: the backend may still be working.
+func mayRetry(kind string, h *fasthttp.RequestHeader, streamed bool) bool {
+	switch kind {
+	case metrics.ErrConnect:
+		return true
+	case metrics.ErrReset:
+		return !streamed && isIdempotent(h)
+	}
+	return false
+}
+
+func isIdempotent(h *fasthttp.RequestHeader) bool {
+	return h.IsGet() || h.IsHead() || h.IsPut() || h.IsDelete() || h.IsOptions() || h.IsTrace()
+}
+
+// sessionID finds the session id in the cookie, then in the path parameter.
+func (p *Proxy) sessionID(req *fasthttp.Request) []byte {
+	if !p.opts.Sticky.Enabled() {
+		return nil
+	}
+	if id := p.opts.Sticky.FromCookieHeader(req.Header.Peek(fasthttp.HeaderCookie)); id != nil {
+		return id
+	}
+	return p.opts.Sticky.FromPath(req.Header.RequestURI())
+}
+
+func clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// forward sends the request to b and, on success, arranges for the
+// response to stream back to the client. It returns an error only when no
+// response byte has reached the client, so the caller may still answer.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, b *backend, body []byte, streamed bool, start time.Time) error {
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	ctx.Request.Header.CopyTo(&out.Header)
+	out.UseHostHeader = true
+	p.rewriteRequestHeader(ctx, &out.Header)
+	x := acquireExchange(p, b, start)
+	if streamed {
+		x.sent.r = ctx.RequestBodyStream()
+		out.SetBodyStream(&x.sent, ctx.Request.Header.ContentLength())
+	} else {
+		out.SetBodyRaw(body)
+		x.sent.n = int64(len(body))
+	}
+	b.member.Begin()
+	b.metrics.Begin()
+	resp := fasthttp.AcquireResponse()
+	if err := b.client.Do(out, resp); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		b.member.End(uint64(x.sent.n))
+		b.metrics.Done(0, start, x.sent.n, 0, true)
+		x.release()
+		return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
+	}
+	resp.Header.CopyTo(&ctx.Response.Header)
+	p.rewriteResponseHeader(ctx, b)
+	x.code = resp.StatusCode()
+	if stream := resp.BodyStream(); stream != nil {
+		x.resp, x.body = resp, stream
+		n := resp.Header.ContentLength()
+		if n < 0 {
+			n = -1 // chunked or close-delimited: chunk it to the client
+		}
+		ctx.Response.SetBodyStream(x, n)
+		return nil
+	}
+	fasthttp.ReleaseResponse(resp)
+	x.finish(nil)
+	return nil
+}
+
+// refuse answers a request no member could take.
+func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, start time.Time, err error) {
+	msg := "503 no backend available\n"
+	if errors.Is(err, balancer.ErrNoFailover) {
+		msg = "503 the member holding this session is unavailable\n"
+	}
+	p.plain(ctx, fasthttp.StatusServiceUnavailable, msg)
+	p.none.Done(fasthttp.StatusServiceUnavailable, start, 0, 0, false)
+}
+
+// fail answers a request whose last member failed.
+func (p *Proxy) fail(ctx *fasthttp.RequestCtx, b *backend, kind string, start time.Time, err error) {
+	code, msg := fasthttp.StatusBadGateway, "502 bad gateway\n"
+	switch kind {
+	case metrics.ErrConnect:
+		code, msg = fasthttp.StatusServiceUnavailable, "503 no backend available\n"
+	case metrics.ErrTimeout:
+		code, msg = fasthttp.StatusGatewayTimeout, "504 gateway timeout\n"
+	}
+	p.log.Warn("request failed", "member", b.member.Name, "kind", kind, "method", string(ctx.Method()), "uri", string(ctx.RequestURI()), "err", err)
+	p.plain(ctx, code, msg)
+	// The member's metrics already counted the failure; the client's
+	// answer is counted under no member.
+	p.none.Done(code, start, 0, 0, false)
+}
+
+func (p *Proxy) plain(ctx *fasthttp.RequestCtx, code int, msg string) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(msg)
+}
+
+// clientError answers requests fasthttp could not parse: 431 when the head
+// outgrew --max-header-bytes, 408 on a timeout, 400 otherwise.
+func (p *Proxy) clientError(ctx *fasthttp.RequestCtx, err error) {
+	code, msg := fasthttp.StatusBadRequest, "400 bad request\n"
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "431 request header fields too large\n"
+	case isTimeout(err):
+		code, msg = fasthttp.StatusRequestTimeout, "408 request timeout\n"
+	}
+	p.plain(ctx, code, msg)
+	ctx.SetConnectionClose()
+	p.none.Done(code, time.Now(), 0, 0, false)
+}
+
+// countingReader counts the request body bytes sent to a backend.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
