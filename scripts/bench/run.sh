@@ -74,12 +74,14 @@ done
 WORK=$(mktemp -d /tmp/catherd-bench.XXXXXX)
 chmod 755 "$WORK" # nginx/apache workers drop to nobody/www-data and must read it
 PIDS=()           # every server PID we started (masters; they take their workers along)
+WRK_PID=""        # the wrk currently running, if any
 RIG_UP=0
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	local p
+	[ -n "$WRK_PID" ] && kill -TERM "$WRK_PID" 2>/dev/null
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for _ in $(seq 50); do
 		local alive=0
@@ -164,6 +166,18 @@ cpu_ticks() {
 		END { print s + 0 }'
 }
 HZ=$(getconf CLK_TCK)
+BACKEND_PIDS="" # backend server PIDs we can account (our nginx, or the rig's JVMs)
+
+# backend_ticks: CPU ticks of all backend process trees.
+backend_ticks() {
+	local s=0 p
+	for p in $BACKEND_PIDS; do s=$((s + $(cpu_ticks "$p"))); done
+	echo $s
+}
+# self_child_ticks: cutime+cstime of this shell = everything it ran and reaped (wrk).
+self_child_ticks() { awk '{sub(/^.*\) /, ""); split($0, f, " "); print f[14] + f[15]}' /proc/$$/stat; }
+# box_ticks: "busy total" over all CPUs from /proc/stat.
+box_ticks() { awk '/^cpu / {b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat; }
 
 cat >"$WORK/report.lua" <<'EOF'
 done = function(summary, latency, requests)
@@ -186,7 +200,10 @@ if [ "$TOMCAT" = 1 ]; then
 		export CTH_RIG_DIR=$WORK/rig
 		log "starting Tomcat rig: $RIG up --nodes ${#BNAMES[@]} (dir $CTH_RIG_DIR)"
 		RIG_UP=1
-		"$RIG" up --nodes "${#BNAMES[@]}" >&2 || die "tomcat-rig up failed"
+		"$RIG" up --nodes "${#BNAMES[@]}" >"$WORK/rig-up.txt" || die "tomcat-rig up failed"
+		cat "$WORK/rig-up.txt" >&2
+		# `up` prints "nodeI IP HTTP AJP PID": keep the JVM PIDs for backend CPU accounting.
+		BACKEND_PIDS=$(awk '$1 ~ /^node[0-9]+$/ && $NF ~ /^[0-9]+$/ {print $NF}' "$WORK/rig-up.txt")
 	fi
 elif [ -z "${BENCH_BACKENDS:-}" ]; then
 	mkdir -p "$WORK/www"
@@ -222,6 +239,7 @@ http {
 }
 EOF
 		start "backend$i" "$d/stderr.log" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
+		BACKEND_PIDS="$BACKEND_PIDS $(eval echo "\$PID_backend$i")"
 	done
 fi
 
@@ -364,7 +382,7 @@ if want catherd; then
 		echo "$CATHERD ${cargs[*]}" >"$d/cmdline"
 		start catherd "$d/stderr.log" "$CATHERD" "${cargs[@]}"
 		ACTIVE+=(catherd)
-		LABEL[catherd]="catherd $(git rev-parse --short HEAD 2>/dev/null || true)"
+		LABEL[catherd]="catherd $(git describe --always --dirty 2>/dev/null || true)"
 	elif [ "${BENCH_ALLOW_MISSING:-0}" = 1 ]; then
 		echo "run.sh: NOTE: catherd binary '$CATHERD' not found; skipping catherd (BENCH_ALLOW_MISSING=1)" >&2
 	else
@@ -384,6 +402,18 @@ ORDER+=("${ACTIVE[@]}")
 log "front ends up: ${ACTIVE[*]:-none}; order per round: ${ORDER[*]}"
 
 # ---------------------------------------------------------------- load
+# run_wrk OUTFILE ARGS...: wrk in the background + wait, so INT/TERM interrupt at once
+# (a foreground child would delay the trap until wrk ends). Returns wrk's status.
+run_wrk() {
+	local outf=$1 rc=0
+	shift
+	wrk "$@" >"$outf" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID" || rc=$?
+	WRK_PID=""
+	return $rc
+}
+
 # measure FE ROUND: warm-up, then one measured run; appends a line to $WORK/results.
 measure() {
 	local fe=$1 r=$2 url pid="" before=0 after=0 out
@@ -394,13 +424,20 @@ measure() {
 		pid=$(eval echo "\$PID_$fe")
 	fi
 	if [ "$WARMUP" -gt 0 ]; then
-		wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
+		run_wrk "$WORK/warmup.txt" -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$url" || true
 	fi
+	local be0 be1 w0 w1 box0 box1
 	[ -n "$pid" ] && before=$(cpu_ticks "$pid")
-	out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/report.lua" "$url" 2>&1) ||
-		{ echo "$out" >&2; die "wrk failed against $fe ($url)"; }
+	be0=$(backend_ticks)
+	w0=$(self_child_ticks)
+	box0=$(box_ticks)
+	run_wrk "$WORK/wrk-$fe-r$r.txt" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/report.lua" "$url" ||
+		{ cat "$WORK/wrk-$fe-r$r.txt" >&2; die "wrk failed against $fe ($url)"; }
+	out=$(cat "$WORK/wrk-$fe-r$r.txt")
+	box1=$(box_ticks)
+	w1=$(self_child_ticks)
+	be1=$(backend_ticks)
 	[ -n "$pid" ] && after=$(cpu_ticks "$pid")
-	echo "$out" >"$WORK/wrk-$fe-r$r.txt"
 	local line
 	line=$(grep '^BENCH ' <<<"$out") || { echo "$out" >&2; die "no wrk summary for $fe"; }
 	# shellcheck disable=SC2086
@@ -417,9 +454,18 @@ measure() {
 	else
 		cpu=NA
 	fi
-	echo "$fe $r $rps $p50_us $p99_us $cpu $errors" >>"$WORK/results"
-	printf '   round %d %-8s %8s req/s  p50 %6s us  p99 %6s us  cpu %6s us/req  errors %s\n' \
-		"$r" "$fe" "$rps" "$p50_us" "$p99_us" "$cpu" "$errors" >&2
+	# Diagnostics: backends' and wrk's CPU per request, and the share of the box used by
+	# processes that are not part of this benchmark ("other": noise from neighbours).
+	local becpu wcpu other idle
+	becpu=$(awk -v t=$((be1 - be0)) -v hz="$HZ" -v n="$requests" 'BEGIN{printf "%.1f", t / hz * 1e6 / n}')
+	wcpu=$(awk -v t=$((w1 - w0)) -v hz="$HZ" -v n="$requests" 'BEGIN{printf "%.1f", t / hz * 1e6 / n}')
+	read -r other idle < <(awk -v a="$box0" -v b="$box1" -v fe=$((after - before)) -v be=$((be1 - be0)) \
+		-v w=$((w1 - w0)) 'BEGIN{split(a, x, " "); split(b, y, " "); busy = y[1] - x[1]; tot = y[2] - x[2]
+		if (tot <= 0) tot = 1; o = (busy - fe - be - w) / tot * 100; if (o < 0) o = 0
+		printf "%.0f %.0f\n", o, (tot - busy) / tot * 100}')
+	echo "$fe $r $rps $p50_us $p99_us $cpu $errors $becpu $wcpu $other $idle" >>"$WORK/results"
+	printf '   round %d %-8s %7s req/s  p50 %5s us  p99 %6s us  cpu %6s us/req  (backends %5s, wrk %4s us/req; box idle %2s%%, other %2s%%) errors %s\n' \
+		"$r" "$fe" "$rps" "$p50_us" "$p99_us" "$cpu" "$becpu" "$wcpu" "$idle" "$other" "$errors" >&2
 }
 
 : >"$WORK/results"
@@ -441,6 +487,9 @@ for fe in "${ORDER[@]}"; do
 	fi
 done
 
+OTHER_MED=$(awk '{print $10}' "$WORK/results" | median)
+OTHER_MAX=$(awk 'BEGIN{m = 0} $10 > m {m = $10} END{print m}' "$WORK/results")
+
 fmt_ms() { awk -v u="$1" 'BEGIN{ if (u == "NA") print "NA"; else printf "%.2f ms", u / 1000 }'; }
 fmt_ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "NA" || b == "NA" || b == 0) print "n/a"; else printf "%.2fx", a / b }'; }
 
@@ -452,6 +501,8 @@ if [ "$TOMCAT" = 1 ]; then phase="Tomcat 10 backends"; else phase="static nginx 
 	echo "Load: \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency\` (+${WARMUP}s warm-up), $ROUNDS interleaved round(s), median shown."
 	echo "Command: \`BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS scripts/bench/run.sh$([ "$TOMCAT" = 1 ] && echo ' --tomcat')\`"
 	echo "CPU us/req = front end's utime+stime (all processes/threads) during the run / requests."
+	echo "Box CPU used by processes outside the benchmark during the runs: median ${OTHER_MED}%, max ${OTHER_MAX}%$(
+		awk -v m="$OTHER_MAX" 'BEGIN{ if (m > 10) print " - NOISY, rerun on a quiet box" }')."
 	echo
 	echo "| front end | req/s | p50 | p99 | CPU us/req |"
 	echo "|---|---:|---:|---:|---:|"
@@ -463,7 +514,7 @@ if [ "$TOMCAT" = 1 ]; then phase="Tomcat 10 backends"; else phase="static nginx 
 		echo "| catherd vs | throughput (catherd/peer) | CPU per request (catherd/peer) |"
 		echo "|---|---:|---:|"
 		for fe in "${ORDER[@]}"; do
-			[ "$fe" = catherd ] && continue
+			[ "$fe" = catherd ] || [ "$fe" = direct ] && continue
 			echo "| ${LABEL[$fe]} | $(fmt_ratio "${M_RPS[catherd]}" "${M_RPS[$fe]}") | $(fmt_ratio "${M_CPU[catherd]}" "${M_CPU[$fe]}") |"
 		done
 	else

@@ -1,0 +1,93 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/catherd/catherd/userspace/balancer"
+)
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]string{"--backend", "n1=http://10.0.0.1:8080", "--backend", "n2=http://10.0.0.2"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Listen) != 1 || c.Listen[0] != ":8080" {
+		t.Errorf("listen %v", c.Listen)
+	}
+	if c.Sticky.CookieName != "JSESSIONID" || c.Sticky.PathParam != "jsessionid" || c.Sticky.Separator != '.' {
+		t.Errorf("sticky %+v", c.Sticky)
+	}
+	if c.MaxAttempts != 2 {
+		t.Errorf("max attempts %d, want one per member", c.MaxAttempts)
+	}
+	if c.Backends[1].Addr != "10.0.0.2:80" || c.Backends[1].Route != "n2" {
+		t.Errorf("backend %+v", c.Backends[1])
+	}
+}
+
+func TestParseBackendOptions(t *testing.T) {
+	b, err := ParseBackend("tc1=http://[::1]:8080,route=tomcat1,weight=5,status=+H")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Backend{Name: "tc1", Scheme: "http", Addr: "[::1]:8080", Route: "tomcat1", Weight: 5, Flags: balancer.Standby}
+	if b != want {
+		t.Fatalf("got %+v, want %+v", b, want)
+	}
+}
+
+func TestParseErrorsNameTheFlag(t *testing.T) {
+	ok := "--backend=a=http://127.0.0.1:1"
+	tests := []struct {
+		args []string
+		flag string
+	}{
+		{[]string{ok, "--nosuch"}, "nosuch"},
+		{[]string{}, "--backend"},
+		{[]string{"--backend", "a"}, "--backend"},
+		{[]string{"--backend", "a=ajp://h:8009"}, "--backend"},
+		{[]string{"--backend", "a=http://h:1/path"}, "--backend"},
+		{[]string{"--backend", "a=http://h:1,weight=0"}, "--backend"},
+		{[]string{"--backend", "a=http://h:1,status=+X"}, "--backend"},
+		{[]string{"--backend", "a=http://h:1,color=red"}, "--backend"},
+		{[]string{ok, "--backend", "a=http://h:2"}, "--backend"},                                          // duplicate name
+		{[]string{"--backend", "a=http://h:1,route=r", "--backend", "b=http://h:2,route=r"}, "--backend"}, // duplicate route
+		{[]string{ok, "--lbmethod", "random"}, "--lbmethod"},
+		{[]string{ok, "--sticky", "a b"}, "--sticky"},
+		{[]string{ok, "--sticky-separator", ".."}, "--sticky-separator"},
+		{[]string{ok, "--listen", "nocolon"}, "--listen"},
+		{[]string{ok, "--retry", "-1s"}, "--retry"},
+		{[]string{ok, "--connect-timeout", "0s"}, "--connect-timeout"},
+		{[]string{ok, "--max-header-bytes", "10"}, "--max-header-bytes"},
+		{[]string{ok, "--max-attempts", "-1"}, "--max-attempts"},
+		{[]string{ok, "extra"}, "extra"},
+	}
+	for _, tt := range tests {
+		_, err := Parse(tt.args, nil)
+		var fe *FlagError
+		if !errors.As(err, &fe) {
+			t.Errorf("%v: got %v, want a FlagError", tt.args, err)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tt.flag) || strings.Contains(msg, "\n") {
+			t.Errorf("%v: error %q should be one line naming %s", tt.args, msg, tt.flag)
+		}
+	}
+}
+
+func TestHelpListsEveryFlagWithDefault(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := Parse([]string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("got %v", err)
+	}
+	for _, want := range []string{"--listen", "--backend", "--sticky ", "--lbmethod", "--nofailover", "--max-attempts",
+		"--retry", "--metrics", "(default 1m0s)", "(default byrequests)", `(default JSESSIONID|jsessionid)`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
