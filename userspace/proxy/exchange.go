@@ -14,7 +14,6 @@ import (
 // connection to its pool (or drops it when the body was cut short) and
 // records the request.
 type exchange struct {
-	p     *Proxy
 	b     *backend
 	start time.Time
 	code  int
@@ -26,9 +25,9 @@ type exchange struct {
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
-func acquireExchange(p *Proxy, b *backend, start time.Time) *exchange {
+func acquireExchange(b *backend, start time.Time) *exchange {
 	x := exchangePool.Get().(*exchange)
-	x.p, x.b, x.start = p, b, start
+	x.b, x.start = b, start
 	return x
 }
 

@@ -55,24 +55,24 @@ func headerHasToken(v []byte, token string) bool {
 // rewriteRequestHeader turns the client's request head into the one sent to
 // a member: hop-by-hop headers removed, X-Forwarded-* set, and Expect
 // dropped (the client already got its 100 Continue from us).
-func (p *Proxy) rewriteRequestHeader(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader) {
+func (p *Proxy) rewriteRequestHeader(c *call, h *fasthttp.RequestHeader) {
 	upgrade := isUpgrade(h)
 	delHopHeaders(h.Peek(fasthttp.HeaderConnection), h.Del, upgrade)
 	h.ResetConnectionClose()
 	h.Del(fasthttp.HeaderExpect)
 
-	ip := clientIP(ctx).String()
+	var buf [128]byte
+	xff := buf[:0]
 	if prior := h.Peek(fasthttp.HeaderXForwardedFor); p.opts.TrustForwardedFor && len(prior) > 0 {
-		h.Set(fasthttp.HeaderXForwardedFor, string(prior)+", "+ip)
-	} else {
-		h.Set(fasthttp.HeaderXForwardedFor, ip)
+		xff = append(append(xff, prior...), ", "...)
 	}
+	h.SetBytesV(fasthttp.HeaderXForwardedFor, c.clientIP.AppendTo(xff))
 	proto := "http"
-	if ctx.IsTLS() {
+	if c.ctx.IsTLS() {
 		proto = "https"
 	}
 	h.Set("X-Forwarded-Proto", proto)
-	h.SetBytesV("X-Forwarded-Host", ctx.Request.Header.Host())
+	h.SetBytesV("X-Forwarded-Host", c.ctx.Request.Header.Host())
 }
 
 // rewriteResponseHeader removes hop-by-hop headers from a member's response

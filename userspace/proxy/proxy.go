@@ -89,11 +89,19 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // Shutdown stops accepting clients and waits for requests in flight.
 func (p *Proxy) Shutdown() error { return p.server.Shutdown() }
 
+// call is one client request while catherd looks for a member to serve it.
+type call struct {
+	ctx      *fasthttp.RequestCtx
+	start    time.Time
+	clientIP netip.Addr
+	body     []byte // the request body when small enough to send again
+	streamed bool   // the body is streamed from the client: no replay
+}
+
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	c := call{ctx: ctx, start: time.Now(), clientIP: clientIP(ctx)}
 	req := &ctx.Request
-	var br balancer.Request
-	br.ClientIP = clientIP(ctx)
+	br := balancer.Request{ClientIP: c.clientIP}
 	if id := p.sessionID(req); id != nil {
 		br.Route = p.opts.Sticky.Route(id)
 	}
@@ -101,23 +109,22 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.SetConnectionClose()
 	}
 	upgrade := isUpgrade(&req.Header)
-	var body []byte
 	if !upgrade && req.Header.ContentLength() >= 0 && req.Header.ContentLength() <= replayLimit {
-		body = req.Body() // small: keep it, so a retry can send it again
+		c.body = req.Body() // small: keep it, so a retry can send it again
 	}
-	streamed := req.IsBodyStream() && body == nil
+	c.streamed = req.IsBodyStream() && c.body == nil
 
 	for attempt := 1; ; attempt++ {
 		m, outcome, err := p.pool.Pick(&br)
 		if err != nil {
-			p.refuse(ctx, start, err)
+			p.refuse(&c, err)
 			return
 		}
 		b := p.backends[m.Index]
 		if upgrade {
-			err = p.tunnel(ctx, b, start)
+			err = p.tunnel(&c, b)
 		} else {
-			err = p.forward(ctx, b, body, streamed, start)
+			err = p.forward(&c, b)
 		}
 		if err == nil {
 			p.metrics.Sticky(outcome)
@@ -130,9 +137,9 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 			p.log.Warn("member unreachable", "member", m.Name, "addr", b.addr, "err", err)
 		}
 		br.Tried.Add(m.Index)
-		if attempt >= p.opts.MaxAttempts || !mayRetry(kind, &req.Header, streamed) {
+		if attempt >= p.opts.MaxAttempts || !mayRetry(kind, &req.Header, c.streamed) {
 			p.metrics.Sticky(outcome)
-			p.fail(ctx, b, kind, start, err)
+			p.fail(&c, b, kind, err)
 			return
 		}
 		b.metrics.Retried()
@@ -179,19 +186,20 @@ func clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
 // forward sends the request to b and, on success, arranges for the
 // response to stream back to the client. It returns an error only when no
 // response byte has reached the client, so the caller may still answer.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, b *backend, body []byte, streamed bool, start time.Time) error {
+func (p *Proxy) forward(c *call, b *backend) error {
+	ctx := c.ctx
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	ctx.Request.Header.CopyTo(&out.Header)
 	out.UseHostHeader = true
-	p.rewriteRequestHeader(ctx, &out.Header)
-	x := acquireExchange(p, b, start)
-	if streamed {
+	p.rewriteRequestHeader(c, &out.Header)
+	x := acquireExchange(b, c.start)
+	if c.streamed {
 		x.sent.r = ctx.RequestBodyStream()
 		out.SetBodyStream(&x.sent, ctx.Request.Header.ContentLength())
 	} else {
-		out.SetBodyRaw(body)
-		x.sent.n = int64(len(body))
+		out.SetBodyRaw(c.body)
+		x.sent.n = int64(len(c.body))
 	}
 	b.member.Begin()
 	b.metrics.Begin()
@@ -199,7 +207,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, b *backend, body []byte, strea
 	if err := b.client.Do(out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		b.member.End(uint64(x.sent.n))
-		b.metrics.Done(0, start, x.sent.n, 0, true)
+		b.metrics.Done(0, c.start, x.sent.n, 0, true)
 		x.release()
 		return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
 	}
@@ -221,17 +229,17 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, b *backend, body []byte, strea
 }
 
 // refuse answers a request no member could take.
-func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, start time.Time, err error) {
+func (p *Proxy) refuse(c *call, err error) {
 	msg := "503 no backend available\n"
 	if errors.Is(err, balancer.ErrNoFailover) {
 		msg = "503 the member holding this session is unavailable\n"
 	}
-	p.plain(ctx, fasthttp.StatusServiceUnavailable, msg)
-	p.none.Done(fasthttp.StatusServiceUnavailable, start, 0, 0, false)
+	p.plain(c.ctx, fasthttp.StatusServiceUnavailable, msg)
+	p.none.Done(fasthttp.StatusServiceUnavailable, c.start, 0, 0, false)
 }
 
 // fail answers a request whose last member failed.
-func (p *Proxy) fail(ctx *fasthttp.RequestCtx, b *backend, kind string, start time.Time, err error) {
+func (p *Proxy) fail(c *call, b *backend, kind string, err error) {
 	code, msg := fasthttp.StatusBadGateway, "502 bad gateway\n"
 	switch kind {
 	case metrics.ErrConnect:
@@ -239,11 +247,11 @@ func (p *Proxy) fail(ctx *fasthttp.RequestCtx, b *backend, kind string, start ti
 	case metrics.ErrTimeout:
 		code, msg = fasthttp.StatusGatewayTimeout, "504 gateway timeout\n"
 	}
-	p.log.Warn("request failed", "member", b.member.Name, "kind", kind, "method", string(ctx.Method()), "uri", string(ctx.RequestURI()), "err", err)
-	p.plain(ctx, code, msg)
+	p.log.Warn("request failed", "member", b.member.Name, "kind", kind, "method", string(c.ctx.Method()), "uri", string(c.ctx.RequestURI()), "err", err)
+	p.plain(c.ctx, code, msg)
 	// The member's metrics already counted the failure; the client's
 	// answer is counted under no member.
-	p.none.Done(code, start, 0, 0, false)
+	p.none.Done(code, c.start, 0, 0, false)
 }
 
 func (p *Proxy) plain(ctx *fasthttp.RequestCtx, code int, msg string) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -14,14 +13,15 @@ import (
 // to the member over a fresh connection, reads the member's answer, and
 // then splices client and member together until either side closes. An
 // error is returned only while the client can still get a 502/503.
-func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *backend, start time.Time) error {
+func (p *Proxy) tunnel(c *call, b *backend) error {
+	ctx := c.ctx
 	conn, err := b.dial()
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
 	}
 	var head fasthttp.RequestHeader
 	ctx.Request.Header.CopyTo(&head)
-	p.rewriteRequestHeader(ctx, &head)
+	p.rewriteRequestHeader(c, &head)
 	br := bufio.NewReader(conn)
 	var resp fasthttp.ResponseHeader
 	if _, err = conn.Write(head.Header()); err == nil {
@@ -62,7 +62,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, b *backend, start time.Time) er
 			<-done
 		}
 		b.member.End(uint64(up + down))
-		b.metrics.Done(code, start, up, down, true)
+		b.metrics.Done(code, c.start, up, down, true)
 	})
 	return nil
 }
