@@ -142,6 +142,10 @@ func (mm *Member) Done(code int, start time.Time, sent, received int64, begun bo
 	}
 }
 
+// Abort ends a request begun with Begin that got no response from the
+// member; Error says why.
+func (mm *Member) Abort() { mm.active.Dec() }
+
 // Error counts a failed exchange of the given kind.
 func (mm *Member) Error(kind string) { mm.errors.WithLabelValues(mm.name, kind).Inc() }
 

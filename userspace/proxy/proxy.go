@@ -207,7 +207,7 @@ func (p *Proxy) forward(c *call, b *backend) error {
 	if err := b.client.Do(out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		b.member.End(uint64(x.sent.n))
-		b.metrics.Done(0, c.start, x.sent.n, 0, true)
+		b.metrics.Abort()
 		x.release()
 		return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
 	}

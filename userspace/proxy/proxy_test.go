@@ -514,3 +514,36 @@ func TestBadClientRequests(t *testing.T) {
 		t.Error("a bad request reached the backend")
 	}
 }
+
+func TestBodilessResponsesKeepTheirHeaders(t *testing.T) {
+	a := newNamedBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/304":
+			w.Header().Set("ETag", `"v1"`)
+			w.WriteHeader(304)
+		case "/204":
+			w.WriteHeader(204)
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			w.Header().Set("Content-Length", "1234")
+			if r.Method != "HEAD" {
+				w.Write(bytes.Repeat([]byte("x"), 1234))
+			}
+		}
+	})
+	r := startRig(t, rigOptions{}, a.spec())
+	resp, body := r.do("HEAD", "/page", nil)
+	if resp.StatusCode != 200 || resp.ContentLength != 1234 || body != "" || resp.Header.Get("Content-Type") != "text/html" {
+		t.Errorf("HEAD: %d length %d body %q type %q", resp.StatusCode, resp.ContentLength, body, resp.Header.Get("Content-Type"))
+	}
+	if resp, _ := r.do("GET", "/304", nil); resp.StatusCode != 304 || resp.Header.Get("ETag") != `"v1"` {
+		t.Errorf("304: %d etag %q", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	if resp, _ := r.do("GET", "/204", nil); resp.StatusCode != 204 {
+		t.Errorf("204: %d", resp.StatusCode)
+	}
+	// The connection still works after bodiless responses.
+	if resp, body := r.do("GET", "/page", nil); resp.StatusCode != 200 || len(body) != 1234 {
+		t.Errorf("GET after: %d %d bytes", resp.StatusCode, len(body))
+	}
+}
