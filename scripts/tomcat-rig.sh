@@ -20,7 +20,10 @@
 # `up` prints one line per node:  nodeI 10.77.0.(10+i) 8080 8009 PID
 #
 # DIR defaults to $CTH_RIG_DIR or /tmp/catherd-rig; its state file DIR/rig.env lets the
-# other subcommands find nodes. `down` deletes DIR only if `up` created it
+# other subcommands find nodes. The bridge, namespace names and addresses are host-wide, so
+# only one rig can be up at a time: `up` claims the host (/run/lock/catherd-rig.owner) and
+# waits up to $CTH_RIG_WAIT seconds (default 180) for another live rig to go down, and
+# `down` never touches a network owned by another live rig. `down` deletes DIR only if `up` created it
 # (set CTH_RIG_KEEP=1 to keep it, e.g. to read the logs). Extra JVM flags: $CTH_RIG_JAVA_OPTS.
 #
 # Traffic: only to the node addresses in our own namespaces (and multicast inside the bridge).
@@ -40,6 +43,9 @@ readonly MCAST_PORT=45564
 readonly REPL_PORT=4000
 readonly UP_TIMEOUT=${CTH_RIG_UP_TIMEOUT:-90} # seconds, whole `up` / `start` wait
 readonly MAX_NODES=9                         # keeps names/addresses simple (node1..node9)
+readonly LOCK_DIR=/run/lock
+readonly OWNER_FILE=$LOCK_DIR/catherd-rig.owner # "DIR PID-of-up" of the rig that owns the host
+readonly LOCK_FILE=$LOCK_DIR/catherd-rig.lock   # flock'ed while reading/writing OWNER_FILE
 
 DIR=${CTH_RIG_DIR:-/tmp/catherd-rig}
 NODES=3
@@ -113,15 +119,22 @@ load_state() {
 # processes
 # ---------------------------------------------------------------------------
 
+# is_live_java PID: the process exists, is a java and is not a zombie. (Killed JVMs are
+# reparented to init, which may reap them only much later.)
+is_live_java() {
+	local stat
+	[[ $1 =~ ^[0-9]+$ ]] || return 1
+	stat=$(cat /proc/"$1"/stat 2>/dev/null) || return 1
+	# /proc/PID/stat: "PID (comm) STATE ..."
+	[[ $stat == "$1 (java) "* ]] && [[ $stat != "$1 (java) Z"* ]]
+}
+
 # node_pid I: PID from DIR/nodeI.pid if that process is still a live java, else empty.
 node_pid() {
 	local f=$DIR/node$1.pid pid
 	[ -f "$f" ] || return 0
 	pid=$(cat "$f")
-	[[ $pid =~ ^[0-9]+$ ]] || return 0
-	if [ -d /proc/"$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = java ]; then
-		echo "$pid"
-	fi
+	if is_live_java "$pid"; then echo "$pid"; fi
 }
 
 # wait_gone PID SECONDS: bounded wait for a killed process to disappear.
@@ -143,6 +156,78 @@ kill_pid() {
 }
 
 # ---------------------------------------------------------------------------
+# host ownership: one rig at a time (names and addresses are host-wide)
+# ---------------------------------------------------------------------------
+
+# live_owner: prints the DIR of the rig owning the host if it is alive (its `up` is still
+# running, or one of its nodes is), nothing otherwise (no owner, or a stale one).
+live_owner() {
+	local odir opid f pid
+	[ -f "$OWNER_FILE" ] || return 0
+	read -r odir opid <"$OWNER_FILE" || true
+	[ -n "${odir:-}" ] || return 0
+	if [[ ${opid:-} =~ ^[0-9]+$ ]] && [ -d /proc/"$opid" ]; then
+		echo "$odir"
+		return 0
+	fi
+	for f in "$odir"/node*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		if is_live_java "$pid"; then
+			echo "$odir"
+			return 0
+		fi
+	done
+}
+
+# claim_host: make DIR the owner unless another live rig owns the host. Returns 1 (and sets
+# OTHER_OWNER) if it does.
+claim_host() {
+	local other
+	exec 9>"$LOCK_FILE"
+	flock -w 10 9 || die "could not lock $LOCK_FILE"
+	other=$(live_owner)
+	if [ -n "$other" ] && [ "$other" != "$DIR" ]; then
+		OTHER_OWNER=$other
+		exec 9>&-
+		return 1
+	fi
+	echo "$DIR $$" >"$OWNER_FILE"
+	exec 9>&-
+}
+
+# owns_host: DIR owns the host, or nobody live does (so cleaning the network is safe).
+owns_host() {
+	local other
+	other=$(live_owner)
+	[ -z "$other" ] || [ "$other" = "$DIR" ]
+}
+
+release_host() {
+	local odir _
+	[ -f "$OWNER_FILE" ] || return 0
+	read -r odir _ <"$OWNER_FILE" || true
+	if [ "${odir:-}" = "$DIR" ] || [ -z "$(live_owner)" ]; then rm -f "$OWNER_FILE"; fi
+}
+
+wait_for_host() {
+	local wait=${CTH_RIG_WAIT:-180} t0 said=0
+	t0=$(date +%s)
+	OTHER_OWNER=""
+	until claim_host; do
+		if [ "$said" = 0 ]; then
+			log "another rig is up (dir $OTHER_OWNER); waiting up to ${wait}s for it to go down"
+			said=1
+		fi
+		if [ $(($(date +%s) - t0)) -ge "$wait" ]; then
+			die "another rig is still up (dir $OTHER_OWNER); stop it with: $0 down --dir $OTHER_OWNER"
+		fi
+		sleep 1
+	done
+	# Once `up` has exited, its running nodes keep the claim alive (see live_owner).
+}
+
+# ---------------------------------------------------------------------------
 # network
 # ---------------------------------------------------------------------------
 
@@ -152,7 +237,7 @@ net_cleanup() {
 	local ns pid link
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^cth-node[0-9]+$' || true); do
 		for pid in $(ip netns pids "$ns" 2>/dev/null || true); do
-			log "killing leftover PID $pid in netns $ns"
+			log "killing leftover PID $pid ($(cat /proc/"$pid"/comm 2>/dev/null)) in netns $ns"
 			kill_pid "$pid"
 		done
 		ip netns del "$ns" 2>/dev/null || true
@@ -359,7 +444,7 @@ start_node() {
 	# so that node_pid, which insists on comm=java, sees it.
 	local k
 	for ((k = 0; k < 100; k++)); do
-		[ "$(cat /proc/"$pid"/comm 2>/dev/null)" = java ] && return 0
+		is_live_java "$pid" && return 0
 		[ -d /proc/"$pid" ] || break
 		sleep 0.05
 	done
@@ -397,7 +482,8 @@ wait_ready() {
 			pid=$(node_pid "$i")
 			if [ -z "$pid" ]; then
 				tail -n 30 "$DIR/node$i/logs/catalina.out" >&2 || true
-				die "node$i: JVM exited during startup (log: $DIR/node$i/logs/catalina.out)"
+				pid=$(cat "$DIR/node$i.pid" 2>/dev/null || true)
+				die "node$i: JVM (PID $pid: $(tr '\0' ' ' <"/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1-3 || echo gone)) exited during startup (log: $DIR/node$i/logs/catalina.out)"
 			fi
 			if node_ready "$i"; then
 				if [ "$CLUSTER" = 1 ]; then
@@ -493,7 +579,13 @@ cmd_down() {
 		if [ -n "$pid" ]; then kill_pid "$pid"; fi
 		rm -f "$f"
 	done
-	net_cleanup
+	# The network names are host-wide: leave them alone if another live rig owns them.
+	if owns_host; then
+		net_cleanup
+		release_host
+	else
+		log "not removing namespaces/bridge: they belong to the rig in $(live_owner)"
+	fi
 	if [ "${CTH_RIG_KEEP:-0}" = 1 ]; then
 		log "CTH_RIG_KEEP=1: keeping $DIR"
 	elif [ "$OWN_DIR" = 1 ]; then
@@ -507,10 +599,12 @@ cmd_down() {
 cmd_up() {
 	preflight
 	local t0 i
+	wait_for_host
 	t0=$(now_ms)
-	# Leftovers with our names (a previous run that died) go first.
+	# Leftovers with our names (a previous run that died) go first; nobody live owns them.
 	if [ -f "$(state_file)" ]; then
 		(NODES=$NODES CLUSTER=$CLUSTER cmd_down)
+		claim_host || die "lost the host to the rig in $OTHER_OWNER"
 	fi
 	net_cleanup
 	OWN_DIR=0

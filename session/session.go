@@ -138,11 +138,18 @@ func (c Config) FromCookieHeader(header []byte) []byte {
 // Route returns the route embedded in a session id: the text after the first
 // separator, or nil when there is none.
 func (c Config) Route(id []byte) []byte {
+	_, route := c.Split(id)
+	return route
+}
+
+// Split cuts a session id at the first separator into the key that names
+// the session whatever node holds it, and the route (nil when absent).
+func (c Config) Split(id []byte) (key, route []byte) {
 	i := bytes.IndexByte(id, c.Separator)
 	if i < 0 || i == len(id)-1 {
-		return nil
+		return id, nil
 	}
-	return id[i+1:]
+	return id[:i], id[i+1:]
 }
 
 func cutByte(s []byte, sep byte) (before, after []byte, found bool) {

@@ -89,7 +89,9 @@ func TestTomcatClusterStickyAndFailover(t *testing.T) {
 		}
 	})
 	tRig := time.Now()
-	out, err := tcRun(150*time.Second, "bash", rig, "up", "--nodes", strconv.Itoa(tcNodes), "--cluster", "--dir", rigDir)
+	// 300 s: the rig itself gives up after 90 s, but first waits (up to 180 s) for
+	// another rig on this host (e.g. a benchmark) to go down.
+	out, err := tcRun(300*time.Second, "bash", rig, "up", "--nodes", strconv.Itoa(tcNodes), "--cluster", "--dir", rigDir)
 	if err != nil {
 		t.Fatalf("rig up: %v\n%s", err, out)
 	}

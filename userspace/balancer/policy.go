@@ -182,7 +182,11 @@ func newRendezvous(members []*Member) *rendezvous {
 
 func (p *rendezvous) Pick(members []*Member, candidates *Set, r *Request) *Member {
 	a := r.ClientIP.As16()
-	key := hashBytes(a[:])
+	return p.pickKey(members, candidates, hashBytes(a[:]))
+}
+
+// pickKey returns the candidate with the highest weighted score for key.
+func (p *rendezvous) pickKey(members []*Member, candidates *Set, key uint64) *Member {
 	var best *Member
 	bestScore := math.Inf(-1)
 	for i, m := range members {
@@ -200,7 +204,7 @@ func (p *rendezvous) Pick(members []*Member, candidates *Set, r *Request) *Membe
 	return best
 }
 
-// hashBytes is FNV-1a, inlined so the request path does not allocate.
+// hashBytes is FNV-1a, written out so the request path does not allocate.
 func hashBytes(b []byte) uint64 {
 	h := uint64(14695981039346656037)
 	for _, c := range b {

@@ -40,6 +40,9 @@ var (
 type Request struct {
 	// Route is the session's route, nil when the request has no session.
 	Route []byte
+	// SessionKey is the session id without its route; it picks the
+	// failover member, so it must not change when the route does.
+	SessionKey []byte
 	// ClientIP keys iphash and hash; IPv4-mapped addresses must be unmapped.
 	ClientIP netip.Addr
 	// Tried holds members already tried for this request; they are not
@@ -62,6 +65,7 @@ type Pool struct {
 	members []*Member
 	byRoute map[string]*Member
 	policy  Policy
+	partner *rendezvous // picks failover members by session
 	opts    Options
 	now     func() time.Time
 }
@@ -80,6 +84,7 @@ func NewPool(members []*Member, method string, opts Options) (*Pool, error) {
 		m.Index = i
 		p.byRoute[m.Route] = m
 	}
+	p.partner = newRendezvous(members)
 	var err error
 	if p.policy, err = NewPolicy(method, members); err != nil {
 		return nil, err
@@ -105,8 +110,13 @@ func (p *Pool) Member(name string) *Member {
 func (p *Pool) Now() time.Time { return p.now() }
 
 // Pick chooses the member for r. A session whose member can serve it stays
-// there (Hit); otherwise, unless failover is off, it moves like a new
-// session would (Failover). Members in r.Tried are never picked.
+// there (Hit). Otherwise, unless failover is off, it moves (Failover) to the
+// member that weighted rendezvous hashing of the session key ranks first
+// among those that could take a new session: every request of the session,
+// on every catherd with the same view of the pool, goes to that same
+// partner, instead of being spread by the balancing method. A session whose
+// route no member has is balanced like a new one. Members in r.Tried are
+// never picked.
 func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 	now := p.now()
 	outcome := New
@@ -131,6 +141,9 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 		if candidates, ok = p.newSessionCandidates(now, &r.Tried, true); !ok {
 			return nil, outcome, ErrNoMember
 		}
+	}
+	if outcome == Failover && len(r.SessionKey) > 0 {
+		return p.partner.pickKey(p.members, &candidates, hashBytes(r.SessionKey)), outcome, nil
 	}
 	return p.policy.Pick(p.members, &candidates, r), outcome, nil
 }

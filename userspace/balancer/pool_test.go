@@ -271,3 +271,31 @@ func BenchmarkPickSticky(b *testing.B) {
 		p.Pick(&r)
 	}
 }
+
+func TestFailoverPartnerIsStablePerSession(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{Retry: time.Minute}, "a:1", "b:1", "c:1", "d:1")
+	p.MarkError(p.Members()[0])
+	partners := map[string]int{}
+	for s := 0; s < 400; s++ {
+		key := []byte(fmt.Sprintf("%032X", s))
+		var first string
+		for i := 0; i < 5; i++ {
+			m, o, err := p.Pick(&Request{Route: []byte("a"), SessionKey: key})
+			if err != nil || o != Failover {
+				t.Fatalf("got %v %v", o, err)
+			}
+			if i == 0 {
+				first = m.Name
+			} else if m.Name != first {
+				t.Fatalf("session %d moved between partners %s and %s", s, first, m.Name)
+			}
+		}
+		partners[first]++
+	}
+	// A dead member's sessions spread over all survivors, not onto one.
+	for _, name := range []string{"b", "c", "d"} {
+		if n := partners[name]; n < 100 || n > 170 {
+			t.Errorf("%s took %d of 400 failed-over sessions", name, n)
+		}
+	}
+}

@@ -103,7 +103,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	req := &ctx.Request
 	br := balancer.Request{ClientIP: c.clientIP}
 	if id := p.sessionID(req); id != nil {
-		br.Route = p.opts.Sticky.Route(id)
+		br.SessionKey, br.Route = p.opts.Sticky.Split(id)
 	}
 	if req.Header.ConnectionClose() {
 		ctx.Response.SetConnectionClose()
