@@ -8,6 +8,8 @@
 # per front end reported. Per front end: req/s, p50, p99 and the front end's own CPU time
 # per request (utime+stime of all its processes/threads from /proc, before vs after).
 # Prints a table plus catherd/peer ratios and writes it as markdown to $BENCH_OUT.
+# Per-round lines (stderr) also show backends' and wrk's CPU per request and how much of
+# the box other processes used ("other %"): the header of the results flags noisy runs.
 #
 # Static phase (default): two nginx backends on 127.0.0.1:18081/18082 (1 worker each)
 # serving a ~150-byte /index.html. --tomcat (or BENCH_TOMCAT=1): real Tomcat backends
@@ -28,11 +30,18 @@
 #   BENCH_CATHERD_ARGS    extra flags appended to `catherd run`
 #   BENCH_KEEP=1          keep the temp dir (configs, logs, raw wrk output)
 #
+# Examples:
+#   BENCH_DURATION=5 BENCH_ROUNDS=1 scripts/bench/run.sh        # quick look
+#   CATHERD=bin/catherd BENCH_OUT=/tmp/bench.md scripts/bench/run.sh
+#   scripts/bench/run.sh --tomcat                               # Tomcat phase (root)
+#
 # Traffic goes only to 127.0.0.1 (and, with --tomcat, to the rig's own netns addresses).
-# Every server is started here from its own config in a temp dir, in the foreground,
-# and killed by PID on every exit path.
+# Every server is started here from its own config in a temp dir, in the foreground, in
+# its own process group; all are killed by that group on every exit path. Ports used:
+# 18081-18082 (backends), 18090-18093 (nginx, haproxy, apache, catherd); they must be free.
 set -euo pipefail
 
+CALLER_PWD=$(pwd)
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 
@@ -45,13 +54,18 @@ for a in "$@"; do
 	esac
 done
 
-CATHERD=${CATHERD:-./bin/catherd}
+if [ -n "${CATHERD:-}" ]; then
+	case "$CATHERD" in */*) [[ $CATHERD == /* ]] || CATHERD=$CALLER_PWD/$CATHERD ;; *) CATHERD=$(command -v "$CATHERD" || echo "$CATHERD") ;; esac
+else
+	CATHERD=$ROOT/bin/catherd
+fi
 DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-32}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench-results.md}
+case "$OUT" in /*) ;; *) OUT=$CALLER_PWD/$OUT ;; esac # relative to where we were called
 REQPATH=${BENCH_PATH:-/index.html}
 FRONTENDS=${BENCH_FRONTENDS:-direct nginx haproxy apache catherd}
 RIG=$ROOT/scripts/tomcat-rig.sh
@@ -71,9 +85,26 @@ for t in wrk curl nginx haproxy apache2 awk; do
 	command -v "$t" >/dev/null || die "required tool '$t' not found"
 done
 
+# Pre-flight: decide about catherd before starting anything.
+if [[ " $FRONTENDS " == *" catherd "* ]] && [ ! -x "$CATHERD" ]; then
+	if [ "${BENCH_ALLOW_MISSING:-0}" = 1 ]; then
+		echo "run.sh: NOTE: catherd binary '$CATHERD' not found; skipping catherd (BENCH_ALLOW_MISSING=1)" >&2
+		FRONTENDS=${FRONTENDS/catherd/}
+		CATHERD_SKIPPED=1
+	else
+		die "catherd binary '$CATHERD' not found (build it: go build -o bin/catherd ./cmd/catherd; or BENCH_ALLOW_MISSING=1 to skip)"
+	fi
+fi
+
+# Pre-flight: our ports must be free, or we would measure somebody else's server.
+ports_re='1809[0-3]'
+[ "$TOMCAT" = 1 ] || [ -n "${BENCH_BACKENDS:-}" ] || ports_re='1808[12]|1809[0-3]'
+busy=$(ss -Htln 2>/dev/null | awk '{print $4}' | grep -E ":($ports_re)\$" || true)
+[ -z "$busy" ] || die "ports already in use (stale benchmark servers?): $(echo $busy)"
+
 WORK=$(mktemp -d /tmp/catherd-bench.XXXXXX)
 chmod 755 "$WORK" # nginx/apache workers drop to nobody/www-data and must read it
-PIDS=()           # every server PID we started (masters; they take their workers along)
+PIDS=()           # every server we started; each leads its own process group (setsid)
 WRK_PID=""        # the wrk currently running, if any
 RIG_UP=0
 
@@ -82,14 +113,15 @@ cleanup() {
 	trap - EXIT INT TERM
 	local p
 	[ -n "$WRK_PID" ] && kill -TERM "$WRK_PID" 2>/dev/null
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for _ in $(seq 50); do
+	# Signal each server's whole process group (master + workers, even orphaned ones).
+	for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+	for ((i_ = 0; i_ < 50; i_++)); do
 		local alive=0
-		for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		for p in "${PIDS[@]}"; do kill -0 -- "-$p" 2>/dev/null && alive=1; done
 		[ $alive = 0 ] && break
 		sleep 0.1
 	done
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
 	if [ $RIG_UP = 1 ]; then "$RIG" down >&2 || echo "run.sh: tomcat-rig down failed" >&2; fi
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "run.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 	exit $rc
@@ -115,11 +147,12 @@ done
 [ ${#BNAMES[@]} -ge 1 ] || die "BENCH_BACKENDS is empty"
 
 # ---------------------------------------------------------------- helpers
-# start NAME LOGFILE CMD...: run a server in the foreground of a background job, record PID.
+# start NAME LOGFILE CMD...: run a server (in its foreground) as a background job in a new
+# session/process group (setsid execs in place: PID = PGID), record its PID.
 start() {
 	local name=$1 logf=$2
 	shift 2
-	"$@" >"$logf" 2>&1 &
+	setsid "$@" >"$logf" 2>&1 </dev/null &
 	PIDS+=($!)
 	eval "PID_$name=$!"
 }
@@ -372,7 +405,7 @@ EOF
 fi
 
 if want catherd; then
-	if [ -x "$CATHERD" ]; then
+	{
 		d=$WORK/catherd
 		mkdir -p "$d"
 		cargs=(run --listen "127.0.0.1:${PORT[catherd]}")
@@ -383,11 +416,7 @@ if want catherd; then
 		start catherd "$d/stderr.log" "$CATHERD" "${cargs[@]}"
 		ACTIVE+=(catherd)
 		LABEL[catherd]="catherd $(git describe --always --dirty 2>/dev/null || true)"
-	elif [ "${BENCH_ALLOW_MISSING:-0}" = 1 ]; then
-		echo "run.sh: NOTE: catherd binary '$CATHERD' not found; skipping catherd (BENCH_ALLOW_MISSING=1)" >&2
-	else
-		die "catherd binary '$CATHERD' not found (build it: go build -o bin/catherd ./cmd/catherd; or BENCH_ALLOW_MISSING=1 to skip)"
-	fi
+	}
 fi
 
 for fe in "${ACTIVE[@]}"; do
@@ -487,7 +516,7 @@ for fe in "${ORDER[@]}"; do
 	fi
 done
 
-OTHER_MED=$(awk '{print $10}' "$WORK/results" | median)
+OTHER_MED=$(awk '{print $10}' "$WORK/results" | median | xargs printf "%.0f")
 OTHER_MAX=$(awk 'BEGIN{m = 0} $10 > m {m = $10} END{print m}' "$WORK/results")
 
 fmt_ms() { awk -v u="$1" 'BEGIN{ if (u == "NA") print "NA"; else printf "%.2f ms", u / 1000 }'; }
@@ -519,7 +548,11 @@ if [ "$TOMCAT" = 1 ]; then phase="Tomcat 10 backends"; else phase="static nginx 
 		done
 	else
 		echo
-		echo "(catherd not measured: binary missing, skipped with BENCH_ALLOW_MISSING=1)"
+		if [ "${CATHERD_SKIPPED:-0}" = 1 ]; then
+			echo "(catherd not measured: binary '$CATHERD' missing, skipped with BENCH_ALLOW_MISSING=1)"
+		else
+			echo "(catherd not in BENCH_FRONTENDS)"
+		fi
 	fi
 } >"$WORK/report.md"
 
