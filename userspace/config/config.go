@@ -49,6 +49,7 @@ type Config struct {
 	MaxClientConns       int
 	ShutdownTimeout      time.Duration
 	TrustForwardedHeader bool
+	Pprof                bool
 }
 
 // FlagError is a usage error: main prints it and exits 2.
@@ -97,6 +98,8 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.IntVar(&c.MaxClientConns, "max-client-conns", 65536, "client connections served at once; more are refused")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish")
 	fs.BoolVar(&c.TrustForwardedHeader, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
+
+	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -169,6 +172,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		if n <= 0 {
 			return nil, &FlagError{name, errors.New("must be positive")}
 		}
+	}
+	if c.Pprof && c.Metrics == "" {
+		return nil, &FlagError{"pprof", errors.New("needs a --metrics address to serve on")}
 	}
 	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
 		return nil, &FlagError{"max-header-bytes", errors.New("must be between 1024 and 1048576")}
