@@ -54,6 +54,20 @@ func (x *exchange) CloseWithError(err error) error {
 	return nil
 }
 
+// abort ends an exchange that produced no response for the client: the
+// backend connection, if any, is dropped and nothing is counted as served.
+func (x *exchange) abort(err error) {
+	if c, ok := x.body.(fasthttp.ReadCloserWithError); ok {
+		c.CloseWithError(err)
+	}
+	if x.resp != nil {
+		fasthttp.ReleaseResponse(x.resp)
+	}
+	x.b.member.End(uint64(x.sent.n + x.recvd))
+	x.b.metrics.Abort()
+	x.release()
+}
+
 func (x *exchange) finish(err error) {
 	x.b.member.End(uint64(x.sent.n + x.recvd))
 	x.b.metrics.Done(x.code, x.start, x.sent.n, x.recvd, true)

@@ -2,39 +2,101 @@ package proxy
 
 import (
 	"bytes"
+	"iter"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 )
 
-// hopHeaders describe one connection, not the message (RFC 9110 7.6.1), so
-// a proxy must not forward them. Transfer-Encoding and Connection: close
-// are handled by fasthttp itself on each side.
-var hopHeaders = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Upgrade",
+// hopHeader returns the canonical name of a hop-by-hop header (RFC 9110
+// 7.6.1: it describes one connection, not the message, so a proxy must not
+// forward it), or "" for any other header. fasthttp hands names over in
+// canonical case. Transfer-Encoding and "Connection: close" are handled by
+// fasthttp itself on each side.
+func hopHeader(name []byte) string {
+	switch string(name) {
+	case "Connection":
+		return "Connection"
+	case "Keep-Alive":
+		return "Keep-Alive"
+	case "Proxy-Connection":
+		return "Proxy-Connection"
+	case "Proxy-Authenticate":
+		return "Proxy-Authenticate"
+	case "Proxy-Authorization":
+		return "Proxy-Authorization"
+	case "Te":
+		return "Te"
+	case "Trailer":
+		return "Trailer"
+	case "Upgrade":
+		return "Upgrade"
+	}
+	return ""
 }
 
-// delHopHeaders removes the hop-by-hop headers and any header the
-// Connection header names. With keepUpgrade, Connection and Upgrade stay so
-// that a protocol upgrade can reach the backend.
-func delHopHeaders(connection []byte, del func(string), keepUpgrade bool) {
-	for len(connection) > 0 {
-		var token []byte
-		if i := bytes.IndexByte(connection, ','); i >= 0 {
-			token, connection = connection[:i], connection[i+1:]
-		} else {
-			token, connection = connection, nil
-		}
-		token = bytes.TrimSpace(token)
-		if len(token) > 0 && !(keepUpgrade && bytes.EqualFold(token, []byte("upgrade"))) {
-			del(string(token))
-		}
-	}
-	for _, h := range hopHeaders {
-		if keepUpgrade && (h == "Connection" || h == "Upgrade") {
+// headerScan is what one pass over a header block found.
+type headerScan struct {
+	hop      [8]string // hop-by-hop headers present, by canonical name
+	nhop     int
+	named    []string // headers the Connection header names
+	location bool     // Location or Content-Location present
+}
+
+// scanHeaders walks a header block once. Per-request cost matters here: the
+// alternative, a Del and a Peek per candidate name, rescans the block each
+// time.
+func scanHeaders(all iter.Seq2[[]byte, []byte]) headerScan {
+	var s headerScan
+	for k, v := range all {
+		if name := hopHeader(k); name != "" {
+			if s.nhop < len(s.hop) {
+				s.hop[s.nhop] = name
+				s.nhop++
+			}
+			if name == "Connection" {
+				s.named = connectionTokens(v, s.named)
+			}
 			continue
 		}
-		del(h)
+		if string(k) == fasthttp.HeaderLocation || string(k) == fasthttp.HeaderContentLocation {
+			s.location = true
+		}
+	}
+	return s
+}
+
+// connectionTokens appends the header names listed in a Connection value.
+// "close" and "keep-alive" are options, not names, and are skipped.
+func connectionTokens(v []byte, dst []string) []string {
+	for len(v) > 0 {
+		var token []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			token, v = v[:i], v[i+1:]
+		} else {
+			token, v = v, nil
+		}
+		token = bytes.TrimSpace(token)
+		if len(token) == 0 || bytes.EqualFold(token, []byte("close")) || bytes.EqualFold(token, []byte("keep-alive")) {
+			continue
+		}
+		dst = append(dst, string(token))
+	}
+	return dst
+}
+
+// delHopHeaders removes what scan found. With keepUpgrade, Connection and
+// Upgrade stay so that a protocol upgrade can reach the backend.
+func (s *headerScan) delHopHeaders(del func(string), keepUpgrade bool) {
+	for _, name := range s.named {
+		if !(keepUpgrade && strings.EqualFold(name, "upgrade")) {
+			del(name)
+		}
+	}
+	for _, name := range s.hop[:s.nhop] {
+		if !(keepUpgrade && (name == "Connection" || name == "Upgrade")) {
+			del(name)
+		}
 	}
 }
 
@@ -55,9 +117,9 @@ func headerHasToken(v []byte, token string) bool {
 // rewriteRequestHeader turns the client's request head into the one sent to
 // a member: hop-by-hop headers removed, X-Forwarded-* set, and Expect
 // dropped (the client already got its 100 Continue from us).
-func (p *Proxy) rewriteRequestHeader(c *call, h *fasthttp.RequestHeader) {
-	upgrade := isUpgrade(h)
-	delHopHeaders(h.Peek(fasthttp.HeaderConnection), h.Del, upgrade)
+func (p *Proxy) rewriteRequestHeader(c *call, h *fasthttp.RequestHeader, upgrade bool) {
+	scan := scanHeaders(h.All())
+	scan.delHopHeaders(h.Del, upgrade)
 	h.ResetConnectionClose()
 	h.Del(fasthttp.HeaderExpect)
 
@@ -80,10 +142,14 @@ func (p *Proxy) rewriteRequestHeader(c *call, h *fasthttp.RequestHeader) {
 // front end, as Apache's ProxyPassReverse does.
 func (p *Proxy) rewriteResponseHeader(ctx *fasthttp.RequestCtx, b *backend) {
 	h := &ctx.Response.Header
-	delHopHeaders(h.Peek(fasthttp.HeaderConnection), h.Del, false)
+	scan := scanHeaders(h.All())
+	scan.delHopHeaders(h.Del, false)
 	h.ResetConnectionClose()
 	if ctx.Request.Header.ConnectionClose() {
 		h.SetConnectionClose()
+	}
+	if !scan.location {
+		return
 	}
 	for _, name := range []string{fasthttp.HeaderLocation, fasthttp.HeaderContentLocation} {
 		if v := h.Peek(name); len(v) > 0 {

@@ -2,19 +2,45 @@ package proxy
 
 import (
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// idleConn bounds silence rather than total time: each Read or Write pushes
+// idleConn bounds silence rather than total time: Reads and Writes push
 // its deadline forward, so a multi-gigabyte stream lives as long as bytes
 // keep moving, while a peer that stops answering is cut off after timeout.
-// The deadline is moved at most every timeout/8 to keep the syscall-free
-// fast path cheap; the effective limit is thus between 7/8 and all of it.
+//
+// Moving a deadline on every call would cost a clock read and a timer
+// update per syscall, and reading the clock is slow on virtual machines.
+// So each call only compares a coarse clock (updated every coarseTick) with
+// the time the deadline was last set, and sets a new one once timeout/8 has
+// passed. The effective limit is thus at least 7/8 of timeout, less one tick.
 type idleConn struct {
 	net.Conn
 	timeout           time.Duration
-	readAt, writeAt   time.Time // last deadline bases
+	readAt, writeAt   int64 // coarse time the deadlines were last set; 0: unset
 	readSet, writeSet bool
+}
+
+const coarseTick = 50 * time.Millisecond
+
+var (
+	coarseNanos     atomic.Int64
+	coarseClockOnce sync.Once
+)
+
+// coarseNow returns the time in unix nanoseconds, at most coarseTick old.
+func coarseNow() int64 {
+	coarseClockOnce.Do(func() {
+		coarseNanos.Store(time.Now().UnixNano())
+		go func() {
+			for t := range time.Tick(coarseTick) {
+				coarseNanos.Store(t.UnixNano())
+			}
+		}()
+	})
+	return coarseNanos.Load()
 }
 
 func newIdleConn(c net.Conn, timeout time.Duration) *idleConn {
@@ -22,8 +48,8 @@ func newIdleConn(c net.Conn, timeout time.Duration) *idleConn {
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
-	if now := time.Now(); !c.readSet || now.Sub(c.readAt) > c.timeout/8 {
-		if err := c.Conn.SetReadDeadline(now.Add(c.timeout)); err != nil {
+	if now := coarseNow(); !c.readSet || time.Duration(now-c.readAt) > c.timeout/8 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
 			return 0, err
 		}
 		c.readAt, c.readSet = now, true
@@ -32,8 +58,8 @@ func (c *idleConn) Read(b []byte) (int, error) {
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
-	if now := time.Now(); !c.writeSet || now.Sub(c.writeAt) > c.timeout/8 {
-		if err := c.Conn.SetWriteDeadline(now.Add(c.timeout)); err != nil {
+	if now := coarseNow(); !c.writeSet || time.Duration(now-c.writeAt) > c.timeout/8 {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 			return 0, err
 		}
 		c.writeAt, c.writeSet = now, true

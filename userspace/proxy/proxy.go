@@ -44,6 +44,10 @@ type Options struct {
 // before any byte was sent (a connect error).
 const replayLimit = 64 << 10
 
+// smallBody is the largest response body of known length that is read
+// whole before the client is answered; larger ones stream.
+const smallBody = 64 << 10
+
 // Proxy forwards client requests to the members of a pool.
 type Proxy struct {
 	pool     *balancer.Pool
@@ -192,7 +196,7 @@ func (p *Proxy) forward(c *call, b *backend) error {
 	defer fasthttp.ReleaseRequest(out)
 	ctx.Request.Header.CopyTo(&out.Header)
 	out.UseHostHeader = true
-	p.rewriteRequestHeader(c, &out.Header)
+	p.rewriteRequestHeader(c, &out.Header, false)
 	x := acquireExchange(b, c.start)
 	if c.streamed {
 		x.sent.r = ctx.RequestBodyStream()
@@ -206,25 +210,37 @@ func (p *Proxy) forward(c *call, b *backend) error {
 	resp := fasthttp.AcquireResponse()
 	if err := b.client.Do(out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
-		b.member.End(uint64(x.sent.n))
-		b.metrics.Abort()
-		x.release()
+		x.abort(err)
 		return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)
 	p.rewriteResponseHeader(ctx, b)
 	x.code = resp.StatusCode()
-	if stream := resp.BodyStream(); stream != nil {
-		x.resp, x.body = resp, stream
-		n := resp.Header.ContentLength()
-		if n < 0 {
-			n = -1 // chunked or close-delimited: chunk it to the client
-		}
-		ctx.Response.SetBodyStream(x, n)
+	stream := resp.BodyStream()
+	if stream == nil {
+		fasthttp.ReleaseResponse(resp)
+		x.finish(nil)
 		return nil
 	}
-	fasthttp.ReleaseResponse(resp)
-	x.finish(nil)
+	x.resp, x.body = resp, stream
+	n := resp.Header.ContentLength()
+	if n >= 0 && n <= smallBody {
+		// Small and of known length: usually already in the read buffer.
+		// Taking it whole frees the backend connection at once and lets
+		// the client side write head and body without stream machinery.
+		if _, err := io.CopyN(ctx.Response.BodyWriter(), x, int64(n)); err != nil {
+			// Nothing has reached the client yet: it can still get a 502.
+			ctx.Response.Reset()
+			x.abort(err)
+			return fmt.Errorf("%s %s: reading body: %w", b.member.Name, b.addr, err)
+		}
+		x.CloseWithError(nil)
+		return nil
+	}
+	if n < 0 {
+		n = -1 // chunked or close-delimited: chunk it to the client
+	}
+	ctx.Response.SetBodyStream(x, n)
 	return nil
 }
 

@@ -547,3 +547,46 @@ func TestBodilessResponsesKeepTheirHeaders(t *testing.T) {
 		t.Errorf("GET after: %d %d bytes", resp.StatusCode, len(body))
 	}
 }
+
+// truncatingBackend promises a body of declared bytes and closes after 10.
+func truncatingBackend(t *testing.T, declared int) [2]string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				http.ReadRequest(bufio.NewReader(c))
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n0123456789", declared)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return [2]string{"trunc", ln.Addr().String()}
+}
+
+func TestTruncatedResponses(t *testing.T) {
+	// Small bodies are read before the client is answered: a short one
+	// becomes a 502, never a 200 with a cut body.
+	r := startRig(t, rigOptions{}, truncatingBackend(t, 1000))
+	if resp, _ := r.do("GET", "/", nil); resp.StatusCode != 502 {
+		t.Fatalf("small truncated body: status %d, want 502", resp.StatusCode)
+	}
+	// Large bodies stream: the head is already out, so the client must see
+	// the connection end before the declared length, not a silent short body.
+	r = startRig(t, rigOptions{}, truncatingBackend(t, 10<<20))
+	resp, err := client.Get("http://" + r.addr + "/")
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Fatal("a truncated stream reached the client as a complete response")
+	}
+}

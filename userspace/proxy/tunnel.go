@@ -21,7 +21,7 @@ func (p *Proxy) tunnel(c *call, b *backend) error {
 	}
 	var head fasthttp.RequestHeader
 	ctx.Request.Header.CopyTo(&head)
-	p.rewriteRequestHeader(c, &head)
+	p.rewriteRequestHeader(c, &head, true)
 	br := bufio.NewReader(conn)
 	var resp fasthttp.ResponseHeader
 	if _, err = conn.Write(head.Header()); err == nil {
