@@ -26,7 +26,9 @@
 #   BENCH_PATH            request path [/index.html]
 #   BENCH_BACKENDS        "b1=http://H:P,b2=http://H:P"; default static nginx on 18081/18082,
 #                         with --tomcat: b1=http://10.77.0.11:8080,b2=http://10.77.0.12:8080
-#   BENCH_FRONTENDS       subset/order, e.g. "direct nginx haproxy apache catherd" [all]
+#   BENCH_FRONTENDS       subset/order, e.g. "direct nginx haproxy apache floor catherd" [all]
+#                         floor = scripts/bench/floor, a naive fasthttp proxy: the cost of
+#                         the HTTP library alone, to tell it apart from catherd's own work
 #   BENCH_CATHERD_ARGS    extra flags appended to `catherd run`
 #   BENCH_KEEP=1          keep the temp dir (configs, logs, raw wrk output)
 #
@@ -38,7 +40,7 @@
 # Traffic goes only to 127.0.0.1 (and, with --tomcat, to the rig's own netns addresses).
 # Every server is started here from its own config in a temp dir, in the foreground, in
 # its own process group; all are killed by that group on every exit path. Ports used:
-# 18081-18082 (backends), 18090-18093 (nginx, haproxy, apache, catherd); they must be free.
+# 18081-18082 (backends), 18090-18094 (nginx, haproxy, apache, catherd, floor); they must be free.
 set -euo pipefail
 
 CALLER_PWD=$(pwd)
@@ -67,16 +69,16 @@ THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench-results.md}
 case "$OUT" in /*) ;; *) OUT=$CALLER_PWD/$OUT ;; esac # relative to where we were called
 REQPATH=${BENCH_PATH:-/index.html}
-FRONTENDS=${BENCH_FRONTENDS:-direct nginx haproxy apache catherd}
+FRONTENDS=${BENCH_FRONTENDS:-direct nginx haproxy apache floor catherd}
 RIG=$ROOT/scripts/tomcat-rig.sh
 APACHE_MODS=/usr/lib/apache2/modules
 
 # Front-end ports (all on 127.0.0.1).
-declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [catherd]=18093)
+declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [catherd]=18093 [floor]=18094)
 declare -A LABEL=([direct]="direct (1 backend)" [nginx]="nginx $(nginx -v 2>&1 | sed 's|.*/||')"
 	[haproxy]="HAProxy $(haproxy -v | awk 'NR==1{print $3}')"
 	[apache]="Apache $(apache2 -v | awk -F'[/ ]' 'NR==1{print $4}') event"
-	[catherd]="catherd")
+	[catherd]="catherd" [floor]="fasthttp floor (naive proxy)")
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
@@ -97,8 +99,8 @@ if [[ " $FRONTENDS " == *" catherd "* ]] && [ ! -x "$CATHERD" ]; then
 fi
 
 # Pre-flight: our ports must be free, or we would measure somebody else's server.
-ports_re='1809[0-3]'
-[ "$TOMCAT" = 1 ] || [ -n "${BENCH_BACKENDS:-}" ] || ports_re='1808[12]|1809[0-3]'
+ports_re='1809[0-4]'
+[ "$TOMCAT" = 1 ] || [ -n "${BENCH_BACKENDS:-}" ] || ports_re='1808[12]|1809[0-4]'
 busy=$(ss -Htln 2>/dev/null | awk '{print $4}' | grep -E ":($ports_re)\$" || true)
 [ -z "$busy" ] || die "ports already in use (stale benchmark servers?): $(echo $busy)"
 
@@ -402,6 +404,16 @@ EOF
 	apache2 -t -f "$d/httpd.conf" -d "$d" >"$d/configtest.log" 2>&1 || { cat "$d/configtest.log" >&2; die "apache config test failed"; }
 	start apache "$d/stderr.log" apache2 -f "$d/httpd.conf" -d "$d" -DFOREGROUND
 	ACTIVE+=(apache)
+fi
+
+if want floor; then
+	d=$WORK/floor
+	mkdir -p "$d"
+	(cd "$ROOT" && go build -o "$d/floor" ./scripts/bench/floor) || die "building scripts/bench/floor failed"
+	fargs=(--listen "127.0.0.1:${PORT[floor]}")
+	for j in "${!BNAMES[@]}"; do fargs+=(--backend "${BNAMES[$j]}=http://${BHOSTPORTS[$j]}"); done
+	start floor "$d/stderr.log" "$d/floor" "${fargs[@]}"
+	ACTIVE+=(floor)
 fi
 
 if want catherd; then
