@@ -1,7 +1,7 @@
 # catherd: see README.md. Targets: build test demo bench fuzz generate-check.
 GO      ?= go
 BIN     := bin/catherd
-FUZZTIME ?= 15s
+FUZZTIME ?= 10s
 
 .PHONY: build test demo bench fuzz lint
 
@@ -21,8 +21,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Every fuzz target, each for FUZZTIME, starting from its seed corpus
+# (testdata/fuzz/ and the f.Add seeds; plain `go test` replays those too).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionParsing$$' -fuzztime $(FUZZTIME) ./session/
+	$(GO) test -run '^$$' -fuzz '^FuzzContainerStream$$' -fuzztime $(FUZZTIME) ./ajp/
+	$(GO) test -run '^$$' -fuzz '^FuzzForwardRequest$$' -fuzztime $(FUZZTIME) ./ajp/
 
 demo: build
 	scripts/deps.sh demo

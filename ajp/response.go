@@ -1,0 +1,185 @@
+package ajp
+
+import "fmt"
+
+// Messages a container sends.
+
+// SendHeaders is a decoded SEND_HEADERS message. Header names sent as codes
+// come back in their canonical case.
+type SendHeaders struct {
+	Status  int
+	Message []byte
+	Headers []Header
+}
+
+// ParseSendHeaders decodes a SEND_HEADERS payload (type byte included),
+// appending its headers to into.Headers[:0] so that callers can reuse it.
+func ParseSendHeaders(payload []byte, into *SendHeaders) error {
+	d := decoder{b: payload}
+	if t := d.byte("type"); d.err == nil && t != TypeSendHeaders {
+		return malformed("type %d, want SEND_HEADERS", t)
+	}
+	into.Status = d.uint16("status")
+	into.Message = d.string("status message")
+	n := d.uint16("header count")
+	into.Headers = into.Headers[:0]
+	for i := 0; i < n && d.err == nil; i++ {
+		var h Header
+		if len(d.b) > 0 && d.b[0] == codedPrefix {
+			d.byte("header code")
+			c := d.byte("header code")
+			if int(c) >= len(responseHeaders) || responseHeaders[c] == "" {
+				if d.err == nil {
+					return malformed("unknown response header code %#x", c)
+				}
+				break
+			}
+			h.Name = []byte(responseHeaders[c])
+		} else {
+			h.Name = d.string("header name")
+		}
+		h.Value = d.string("header value")
+		into.Headers = append(into.Headers, h)
+	}
+	if d.err == nil && (into.Status < 100 || into.Status > 999) {
+		return malformed("status %d", into.Status)
+	}
+	return d.err
+}
+
+// ParseBodyChunk returns the data of a SEND_BODY_CHUNK payload. Tomcat
+// follows the data with a NUL that is not part of it.
+func ParseBodyChunk(payload []byte) ([]byte, error) {
+	d := decoder{b: payload}
+	if t := d.byte("type"); d.err == nil && t != TypeSendBodyChunk {
+		return nil, malformed("type %d, want SEND_BODY_CHUNK", t)
+	}
+	n := d.uint16("chunk length")
+	if d.err != nil {
+		return nil, d.err
+	}
+	if len(d.b) < n {
+		return nil, malformed("chunk of %d bytes in %d", n, len(d.b))
+	}
+	return d.b[:n:n], nil
+}
+
+// ParseEndResponse decodes END_RESPONSE: whether the container keeps the
+// connection for another request.
+func ParseEndResponse(payload []byte) (reuse bool, err error) {
+	d := decoder{b: payload}
+	if t := d.byte("type"); d.err == nil && t != TypeEndResponse {
+		return false, malformed("type %d, want END_RESPONSE", t)
+	}
+	return d.byte("reuse flag") == 1, d.err
+}
+
+// ParseGetBodyChunk decodes GET_BODY_CHUNK: how many more body bytes the
+// container asks for.
+func ParseGetBodyChunk(payload []byte) (int, error) {
+	d := decoder{b: payload}
+	if t := d.byte("type"); d.err == nil && t != TypeGetBodyChunk {
+		return 0, malformed("type %d, want GET_BODY_CHUNK", t)
+	}
+	return d.uint16("requested length"), d.err
+}
+
+// AppendSendHeaders appends a SEND_HEADERS packet (container side).
+func AppendSendHeaders(dst []byte, status int, message string, headers []Header, packetSize int) ([]byte, error) {
+	dst, start := beginPacket(dst, magicFromContainer)
+	dst = append(dst, TypeSendHeaders)
+	dst = appendUint16(dst, status)
+	dst = appendString(dst, message)
+	dst = appendUint16(dst, len(headers))
+	for _, h := range headers {
+		if c := responseHeaderCode(h.Name); c != 0 {
+			dst = append(dst, codedPrefix, c)
+		} else {
+			if len(h.Name) > maxPlainNameLen {
+				return dst[:start], fmt.Errorf("%w: header name of %d bytes", ErrTooLarge, len(h.Name))
+			}
+			dst = appendString(dst, h.Name)
+		}
+		dst = appendString(dst, h.Value)
+	}
+	return endPacket(dst, start, packetSize)
+}
+
+func responseHeaderCode(name []byte) byte {
+	for code, h := range responseHeaders {
+		if h != "" && len(h) == len(name) && string(name) == h {
+			return byte(code)
+		}
+	}
+	return 0
+}
+
+// MaxSendChunk is the most data one SEND_BODY_CHUNK carries in a packet of
+// the given size: type, length and trailing NUL take 4 bytes.
+func MaxSendChunk(packetSize int) int { return packetSize - headerLen - 4 }
+
+// AppendSendBodyChunk appends a SEND_BODY_CHUNK packet (container side).
+func AppendSendBodyChunk(dst, data []byte, packetSize int) ([]byte, error) {
+	dst, start := beginPacket(dst, magicFromContainer)
+	dst = append(dst, TypeSendBodyChunk)
+	dst = appendString(dst, data)
+	return endPacket(dst, start, packetSize)
+}
+
+// AppendEndResponse appends an END_RESPONSE packet (container side).
+func AppendEndResponse(dst []byte, reuse bool) []byte {
+	dst = append(dst, magicFromContainer[0], magicFromContainer[1], 0, 2, TypeEndResponse)
+	return appendBool(dst, reuse)
+}
+
+// AppendGetBodyChunk appends a GET_BODY_CHUNK packet (container side).
+func AppendGetBodyChunk(dst []byte, n int) []byte {
+	dst = append(dst, magicFromContainer[0], magicFromContainer[1], 0, 3, TypeGetBodyChunk)
+	return appendUint16(dst, n)
+}
+
+// AppendCPong appends a CPONG packet (container side).
+func AppendCPong(dst []byte) []byte {
+	return append(dst, magicFromContainer[0], magicFromContainer[1], 0, 1, TypeCPong)
+}
+
+// Messages a proxy sends besides FORWARD_REQUEST.
+
+// MaxBodyChunk is the most request body one body packet carries in a packet
+// of the given size: the 2-byte data length follows the packet header.
+func MaxBodyChunk(packetSize int) int { return packetSize - headerLen - 2 }
+
+// AppendBodyChunk appends a request body packet. An empty data slice is the
+// empty packet that ends a body of unknown length.
+func AppendBodyChunk(dst, data []byte, packetSize int) ([]byte, error) {
+	if len(data) == 0 {
+		return append(dst, magicToContainer[0], magicToContainer[1], 0, 0), nil
+	}
+	dst, start := beginPacket(dst, magicToContainer)
+	dst = appendUint16(dst, len(data))
+	dst = append(dst, data...)
+	return endPacket(dst, start, packetSize)
+}
+
+// ParseBodyPacket returns the data of a request body packet (container
+// side); an empty payload is the end of the body.
+func ParseBodyPacket(payload []byte) ([]byte, error) {
+	if len(payload) == 0 {
+		return nil, nil
+	}
+	d := decoder{b: payload}
+	n := d.uint16("body length")
+	if d.err != nil {
+		return nil, d.err
+	}
+	if n != len(d.b) {
+		return nil, malformed("body length %d in a packet of %d", n, len(d.b))
+	}
+	return d.b, nil
+}
+
+// AppendCPing appends a CPING packet: a container that is alive answers
+// CPONG at once, without a servlet being involved.
+func AppendCPing(dst []byte) []byte {
+	return append(dst, magicToContainer[0], magicToContainer[1], 0, 1, TypeCPing)
+}
