@@ -7,7 +7,6 @@ package main
 // CI=true, where anything missing is a failure instead.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -27,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/catherd/catherd/scripts/rig"
 )
 
 const (
@@ -57,55 +58,30 @@ type tcSession struct {
 }
 
 func TestTomcatClusterStickyAndFailover(t *testing.T) {
-	ci := os.Getenv("CI") == "true"
-	if os.Geteuid() != 0 {
-		if !ci {
-			t.Skip("needs root for network namespaces (with CI=true this is a failure)")
-		}
-		t.Fatal("needs root for network namespaces (CI=true)")
-	}
-	if _, err := os.Stat("/usr/share/tomcat10/bin/catalina.sh"); err != nil {
-		t.Fatalf("Tomcat 10 missing (apt-get install tomcat10): %v", err)
-	}
+	t0 := time.Now()
+	rig.Require(t)
 	for _, tool := range []string{"bash", "ip", "curl", "java"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found in PATH: %v", tool, err)
 		}
 	}
-	t0 := time.Now()
 	tmp := t.TempDir()
 
 	bin := tcBuild(t, tmp)
 	t.Logf("built catherd in %v", time.Since(t0).Round(time.Millisecond))
 
-	rig, err := filepath.Abs("../../scripts/tomcat-rig.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rigDir := filepath.Join(tmp, "rig")
-	t.Cleanup(func() {
-		if out, err := tcRun(60*time.Second, "bash", rig, "down", "--dir", rigDir); err != nil {
-			t.Errorf("rig down: %v\n%s", err, out)
-		}
-	})
 	tRig := time.Now()
-	// 300 s: the rig itself gives up after 90 s, but first waits (up to 180 s) for
-	// another rig on this host (e.g. a benchmark) to go down.
-	out, err := tcRun(300*time.Second, "bash", rig, "up", "--nodes", strconv.Itoa(tcNodes), "--cluster", "--dir", rigDir)
-	if err != nil {
-		t.Fatalf("rig up: %v\n%s", err, out)
-	}
-	nodes := tcParseRig(t, out)
-	t.Logf("rig up:\n%s", out)
+	r := rig.Up(t, tcNodes, true)
+	nodes := r.Nodes
 	t.Logf("rig up (%d clustered nodes) in %v", len(nodes), time.Since(tRig).Round(time.Millisecond))
 
 	listen, metricsAddr := tcFreeAddr(t), tcFreeAddr(t)
 	args := []string{"run", "--listen", listen, "--metrics", metricsAddr, "--retry", "5s"}
 	for _, n := range nodes {
-		args = append(args, "--backend", n.name+"=http://"+n.ip+":8080")
+		args = append(args, "--backend", n.Name+"=http://"+n.HTTP)
 	}
 	logPath := filepath.Join(tmp, "catherd.log")
-	tcStartCatherd(t, bin, args, logPath, rigDir)
+	tcStartCatherd(t, bin, args, logPath, r.Dir)
 
 	client := &http.Client{
 		Timeout: 10 * time.Second,
@@ -156,8 +132,8 @@ func TestTomcatClusterStickyAndFailover(t *testing.T) {
 	}
 	t.Logf("phase 1: %d sessions x %d follow-ups sticky; new sessions per node: %v", tcSessions, tcFollowUps, perNode)
 	for _, n := range nodes {
-		if perNode[n.name] == 0 {
-			t.Errorf("no new session was balanced to %s: %v", n.name, perNode)
+		if perNode[n.Name] == 0 {
+			t.Errorf("no new session was balanced to %s: %v", n.Name, perNode)
 		}
 	}
 	if perNode[tcVictim] == 0 {
@@ -214,10 +190,10 @@ func TestTomcatClusterStickyAndFailover(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		killStart.Store(time.Now().UnixNano())
-		out, err := tcRun(30*time.Second, "bash", rig, "kill", tcVictim, "--dir", rigDir)
+		err := r.Kill(tcVictim)
 		killEnd.Store(time.Now().UnixNano())
 		if err != nil {
-			killErr = fmt.Errorf("rig kill %s: %v\n%s", tcVictim, err, out)
+			killErr = err
 		}
 	}()
 	// Session clients: two goroutines, each owning half of the sessions, go round until
@@ -385,25 +361,6 @@ func tcGet(client *http.Client, url, cookieID string) (int, string, error) {
 func tcRoute(id string) (string, bool) {
 	_, route, ok := strings.Cut(id, ".")
 	return route, ok && route != ""
-}
-
-type tcNode struct{ name, ip, pid string }
-
-// tcParseRig reads the rig's "nodeI IP HTTPPORT AJPPORT PID" lines.
-func tcParseRig(t *testing.T, out []byte) []tcNode {
-	t.Helper()
-	var nodes []tcNode
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 5 && strings.HasPrefix(f[0], "node") && f[2] == "8080" {
-			nodes = append(nodes, tcNode{name: f[0], ip: f[1], pid: f[4]})
-		}
-	}
-	if len(nodes) != tcNodes {
-		t.Fatalf("rig up: want %d node lines, got %d in:\n%s", tcNodes, len(nodes), out)
-	}
-	return nodes
 }
 
 // tcBuild compiles this package (the catherd command) into dir.

@@ -34,9 +34,10 @@ const Secret = "catherd-secret"
 
 // Rig is a running set of nodes.
 type Rig struct {
-	Nodes  []Node
+	Nodes []Node
+	// Dir holds the nodes' CATALINA_BASEs; logs are in Dir/nodeI/logs.
+	Dir    string
 	script string
-	dir    string
 }
 
 // Require skips or fails t when the rig cannot run here.
@@ -64,7 +65,7 @@ func Up(t testing.TB, n int, cluster bool) *Rig {
 	t.Helper()
 	Require(t)
 	_, here, _, _ := runtime.Caller(0)
-	r := &Rig{script: filepath.Join(filepath.Dir(here), "..", "tomcat-rig.sh"), dir: filepath.Join(t.TempDir(), "rig")}
+	r := &Rig{script: filepath.Join(filepath.Dir(here), "..", "tomcat-rig.sh"), Dir: filepath.Join(t.TempDir(), "rig")}
 	t.Cleanup(func() {
 		if out, err := r.run(60*time.Second, "down"); err != nil {
 			t.Errorf("rig down: %v\n%s", err, out)
@@ -109,7 +110,7 @@ func (r *Rig) cmd(verb, node string) error {
 func (r *Rig) run(limit time.Duration, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", append(append([]string{r.script}, args...), "--dir", r.dir)...)
+	cmd := exec.CommandContext(ctx, "bash", append(append([]string{r.script}, args...), "--dir", r.Dir)...)
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
