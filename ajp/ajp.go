@@ -257,3 +257,49 @@ func (pr *PacketReader) Next() ([]byte, error) {
 // Buffered reports whether bytes of a next packet were already read: a
 // container that sent more than one response must not be reused.
 func (pr *PacketReader) Buffered() int { return pr.br.Buffered() }
+
+// appendHeaders appends a header count and the headers, each name as its
+// 0xA0nn code when code() knows it, else as a string.
+func appendHeaders(dst []byte, headers []Header, code func([]byte) byte) ([]byte, error) {
+	if len(headers) > 0xFFFF {
+		return dst, fmt.Errorf("%w: %d headers", ErrTooLarge, len(headers))
+	}
+	dst = appendUint16(dst, len(headers))
+	for _, h := range headers {
+		if c := code(h.Name); c != 0 {
+			dst = append(dst, codedPrefix, c)
+		} else {
+			if len(h.Name) > maxPlainNameLen {
+				return dst, fmt.Errorf("%w: header name of %d bytes", ErrTooLarge, len(h.Name))
+			}
+			dst = appendString(dst, h.Name)
+		}
+		dst = appendString(dst, h.Value)
+	}
+	return dst, nil
+}
+
+// headers reads a header count and the headers, appending them to dst;
+// coded names are looked up in names.
+func (d *decoder) headers(dst []Header, names []string) []Header {
+	n := d.uint16("header count")
+	for i := 0; i < n && d.err == nil; i++ {
+		var h Header
+		if len(d.b) > 0 && d.b[0] == codedPrefix {
+			d.byte("header code")
+			c := d.byte("header code")
+			if d.err == nil && (int(c) >= len(names) || names[c] == "") {
+				d.err = malformed("unknown header code %#x", c)
+			}
+			if d.err != nil {
+				break
+			}
+			h.Name = []byte(names[c])
+		} else {
+			h.Name = d.string("header name")
+		}
+		h.Value = d.string("header value")
+		dst = append(dst, h)
+	}
+	return dst
+}

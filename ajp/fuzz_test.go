@@ -82,20 +82,32 @@ func FuzzForwardRequest(f *testing.F) {
 }
 
 // normalize lower-cases coded header names (they decode in Tomcat's case)
-// and maps empty optional attributes to nil (they are not sent).
+// and maps every empty byte string to nil: the encoder writes a missing
+// value as an empty string, and the decoder reads AJP's null string (length
+// 0xFFFF) as nil, so the two are one value for this comparison.
 func normalize(r *ForwardRequest) *ForwardRequest {
 	c := *r
-	c.Headers = nil
-	for _, h := range r.Headers {
-		if code := requestHeaderCode(h.Name); code != 0 {
-			h.Name = []byte(requestHeaders[code])
+	fix := func(b []byte) []byte {
+		if len(b) == 0 {
+			return nil
 		}
-		c.Headers = append(c.Headers, h)
+		return b
 	}
-	for _, p := range []*[]byte{&c.QueryString, &c.Route, &c.Secret, &c.RemoteUser, &c.AuthType, &c.SSLCert, &c.SSLCipher, &c.SSLSession} {
-		if len(*p) == 0 {
-			*p = nil
+	pairs := func(in []Header, coded bool) []Header {
+		var out []Header
+		for _, h := range in {
+			if code := requestHeaderCode(h.Name); coded && code != 0 {
+				h.Name = []byte(requestHeaders[code])
+			}
+			out = append(out, Header{Name: fix(h.Name), Value: fix(h.Value)})
 		}
+		return out
+	}
+	c.Headers = pairs(r.Headers, true)
+	c.Attributes = pairs(r.Attributes, false)
+	for _, p := range []*[]byte{&c.Method, &c.Protocol, &c.URI, &c.RemoteAddr, &c.RemoteHost, &c.ServerName,
+		&c.QueryString, &c.Route, &c.Secret, &c.RemoteUser, &c.AuthType, &c.SSLCert, &c.SSLCipher, &c.SSLSession} {
+		*p = fix(*p)
 	}
 	return &c
 }

@@ -2,7 +2,6 @@ package ajp
 
 import (
 	"bytes"
-	"fmt"
 	"strings"
 )
 
@@ -60,20 +59,9 @@ func AppendForwardRequest(dst []byte, r *ForwardRequest, packetSize int) ([]byte
 	dst = appendString(dst, r.ServerName)
 	dst = appendUint16(dst, r.ServerPort)
 	dst = appendBool(dst, r.IsSSL)
-	if len(r.Headers) > 0xFFFF {
-		return dst[:start], fmt.Errorf("%w: %d headers", ErrTooLarge, len(r.Headers))
-	}
-	dst = appendUint16(dst, len(r.Headers))
-	for _, h := range r.Headers {
-		if c := requestHeaderCode(h.Name); c != 0 {
-			dst = append(dst, codedPrefix, c)
-		} else {
-			if len(h.Name) > maxPlainNameLen {
-				return dst[:start], fmt.Errorf("%w: header name of %d bytes", ErrTooLarge, len(h.Name))
-			}
-			dst = appendString(dst, h.Name)
-		}
-		dst = appendString(dst, h.Value)
+	var err error
+	if dst, err = appendHeaders(dst, r.Headers, requestHeaderCode); err != nil {
+		return dst[:start], err
 	}
 	for _, a := range []struct {
 		code  byte
@@ -148,25 +136,7 @@ func ParseForwardRequest(payload []byte) (*ForwardRequest, error) {
 	r.ServerName = d.string("server name")
 	r.ServerPort = d.uint16("server port")
 	r.IsSSL = d.byte("is_ssl") != 0
-	n := d.uint16("header count")
-	for i := 0; i < n && d.err == nil; i++ {
-		var h Header
-		if len(d.b) > 0 && d.b[0] == codedPrefix {
-			d.byte("header code")
-			c := d.byte("header code")
-			if int(c) >= len(requestHeaders) || requestHeaders[c] == "" {
-				if d.err == nil {
-					return nil, malformed("unknown request header code %#x", c)
-				}
-				break
-			}
-			h.Name = []byte(requestHeaders[c])
-		} else {
-			h.Name = d.string("header name")
-		}
-		h.Value = d.string("header value")
-		r.Headers = append(r.Headers, h)
-	}
+	r.Headers = d.headers(nil, requestHeaders[:])
 	for d.err == nil {
 		switch a := d.byte("attribute"); a {
 		case attrTerminator:

@@ -1,7 +1,5 @@
 package ajp
 
-import "fmt"
-
 // Messages a container sends.
 
 // SendHeaders is a decoded SEND_HEADERS message. Header names sent as codes
@@ -21,26 +19,7 @@ func ParseSendHeaders(payload []byte, into *SendHeaders) error {
 	}
 	into.Status = d.uint16("status")
 	into.Message = d.string("status message")
-	n := d.uint16("header count")
-	into.Headers = into.Headers[:0]
-	for i := 0; i < n && d.err == nil; i++ {
-		var h Header
-		if len(d.b) > 0 && d.b[0] == codedPrefix {
-			d.byte("header code")
-			c := d.byte("header code")
-			if int(c) >= len(responseHeaders) || responseHeaders[c] == "" {
-				if d.err == nil {
-					return malformed("unknown response header code %#x", c)
-				}
-				break
-			}
-			h.Name = []byte(responseHeaders[c])
-		} else {
-			h.Name = d.string("header name")
-		}
-		h.Value = d.string("header value")
-		into.Headers = append(into.Headers, h)
-	}
+	into.Headers = d.headers(into.Headers[:0], responseHeaders[:])
 	if d.err == nil && (into.Status < 100 || into.Status > 999) {
 		return malformed("status %d", into.Status)
 	}
@@ -90,17 +69,9 @@ func AppendSendHeaders(dst []byte, status int, message string, headers []Header,
 	dst = append(dst, TypeSendHeaders)
 	dst = appendUint16(dst, status)
 	dst = appendString(dst, message)
-	dst = appendUint16(dst, len(headers))
-	for _, h := range headers {
-		if c := responseHeaderCode(h.Name); c != 0 {
-			dst = append(dst, codedPrefix, c)
-		} else {
-			if len(h.Name) > maxPlainNameLen {
-				return dst[:start], fmt.Errorf("%w: header name of %d bytes", ErrTooLarge, len(h.Name))
-			}
-			dst = appendString(dst, h.Name)
-		}
-		dst = appendString(dst, h.Value)
+	var err error
+	if dst, err = appendHeaders(dst, headers, responseHeaderCode); err != nil {
+		return dst[:start], err
 	}
 	return endPacket(dst, start, packetSize)
 }
