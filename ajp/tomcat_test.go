@@ -2,6 +2,8 @@ package ajp_test
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"strings"
@@ -129,5 +131,56 @@ func TestCodecAgainstTomcat(t *testing.T) {
 	sh, _, _ = exchange(t, wrong, ajp.NewContainerReader(wrong, ajp.DefaultPacketSize), get("/index.html", "not-the-secret"))
 	if sh.Status != 403 {
 		t.Fatalf("wrong secret: status %d, want 403", sh.Status)
+	}
+}
+
+// TestClientAgainstTomcat runs the pooled client against Tomcat 10: CPING on
+// connect, uploads of known and unknown length (Tomcat asks for every chunk
+// with GET_BODY_CHUNK to drain what the page does not read), and one
+// connection reused throughout.
+func TestClientAgainstTomcat(t *testing.T) {
+	r := rig.Up(t, 1, false)
+	node := r.Nodes[0]
+	c := ajp.NewClient(ajp.ClientOptions{Addr: node.AJP, Secret: rig.Secret, Ping: ajp.PingConnect | ajp.PingPrepost})
+	defer c.Close()
+	do := func(fr *ajp.ForwardRequest, body []byte, length int64) (*ajp.Response, string) {
+		t.Helper()
+		var rd io.Reader // nil: no body
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		resp, err := c.Do(fr, rd, length, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s %s: %v", fr.Method, fr.URI, err)
+		}
+		defer resp.Close()
+		var out bytes.Buffer
+		if _, err := out.ReadFrom(resp); err != nil {
+			t.Fatalf("%s %s: body: %v", fr.Method, fr.URI, err)
+		}
+		return resp, out.String()
+	}
+	if resp, body := do(get("/health.jsp", ""), nil, 0); resp.Status != 200 || !strings.Contains(body, node.Name) {
+		t.Fatalf("GET: %d %q", resp.Status, body)
+	}
+	upload := bytes.Repeat([]byte("catherd!"), 128<<10) // 1 MiB
+	post := get("/counter.jsp", "")
+	post.Method = []byte("POST")
+	post.Headers = append(post.Headers, ajp.Header{Name: []byte("Content-Length"), Value: []byte(fmt.Sprint(len(upload)))},
+		ajp.Header{Name: []byte("Content-Type"), Value: []byte("application/octet-stream")})
+	if resp, body := do(post, upload, int64(len(upload))); resp.Status != 200 || !strings.Contains(body, "count=1") {
+		t.Fatalf("POST 1 MiB: %d %q", resp.Status, body)
+	}
+	chunked := get("/counter.jsp", "")
+	chunked.Method = []byte("PUT")
+	chunked.Headers = append(chunked.Headers, ajp.Header{Name: []byte("Transfer-Encoding"), Value: []byte("chunked")})
+	if resp, _ := do(chunked, upload, -1); resp.Status >= 500 {
+		t.Fatalf("PUT of unknown length: %d", resp.Status)
+	}
+	if resp, _ := do(get("/index.html", ""), nil, 0); resp.Status != 200 || !resp.Reused() {
+		t.Fatalf("GET after uploads: %d reuse=%v", resp.Status, resp.Reused())
+	}
+	if n := c.Opened.Load(); n != 1 {
+		t.Fatalf("%d connections opened, want 1 reused throughout", n)
 	}
 }
