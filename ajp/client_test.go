@@ -201,8 +201,11 @@ func TestBrokenContainers(t *testing.T) {
 		beforeHead bool // the error comes from Do, not from reading the body
 		kind       error
 	}{
-		"garbage magic": {func(r *ajptest.Request, w *ajptest.ResponseWriter) { w.Raw([]byte("HTTP/1.1 200 OK\r\n\r\n")); w.Abort() }, true, ajp.ErrMalformed},
-		"truncated head": {func(r *ajptest.Request, w *ajptest.ResponseWriter) { w.Raw([]byte{'A', 'B', 0, 20, 4, 0}); w.Abort() }, true, io.ErrUnexpectedEOF},
+		"garbage magic": {func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+			w.Raw([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+			w.Abort()
+		}, true, ajp.ErrMalformed},
+		"truncated head":     {func(r *ajptest.Request, w *ajptest.ResponseWriter) { w.Raw([]byte{'A', 'B', 0, 20, 4, 0}); w.Abort() }, true, io.ErrUnexpectedEOF},
 		"closed before head": {func(r *ajptest.Request, w *ajptest.ResponseWriter) { w.Abort() }, true, io.ErrUnexpectedEOF},
 		"length past packet": {func(r *ajptest.Request, w *ajptest.ResponseWriter) { w.Raw([]byte{'A', 'B', 0xFF, 0xF0}); w.Abort() }, true, ajp.ErrMalformed},
 		"closed mid-body": {func(r *ajptest.Request, w *ajptest.ResponseWriter) {
