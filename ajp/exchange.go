@@ -213,6 +213,11 @@ func (r *Response) Close() error {
 	return nil
 }
 
+// CloseWithError is Close for callers that report why they stopped reading
+// (fasthttp's body streams); a body not read to its end never returns its
+// connection to the pool, so the reason changes nothing.
+func (r *Response) CloseWithError(error) error { return r.Close() }
+
 // Reused reports whether the container allowed the connection to be reused;
 // valid after the body was read to io.EOF.
 func (r *Response) Reused() bool { return r.reuse }

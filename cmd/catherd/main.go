@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/config"
 	"github.com/catherd/catherd/userspace/metrics"
@@ -69,10 +70,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
 	members := make([]*balancer.Member, len(cfg.Backends))
-	addrs := make([]string, len(cfg.Backends))
+	targets := make([]proxy.Target, len(cfg.Backends))
 	for i, b := range cfg.Backends {
 		members[i] = balancer.NewMember(b.Name, b.Route, b.Weight, b.Flags)
-		addrs[i] = b.Addr
+		targets[i].Addr = b.Addr
+		if b.Scheme == "ajp" {
+			targets[i].AJP = &ajp.ClientOptions{Secret: b.Secret, PacketSize: b.PacketSize, Ping: b.Ping}
+		}
 	}
 	pool, err := balancer.NewPool(members, cfg.LBMethod, balancer.Options{Retry: cfg.Retry, NoFailover: cfg.NoFailover})
 	if err != nil {
@@ -80,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	m := metrics.New(pool)
-	px := proxy.New(pool, addrs, m, proxy.Options{
+	px := proxy.New(pool, targets, m, proxy.Options{
 		Sticky:             cfg.Sticky,
 		MaxAttempts:        cfg.MaxAttempts,
 		ConnectTimeout:     cfg.ConnectTimeout,
@@ -134,7 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("listening", "addr", ln.Addr().String())
 	}
 	for _, b := range cfg.Backends {
-		log.Info("member", "name", b.Name, "addr", b.Addr, "route", b.Route, "weight", b.Weight, "status", b.Flags.String())
+		log.Info("member", "name", b.Name, "url", b.Scheme+"://"+b.Addr, "route", b.Route, "weight", b.Weight, "status", b.Flags.String())
 	}
 
 	sig := make(chan os.Signal, 1)

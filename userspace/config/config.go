@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/session"
 	"github.com/catherd/catherd/userspace/balancer"
 )
@@ -21,11 +22,15 @@ import (
 // Backend is one --backend flag.
 type Backend struct {
 	Name   string
-	Scheme string // "http"
+	Scheme string // "http" or "ajp"
 	Addr   string // host:port
 	Route  string
 	Weight int
 	Flags  balancer.Flags
+	// AJP only.
+	Secret     string
+	PacketSize int
+	Ping       ajp.PingMode
 }
 
 // Config is everything `catherd run` needs.
@@ -81,7 +86,7 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	var listen, backends listFlag
 	var sticky, sep string
 	fs.Var(&listen, "listen", "address to accept HTTP clients on, e.g. :80 or 127.0.0.1:8080 (repeatable; default :8080)")
-	fs.Var(&backends, "backend", "a backend member: NAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H] (repeatable, at least one);\nroute defaults to NAME and must match the Tomcat jvmRoute")
+	fs.Var(&backends, "backend", "a backend member (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
 	fs.StringVar(&sticky, "sticky", "JSESSIONID|jsessionid", "session id locations as COOKIE|pathparam, or off to disable stickiness")
 	fs.StringVar(&sep, "sticky-separator", ".", "one character between session id and route (WebLogic uses !)")
 	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "how new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
@@ -196,17 +201,23 @@ func ParseBackend(spec string) (Backend, error) {
 	if err != nil || u.Host == "" {
 		return Backend{}, fmt.Errorf("%s: want a URL like http://10.0.0.1:8080, got %q", name, fields[0])
 	}
-	if u.Scheme != "http" {
-		return Backend{}, fmt.Errorf("%s: scheme %q is not supported (want http)", name, u.Scheme)
+	if u.Scheme != "http" && u.Scheme != "ajp" {
+		return Backend{}, fmt.Errorf("%s: scheme %q is not supported (want http or ajp)", name, u.Scheme)
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
 		return Backend{}, fmt.Errorf("%s: the URL names a host and port only, got %q", name, fields[0])
 	}
 	addr := u.Host
 	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "ajp": "8009"}[u.Scheme])
 	}
 	b := Backend{Name: name, Scheme: u.Scheme, Addr: addr, Route: name, Weight: 1}
+	isAJP := u.Scheme == "ajp"
+	if isAJP {
+		// mod_jk's advice: CPING new connections and ones idle a while.
+		b.PacketSize, b.Ping = ajp.DefaultPacketSize, ajp.PingConnect|ajp.PingPrepost
+	}
+	var hasSecret bool
 	for _, kv := range fields[1:] {
 		key, value, _ := strings.Cut(kv, "=")
 		switch key {
@@ -225,9 +236,32 @@ func ParseBackend(spec string) (Backend, error) {
 			if b.Flags, err = balancer.ParseFlags(value); err != nil {
 				return Backend{}, fmt.Errorf("%s: %v", name, err)
 			}
+		case "secret", "packet-size", "ping":
+			if !isAJP {
+				return Backend{}, fmt.Errorf("%s: %s applies to ajp:// backends only", name, key)
+			}
+			switch key {
+			case "secret":
+				b.Secret, hasSecret = value, value != ""
+			case "packet-size":
+				n, err := strconv.Atoi(value)
+				if err != nil || n < ajp.MinPacketSize || n > ajp.MaxPacketSize {
+					return Backend{}, fmt.Errorf("%s: packet-size must be %d..%d (and equal Tomcat's packetSize), got %q", name, ajp.MinPacketSize, ajp.MaxPacketSize, value)
+				}
+				b.PacketSize = n
+			case "ping":
+				if b.Ping, err = ajp.ParsePingMode(value); err != nil {
+					return Backend{}, fmt.Errorf("%s: %v", name, err)
+				}
+			}
 		default:
-			return Backend{}, fmt.Errorf("%s: unknown option %q (want route, weight or status)", name, key)
+			return Backend{}, fmt.Errorf("%s: unknown option %q (want route, weight, status; for ajp also secret, packet-size, ping)", name, key)
 		}
+	}
+	// Tomcat requires a secret on AJP connectors by default since 9.0.31
+	// (CVE-2020-1938); a member without one would answer 403 to everything.
+	if isAJP && !hasSecret {
+		return Backend{}, fmt.Errorf("%s: ajp:// needs secret=S (the connector's secret attribute)", name)
 	}
 	return b, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/userspace/balancer"
 )
 
@@ -40,6 +41,18 @@ func TestParseBackendOptions(t *testing.T) {
 	}
 }
 
+func TestParseAJPBackend(t *testing.T) {
+	b, err := ParseBackend("tc1=ajp://10.0.0.1,secret=s3,packet-size=65536,ping=A,route=tomcat1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Backend{Name: "tc1", Scheme: "ajp", Addr: "10.0.0.1:8009", Route: "tomcat1", Weight: 1,
+		Secret: "s3", PacketSize: 65536, Ping: ajp.PingConnect | ajp.PingPrepost | ajp.PingInterval}
+	if b != want {
+		t.Fatalf("got %+v, want %+v", b, want)
+	}
+}
+
 func TestParseErrorsNameTheFlag(t *testing.T) {
 	ok := "--backend=a=http://127.0.0.1:1"
 	tests := []struct {
@@ -49,7 +62,11 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--nosuch"}, "nosuch"},
 		{[]string{}, "--backend"},
 		{[]string{"--backend", "a"}, "--backend"},
-		{[]string{"--backend", "a=ajp://h:8009"}, "--backend"},
+		{[]string{"--backend", "a=ajp://h:8009"}, "--backend"}, // no secret
+		{[]string{"--backend", "a=ajp://h:8009,secret=s,packet-size=100"}, "--backend"},
+		{[]string{"--backend", "a=ajp://h:8009,secret=s,ping=X"}, "--backend"},
+		{[]string{"--backend", "a=http://h:1,secret=s"}, "--backend"},
+		{[]string{"--backend", "a=ftp://h:1"}, "--backend"},
 		{[]string{"--backend", "a=http://h:1/path"}, "--backend"},
 		{[]string{"--backend", "a=http://h:1,weight=0"}, "--backend"},
 		{[]string{"--backend", "a=http://h:1,status=+X"}, "--backend"},

@@ -2,22 +2,33 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/metrics"
 )
 
-// backend is the transport to one member: a keep-alive connection pool and
-// what the proxy needs to rewrite its responses.
+// Target says how to reach a member.
+type Target struct {
+	Addr string // host:port
+	// AJP, when set, makes the member an AJP/1.3 container; otherwise it
+	// speaks HTTP/1.1. Addr and Dial are filled in by the proxy.
+	AJP *ajp.ClientOptions
+}
+
+// backend is the transport to one member: a keep-alive connection pool
+// (HTTP or AJP) and what the proxy needs to rewrite its responses.
 type backend struct {
 	member  *balancer.Member
 	addr    string
 	origin  []byte // "http://host:port", as it may appear in Location
 	client  *fasthttp.HostClient
+	ajp     *ajp.Client // instead of client for AJP members
 	metrics *metrics.Member
 	dial    func() (net.Conn, error)
 }
@@ -29,9 +40,20 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-func newBackend(m *balancer.Member, addr string, mm *metrics.Member, o *Options) *backend {
+func newBackend(m *balancer.Member, t Target, mm *metrics.Member, o *Options) *backend {
+	addr := t.Addr
 	b := &backend{member: m, addr: addr, origin: []byte("http://" + addr), metrics: mm}
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	if t.AJP != nil {
+		ao := *t.AJP
+		ao.Addr = addr
+		ao.MaxConns = o.MaxConnsPerBackend
+		ao.ConnectTimeout = o.ConnectTimeout
+		ao.IdleTTL = o.BackendIdleTimeout
+		ao.Dial = func() (net.Conn, error) { return dialer.Dial("tcp", addr) }
+		b.ajp = ajp.NewClient(ao)
+		return b
+	}
 	b.dial = func() (net.Conn, error) {
 		c, err := dialer.Dial("tcp", addr)
 		if err != nil {
@@ -63,12 +85,15 @@ func newBackend(m *balancer.Member, addr string, mm *metrics.Member, o *Options)
 // errorKind classifies a failed exchange for metrics and for the retry rule.
 func errorKind(err error) string {
 	var de *dialError
+	var ade *ajp.DialError
 	switch {
-	case errors.As(err, &de), errors.Is(err, fasthttp.ErrNoFreeConns):
+	case errors.As(err, &de), errors.As(err, &ade), errors.Is(err, fasthttp.ErrNoFreeConns):
 		return metrics.ErrConnect
 	case errors.Is(err, fasthttp.ErrTimeout), isTimeout(err):
 		return metrics.ErrTimeout
-	case errors.Is(err, fasthttp.ErrConnectionClosed), isReset(err):
+	case errors.Is(err, ajp.ErrMalformed):
+		return metrics.ErrProtocol
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), isReset(err):
 		return metrics.ErrReset
 	}
 	return metrics.ErrProtocol

@@ -18,8 +18,8 @@ type exchange struct {
 	start time.Time
 	code  int
 	sent  countingReader
-	resp  *fasthttp.Response
-	body  io.Reader
+	resp  *fasthttp.Response // the HTTP member's response; nil for AJP
+	body  io.Reader          // the member's response body
 	recvd int64
 }
 
@@ -49,7 +49,9 @@ func (x *exchange) CloseWithError(err error) error {
 	if c, ok := x.body.(fasthttp.ReadCloserWithError); ok {
 		c.CloseWithError(err)
 	}
-	fasthttp.ReleaseResponse(x.resp)
+	if x.resp != nil {
+		fasthttp.ReleaseResponse(x.resp)
+	}
 	x.finish(err)
 	return nil
 }

@@ -59,11 +59,11 @@ type Proxy struct {
 	server   *fasthttp.Server
 }
 
-// New builds a proxy over pool; addrs[i] is the host:port of member i.
-func New(pool *balancer.Pool, addrs []string, m *metrics.Metrics, opts Options, log *slog.Logger) *Proxy {
+// New builds a proxy over pool; targets[i] says how to reach member i.
+func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options, log *slog.Logger) *Proxy {
 	p := &Proxy{pool: pool, opts: opts, metrics: m, none: m.Member(metrics.NoMember), log: log}
 	for i, mem := range pool.Members() {
-		p.backends = append(p.backends, newBackend(mem, addrs[i], m.Member(mem.Name), &opts))
+		p.backends = append(p.backends, newBackend(mem, targets[i], m.Member(mem.Name), &opts))
 	}
 	p.server = &fasthttp.Server{
 		Handler:                       p.serve,
@@ -90,8 +90,17 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return p.server.Serve(idleListener{Listener: ln, timeout: p.opts.ClientTimeout})
 }
 
-// Shutdown stops accepting clients and waits for requests in flight.
-func (p *Proxy) Shutdown() error { return p.server.Shutdown() }
+// Shutdown stops accepting clients, waits for requests in flight, and
+// closes idle backend connections.
+func (p *Proxy) Shutdown() error {
+	err := p.server.Shutdown()
+	for _, b := range p.backends {
+		if b.ajp != nil {
+			b.ajp.Close()
+		}
+	}
+	return err
+}
 
 // call is one client request while catherd looks for a member to serve it.
 type call struct {
@@ -125,13 +134,23 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		b := p.backends[m.Index]
-		if upgrade {
+		switch {
+		case b.ajp != nil:
+			// AJP cannot switch protocols: an upgrade request goes as a
+			// plain request, as mod_proxy_ajp sends it.
+			err = p.forwardAJP(&c, b)
+		case upgrade:
 			err = p.tunnel(&c, b)
-		} else {
+		default:
 			err = p.forward(&c, b)
 		}
 		if err == nil {
 			p.metrics.Sticky(outcome)
+			return
+		}
+		if errors.Is(err, errCannotCarry) {
+			p.plain(ctx, fasthttp.StatusBadRequest, "400 request head too large for the backend protocol\n")
+			p.none.Done(fasthttp.StatusBadRequest, c.start, 0, 0, false)
 			return
 		}
 		kind := errorKind(err)
@@ -223,7 +242,12 @@ func (p *Proxy) forward(c *call, b *backend) error {
 		return nil
 	}
 	x.resp, x.body = resp, stream
-	n := resp.Header.ContentLength()
+	return x.respond(ctx, resp.Header.ContentLength())
+}
+
+// respond hands the member's response body to the client side. n is its
+// length, negative when unknown.
+func (x *exchange) respond(ctx *fasthttp.RequestCtx, n int) error {
 	if n >= 0 && n <= smallBody {
 		// Small and of known length: usually already in the read buffer.
 		// Taking it whole frees the backend connection at once and lets
@@ -231,8 +255,9 @@ func (p *Proxy) forward(c *call, b *backend) error {
 		if _, err := io.CopyN(ctx.Response.BodyWriter(), x, int64(n)); err != nil {
 			// Nothing has reached the client yet: it can still get a 502.
 			ctx.Response.Reset()
+			err = fmt.Errorf("%s %s: reading body: %w", x.b.member.Name, x.b.addr, err)
 			x.abort(err)
-			return fmt.Errorf("%s %s: reading body: %w", b.member.Name, b.addr, err)
+			return err
 		}
 		x.CloseWithError(nil)
 		return nil

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/session"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/metrics"
@@ -35,16 +36,21 @@ type rigOptions struct {
 	method     string
 	noFailover bool
 	tweak      func(*Options)
+	ajpSecret  string // members speak AJP with this secret
 }
 
 // startRig runs a proxy over backends given as name -> address.
 func startRig(t *testing.T, ro rigOptions, backends ...[2]string) *rig {
 	t.Helper()
 	var members []*balancer.Member
-	var addrs []string
+	var targets []Target
 	for _, b := range backends {
 		members = append(members, balancer.NewMember(b[0], b[0], 1, 0))
-		addrs = append(addrs, b[1])
+		t := Target{Addr: b[1]}
+		if ro.ajpSecret != "" {
+			t.AJP = &ajp.ClientOptions{Secret: ro.ajpSecret, PacketSize: ajp.DefaultPacketSize}
+		}
+		targets = append(targets, t)
 	}
 	if ro.method == "" {
 		ro.method = "byrequests"
@@ -62,7 +68,7 @@ func startRig(t *testing.T, ro rigOptions, backends ...[2]string) *rig {
 		ro.tweak(&opts)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	px := New(pool, addrs, metrics.New(pool), opts, log)
+	px := New(pool, targets, metrics.New(pool), opts, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

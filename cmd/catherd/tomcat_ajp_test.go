@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/catherd/catherd/scripts/rig"
+)
+
+// TestTomcatOverAJP runs the catherd binary with ajp:// members in front of
+// two Tomcat 10 nodes whose AJP connectors require a secret: sessions stick
+// to their jvmRoute over AJP, both URL forms work, uploads of known and
+// unknown length arrive, and a 16 MiB download streams through.
+func TestTomcatOverAJP(t *testing.T) {
+	rig.Require(t)
+	tmp := t.TempDir()
+	bin := tcBuild(t, tmp)
+	r := rig.Up(t, 2, false)
+	listen, metricsAddr := tcFreeAddr(t), tcFreeAddr(t)
+	args := []string{"run", "--listen", listen, "--metrics", metricsAddr}
+	for _, n := range r.Nodes {
+		args = append(args, "--backend", n.Name+"=ajp://"+n.AJP+",secret="+rig.Secret+",ping=CP")
+	}
+	tcStartCatherd(t, bin, args, filepath.Join(tmp, "catherd.log"), r.Dir)
+	client := &http.Client{Timeout: 10 * time.Second}
+	base := "http://" + listen
+	tcWaitReady(t, client, base+"/health.jsp", 15*time.Second)
+
+	perNode := map[string]int{}
+	for i := 0; i < 20; i++ {
+		first, err := tcGetCounter(client, base+"/counter.jsp", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		route, _ := tcRoute(first.id)
+		perNode[route]++
+		for n := 2; n <= 3; n++ {
+			url, cookie := base+"/counter.jsp", first.id
+			if i%2 == 1 {
+				url, cookie = base+"/counter.jsp;jsessionid="+first.id, ""
+			}
+			c, err := tcGetCounter(client, url, cookie)
+			if err != nil || c.node != route || c.count != n {
+				t.Fatalf("session %s request %d: got %+v, %v; want node %s count %d", first.id, n, c, err, route, n)
+			}
+		}
+	}
+	if len(perNode) != 2 {
+		t.Errorf("new sessions not balanced over both nodes: %v", perNode)
+	}
+
+	upload := bytes.Repeat([]byte("ajp!"), 256<<10) // 1 MiB
+	for _, body := range []io.Reader{bytes.NewReader(upload), io.MultiReader(bytes.NewReader(upload))} {
+		resp, err := client.Post(base+"/counter.jsp", "application/octet-stream", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(got), "count=1") {
+			t.Fatalf("upload: %d %q", resp.StatusCode, got)
+		}
+	}
+
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB static file
+	for _, n := range r.Nodes {
+		if err := writeWebappFile(r.Dir, n.Name, "big.bin", big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := client.Get(base + "/big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, big) {
+		t.Fatalf("16 MiB download: %d, %d bytes, %v", resp.StatusCode, len(got), err)
+	}
+}
+
+// writeWebappFile puts a static file into a node's ROOT webapp.
+func writeWebappFile(rigDir, node, name string, data []byte) error {
+	path := filepath.Join(rigDir, node, "webapps", "ROOT", name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/catherd/catherd/ajp"
+	"github.com/catherd/catherd/ajp/ajptest"
+)
+
+const testSecret = "s3cret"
+
+// ajpMember runs a test container answering with what it received.
+func ajpMember(t *testing.T, name string, h ajptest.Handler) [2]string {
+	t.Helper()
+	if h == nil {
+		h = func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+			sum := sha256.New()
+			n, _ := io.Copy(sum, r.Body)
+			w.WriteHeader(200, ajp.Header{Name: []byte("Content-Type"), Value: []byte("text/plain")},
+				ajp.Header{Name: []byte("Set-Cookie"), Value: []byte("JSESSIONID=NEW." + name + "; Path=/; HttpOnly")})
+			fmt.Fprintf(w, "%s %s %s?%s q=%q route=%s xff=%s host=%s:%d len=%s body=%d %x",
+				name, r.Method, r.URI, r.QueryString, r.QueryString, r.Route, r.Header("X-Forwarded-For"),
+				r.ServerName, r.ServerPort, r.Header("content-length"), n, sum.Sum(nil))
+		}
+	}
+	s, err := ajptest.NewServer(testSecret, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return [2]string{name, s.Addr}
+}
+
+func TestAJPMembers(t *testing.T) {
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", nil), ajpMember(t, "b", nil))
+	resp, body := r.do("GET", "/shop/cart;jsessionid=X.b?item=7&x=%20", nil)
+	if resp.StatusCode != 200 || !strings.HasPrefix(body, "b GET /shop/cart;jsessionid=X.b?item=7&x=%20 ") {
+		t.Fatalf("sticky GET over AJP: %d %q", resp.StatusCode, body)
+	}
+	for _, want := range []string{"route=b", "xff=127.0.0.1", "host=127.0.0.1:"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("container saw %q, missing %s", body, want)
+		}
+	}
+	if c := resp.Header.Get("Set-Cookie"); !strings.HasPrefix(c, "JSESSIONID=NEW.b") {
+		t.Errorf("Set-Cookie %q", c)
+	}
+	// Cookie stickiness, several requests on pooled connections.
+	for i := 0; i < 5; i++ {
+		if _, body := r.do("GET", "/x", nil, "Cookie", "JSESSIONID=Y.a"); !strings.HasPrefix(body, "a GET /x") {
+			t.Fatalf("cookie route a: %q", body)
+		}
+	}
+}
+
+func TestAJPUploads(t *testing.T) {
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", nil))
+	for _, size := range []int{11, 100 << 10, 1 << 20} {
+		data := bytes.Repeat([]byte("u"), size)
+		want := fmt.Sprintf("body=%d %x", size, sha256.Sum256(data))
+		// Known length (buffered or streamed by size) and chunked.
+		if _, body := r.do("POST", "/up", bytes.NewReader(data)); !strings.HasSuffix(body, want) || !strings.Contains(body, fmt.Sprintf("len=%d", size)) {
+			t.Fatalf("POST %d bytes: %q", size, body)
+		}
+		if _, body := r.do("PUT", "/up", io.MultiReader(bytes.NewReader(data))); !strings.HasSuffix(body, want) {
+			t.Fatalf("chunked PUT %d bytes: %q", size, body)
+		}
+	}
+}
+
+func TestAJPDownloadAndHead(t *testing.T) {
+	const size = 32 << 20
+	chunk := bytes.Repeat([]byte("d"), 64<<10)
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte(fmt.Sprint(size))})
+		if string(r.Method) == "HEAD" {
+			return
+		}
+		for sent := 0; sent < size; sent += len(chunk) {
+			w.Write(chunk)
+		}
+	}))
+	resp, body := r.do("GET", "/big", nil)
+	if resp.StatusCode != 200 || len(body) != size {
+		t.Fatalf("download: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	resp, body = r.do("HEAD", "/big", nil)
+	if resp.StatusCode != 200 || body != "" || resp.ContentLength != size {
+		t.Fatalf("HEAD: %d, %q, length %d", resp.StatusCode, body, resp.ContentLength)
+	}
+	// The connection survived the HEAD: another request works.
+	if resp, _ := r.do("HEAD", "/big", nil); resp.StatusCode != 200 {
+		t.Fatalf("second HEAD: %d", resp.StatusCode)
+	}
+}
+
+func TestAJPFailures(t *testing.T) {
+	garbage := ajpMember(t, "bad", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		w.Raw([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+		w.Abort()
+	})
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, garbage)
+	if resp, _ := r.do("GET", "/", nil); resp.StatusCode != 502 {
+		t.Fatalf("garbage from the container: %d, want 502", resp.StatusCode)
+	}
+	// A dead member: the request moves to a live one.
+	r = startRig(t, rigOptions{ajpSecret: testSecret}, [2]string{"dead", deadAddr(t)}, ajpMember(t, "a", nil))
+	if resp, body := r.do("POST", "/p", strings.NewReader("x=1"), "Cookie", "JSESSIONID=S.dead"); resp.StatusCode != 200 || !strings.HasPrefix(body, "a POST") {
+		t.Fatalf("failover from a dead AJP member: %d %q", resp.StatusCode, body)
+	}
+	// A head AJP cannot carry: 400, no member blamed.
+	if resp, _ := r.do("GET", "/", nil, "X-Big", strings.Repeat("h", 8000)); resp.StatusCode != 400 {
+		t.Fatalf("oversized head over AJP: %d, want 400", resp.StatusCode)
+	}
+}
