@@ -25,6 +25,7 @@ import (
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/config"
+	"github.com/catherd/catherd/userspace/health"
 	"github.com/catherd/catherd/userspace/metrics"
 	"github.com/catherd/catherd/userspace/proxy"
 )
@@ -141,6 +142,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("member", "name", b.Name, "url", b.Scheme+"://"+b.Addr, "route", b.Route, "weight", b.Weight, "status", b.Flags.String())
 	}
 
+	checkCtx, stopChecks := context.WithCancel(context.Background())
+	defer stopChecks()
+	if cfg.HealthInterval > 0 {
+		probes := make([]health.Probe, len(members))
+		for i := range members {
+			probes[i] = px.Probe(i, cfg.HealthURI)
+		}
+		checker := health.New(members, probes, health.Options{Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
+			Fall: cfg.HealthFall, Rise: cfg.HealthRise}, log)
+		go checker.Run(checkCtx)
+	}
+
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	code := 0
@@ -151,6 +164,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("listener failed", "err", err)
 		code = 1
 	}
+	stopChecks()
 	done := make(chan struct{})
 	go func() {
 		px.Shutdown()

@@ -24,13 +24,28 @@ func TestTomcatOverAJP(t *testing.T) {
 	bin := tcBuild(t, tmp)
 	r := rig.Up(t, 2, false)
 	listen, metricsAddr := tcFreeAddr(t), tcFreeAddr(t)
-	args := []string{"run", "--listen", listen, "--metrics", metricsAddr}
+	args := []string{"run", "--listen", listen, "--metrics", metricsAddr, "--health-interval", "200ms", "--health-uri", "/health.jsp"}
 	for _, n := range r.Nodes {
 		args = append(args, "--backend", n.Name+"=ajp://"+n.AJP+",secret="+rig.Secret+",ping=CP")
 	}
-	tcStartCatherd(t, bin, args, filepath.Join(tmp, "catherd.log"), r.Dir)
+	// A member configured with the wrong secret: its Tomcat answers 403 to
+	// everything. The health check must take it out, with one log line.
+	args = append(args, "--backend", "misconfigured=ajp://"+r.Nodes[0].AJP+",secret=not-the-secret")
+	logPath := filepath.Join(tmp, "catherd.log")
+	tcStartCatherd(t, bin, args, logPath, r.Dir)
 	client := &http.Client{Timeout: 10 * time.Second}
 	base := "http://" + listen
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(tcMetric(t, client, "http://"+metricsAddr), `catherd_member_state{member="misconfigured",state="down"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("member with the wrong AJP secret not marked down")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	logs, _ := os.ReadFile(logPath)
+	if n := strings.Count(string(logs), "member=misconfigured"); n != 1 || !strings.Contains(string(logs), "secret refused") {
+		t.Fatalf("want one log line naming the member and the refused secret, got:\n%s", logs)
+	}
 	tcWaitReady(t, client, base+"/health.jsp", 15*time.Second)
 
 	perNode := map[string]int{}
@@ -53,7 +68,7 @@ func TestTomcatOverAJP(t *testing.T) {
 		}
 	}
 	if len(perNode) != 2 {
-		t.Errorf("new sessions not balanced over both nodes: %v", perNode)
+		t.Errorf("new sessions not balanced over both good nodes: %v", perNode)
 	}
 
 	upload := bytes.Repeat([]byte("ajp!"), 256<<10) // 1 MiB
@@ -93,4 +108,16 @@ func writeWebappFile(rigDir, node, name string, data []byte) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// tcMetric fetches the metrics page.
+func tcMetric(t *testing.T, client *http.Client, base string) string {
+	t.Helper()
+	resp, err := client.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -85,6 +85,7 @@ type Member struct {
 
 	weight     atomic.Int32
 	flags      atomic.Uint32
+	down       atomic.Bool  // failed its health checks
 	errorUntil atomic.Int64 // unix nanoseconds; in error state (E) until then
 	active     atomic.Int64 // requests in flight, for bybusyness
 	traffic    atomic.Uint64
@@ -106,6 +107,12 @@ func (m *Member) Flags() Flags { return Flags(m.flags.Load()) }
 
 // SetFlags replaces the operator-set flags.
 func (m *Member) SetFlags(f Flags) { m.flags.Store(uint32(f)) }
+
+// SetDown records the verdict of the member's health checks.
+func (m *Member) SetDown(down bool) { m.down.Store(down) }
+
+// Down reports whether the member failed its health checks.
+func (m *Member) Down() bool { return m.down.Load() }
 
 // InError reports whether the member is in the error state (E) at now.
 func (m *Member) InError(now time.Time) bool { return now.UnixNano() < m.errorUntil.Load() }
@@ -131,6 +138,8 @@ func (m *Member) State(now time.Time) State {
 		return StateStopped
 	case f&Disabled != 0:
 		return StateDisabled
+	case m.Down():
+		return StateDown
 	case m.InError(now):
 		return StateError
 	case f&Drain != 0:
@@ -152,17 +161,18 @@ const (
 	StateStopped
 	StateDrain
 	StateStandby
+	StateDown
 )
 
 // States lists every state, in the order of their values.
-var States = []State{StateOK, StateError, StateDisabled, StateStopped, StateDrain, StateStandby}
+var States = []State{StateOK, StateError, StateDisabled, StateStopped, StateDrain, StateStandby, StateDown}
 
 func (s State) String() string {
-	return [...]string{"ok", "error", "disabled", "stopped", "drain", "standby"}[s]
+	return [...]string{"ok", "error", "disabled", "stopped", "drain", "standby", "down"}[s]
 }
 
 // servesSessions reports whether the member may take requests of sessions it
 // already owns.
 func (m *Member) servesSessions(now time.Time) bool {
-	return m.Flags()&(Stopped|Disabled) == 0 && !m.InError(now)
+	return m.Flags()&(Stopped|Disabled) == 0 && !m.Down() && !m.InError(now)
 }

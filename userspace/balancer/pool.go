@@ -151,11 +151,11 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 // newSessionCandidates is the set of members that may take a new session:
 // those serving sessions and not draining, leaving hot standbys out unless
 // no one else is left. With ignoreErrors, members in the error state count
-// as usable.
+// as usable; members that failed their health checks never are.
 func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool) (Set, bool) {
 	var primary, standby Set
 	for i, m := range p.members {
-		if tried.Has(i) || m.Flags()&(Stopped|Disabled|Drain) != 0 || (!ignoreErrors && m.InError(now)) {
+		if tried.Has(i) || m.Flags()&(Stopped|Disabled|Drain) != 0 || m.Down() || (!ignoreErrors && m.InError(now)) {
 			continue
 		}
 		if m.Flags()&Standby != 0 {

@@ -249,6 +249,23 @@ func TestStates(t *testing.T) {
 	if got := p.Members()[0].State(*now); got != StateError {
 		t.Errorf("after error: %v", got)
 	}
+	p.Members()[0].SetDown(true)
+	if got := p.Members()[0].State(*now); got != StateDown {
+		t.Errorf("after failed health checks: %v", got)
+	}
+}
+
+func TestDownMembersGetNothing(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{}, "a:1", "b:1")
+	p.Members()[0].SetDown(true)
+	m, o, err := p.Pick(&Request{Route: []byte("a"), SessionKey: []byte("K")})
+	if err != nil || m.Name != "b" || o != Failover {
+		t.Fatalf("session of a down member: %v %v %v", m, o, err)
+	}
+	p.Members()[1].SetDown(true)
+	if _, _, err := p.Pick(&Request{}); !errors.Is(err, ErrNoMember) {
+		t.Fatalf("all down: %v, want ErrNoMember (no forced recovery onto failed health checks)", err)
+	}
 }
 
 func TestParseFlags(t *testing.T) {

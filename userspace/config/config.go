@@ -55,6 +55,12 @@ type Config struct {
 	ShutdownTimeout      time.Duration
 	TrustForwardedHeader bool
 	Pprof                bool
+
+	HealthInterval time.Duration
+	HealthURI      string
+	HealthTimeout  time.Duration
+	HealthFall     int
+	HealthRise     int
 }
 
 // FlagError is a usage error: main prints it and exits 2.
@@ -105,6 +111,11 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.BoolVar(&c.TrustForwardedHeader, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
+	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second, "probe every member this often (0 disables health checks)")
+	fs.StringVar(&c.HealthURI, "health-uri", "/", "path the probe GETs; a 5xx, a timeout, a connect error or a refused AJP secret fails it")
+	fs.DurationVar(&c.HealthTimeout, "health-timeout", 2*time.Second, "longest wait for one probe")
+	fs.IntVar(&c.HealthFall, "health-fall", 2, "consecutive failed probes that mark a member down")
+	fs.IntVar(&c.HealthRise, "health-rise", 2, "consecutive passed probes that bring a down member back")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -162,18 +173,22 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if c.MaxAttempts == 0 || c.MaxAttempts > len(c.Backends) {
 		c.MaxAttempts = len(c.Backends)
 	}
-	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout} {
+	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout, "health-interval": c.HealthInterval} {
 		if d < 0 {
 			return nil, &FlagError{name, errors.New("must not be negative")}
 		}
 	}
 	for name, d := range map[string]time.Duration{"connect-timeout": c.ConnectTimeout, "backend-timeout": c.BackendTimeout,
-		"backend-idle-timeout": c.BackendIdleTimeout, "client-timeout": c.ClientTimeout} {
+		"backend-idle-timeout": c.BackendIdleTimeout, "client-timeout": c.ClientTimeout, "health-timeout": c.HealthTimeout} {
 		if d <= 0 {
 			return nil, &FlagError{name, errors.New("must be positive")}
 		}
 	}
-	for name, n := range map[string]int{"max-conns-per-backend": c.MaxConnsPerBackend, "max-client-conns": c.MaxClientConns} {
+	if !strings.HasPrefix(c.HealthURI, "/") {
+		return nil, &FlagError{"health-uri", fmt.Errorf("want a path starting with /, got %q", c.HealthURI)}
+	}
+	for name, n := range map[string]int{"max-conns-per-backend": c.MaxConnsPerBackend, "max-client-conns": c.MaxClientConns,
+		"health-fall": c.HealthFall, "health-rise": c.HealthRise} {
 		if n <= 0 {
 			return nil, &FlagError{name, errors.New("must be positive")}
 		}

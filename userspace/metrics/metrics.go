@@ -157,7 +157,7 @@ func (mm *Member) Retried() { mm.retries.Inc() }
 type stateCollector struct{ pool *balancer.Pool }
 
 var stateDesc = prometheus.NewDesc("catherd_member_state",
-	"1 for the member's current state (ok, error, disabled, stopped, drain, standby), 0 for the others.",
+	"1 for the member's current state (ok, error, disabled, stopped, drain, standby, down), 0 for the others.",
 	[]string{"member", "state"}, nil)
 
 var weightDesc = prometheus.NewDesc("catherd_member_weight",

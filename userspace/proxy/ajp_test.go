@@ -2,11 +2,15 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/ajp/ajptest"
@@ -116,5 +120,41 @@ func TestAJPFailures(t *testing.T) {
 	// A head AJP cannot carry: 400, no member blamed.
 	if resp, _ := r.do("GET", "/", nil, "X-Big", strings.Repeat("h", 8000)); resp.StatusCode != 400 {
 		t.Fatalf("oversized head over AJP: %d, want 400", resp.StatusCode)
+	}
+}
+
+func TestProbes(t *testing.T) {
+	good := ajpMember(t, "good", nil)
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, good)
+	if err := r.px.Probe(0, "/")(context.Background()); err != nil {
+		t.Fatalf("healthy AJP member: %v", err)
+	}
+	// The same container, but catherd holds the wrong secret.
+	r = startRig(t, rigOptions{ajpSecret: "wrong"}, good)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.px.Probe(0, "/")(ctx); !errors.Is(err, ErrSecretRefused) {
+		t.Fatalf("wrong secret: %v, want ErrSecretRefused", err)
+	}
+	// An application's own 403 keeps the connection: not a refused secret.
+	app403 := ajpMember(t, "app403", func(r *ajptest.Request, w *ajptest.ResponseWriter) { w.WriteHeader(403) })
+	r = startRig(t, rigOptions{ajpSecret: testSecret}, app403)
+	if err := r.px.Probe(0, "/")(ctx); err != nil {
+		t.Fatalf("application 403: %v", err)
+	}
+	// HTTP members: a 5xx fails the probe, a 404 does not.
+	h := newNamedBackend(t, "h", func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/broken" {
+			w.WriteHeader(503)
+		} else {
+			w.WriteHeader(404)
+		}
+	})
+	r = startRig(t, rigOptions{}, h.spec())
+	if err := r.px.Probe(0, "/anything")(ctx); err != nil {
+		t.Fatalf("HTTP 404: %v", err)
+	}
+	if err := r.px.Probe(0, "/broken")(ctx); err == nil {
+		t.Fatal("HTTP 503 passed the probe")
 	}
 }
