@@ -15,7 +15,8 @@
 # HTTP on :8080 and AJP on :8009 (secret "catherd-secret"), both bound to the node address.
 # --cluster adds a SimpleTcpCluster/DeltaManager with McastService 228.0.0.4:45564 and
 # synchronous replication (see cluster_xml). The ROOT webapp has /counter.jsp (session
-# counter: "node=<route> session=<id> count=<n>"), /health.jsp (no session) and /index.html.
+# counter: "node=<route> session=<id> count=<n>"), /health.jsp (no session), /index.html,
+# /echo.jsp (what the servlet saw of the request) and /café.txt (a UTF-8 path).
 #
 # `up` prints one line per node:  nodeI 10.77.0.(10+i) 8080 8009 PID
 #
@@ -404,6 +405,25 @@ webapp() {
 		<!DOCTYPE html>
 		<html><head><title>catherd rig</title></head><body><p>catherd tomcat rig</p></body></html>
 	EOF
+	# echo.jsp reports what the servlet saw, for protocol tests (AJP above all):
+	# method, decoded URI, query, header count, the length of X-Long, body bytes read,
+	# the client address and port, and whether the request counts as secure.
+	cat >"$root/echo.jsp" <<-'EOF'
+		<%@ page session="false" contentType="text/plain; charset=UTF-8" trimDirectiveWhitespaces="true" %><%
+		    long n = 0;
+		    java.io.InputStream in = request.getInputStream();
+		    byte[] buf = new byte[65536];
+		    for (int r; (r = in.read(buf)) > 0; ) n += r;
+		    int headers = 0;
+		    for (java.util.Enumeration<String> e = request.getHeaderNames(); e.hasMoreElements(); e.nextElement()) headers++;
+		    String lng = request.getHeader("X-Long");
+		    out.print("method=" + request.getMethod() + " uri=" + request.getRequestURI() + " query=" + request.getQueryString()
+		        + " headers=" + headers + " long=" + (lng == null ? 0 : lng.length()) + " body=" + n
+		        + " remote=" + request.getRemoteAddr() + ":" + request.getRemotePort() + " secure=" + request.isSecure() + "\n");
+		%>
+	EOF
+	# A static file with a UTF-8 name, to check paths survive each hop.
+	printf 'utf-8 path ok\n' >"$root/café.txt"
 }
 
 make_base() {

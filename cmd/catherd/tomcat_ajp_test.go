@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,9 @@ import (
 // TestTomcatOverAJP runs the catherd binary with ajp:// members in front of
 // two Tomcat 10 nodes whose AJP connectors require a secret: sessions stick
 // to their jvmRoute over AJP, both URL forms work, uploads of known and
-// unknown length arrive, and a 16 MiB download streams through.
+// unknown length arrive, the servlet sees the query, the client address,
+// many and long headers, UTF-8 paths and each method, a 100 MiB download
+// streams through, and a member with the wrong secret is taken out.
 func TestTomcatOverAJP(t *testing.T) {
 	rig.Require(t)
 	tmp := t.TempDir()
@@ -84,7 +88,59 @@ func TestTomcatOverAJP(t *testing.T) {
 		}
 	}
 
-	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB static file
+	// What the servlet sees over AJP: method, query, client address and
+	// port, many and long headers, body bytes of known and unknown length.
+	echo := func(method, target string, body io.Reader, header ...string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+target, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, target, err)
+		}
+		defer resp.Body.Close()
+		got, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(got)
+	}
+	code, got := echo("POST", "/echo.jsp?a=1&b=%C3%A9", bytes.NewReader(upload))
+	if code != 200 || !strings.Contains(got, "method=POST uri=/echo.jsp query=a=1&b=%C3%A9") ||
+		!strings.Contains(got, fmt.Sprintf("body=%d remote=127.0.0.1:", len(upload))) {
+		t.Fatalf("POST echo: %d %q", code, got)
+	}
+	if code, got := echo("POST", "/echo.jsp", io.MultiReader(bytes.NewReader(upload))); code != 200 || !strings.Contains(got, fmt.Sprintf("body=%d ", len(upload))) {
+		t.Fatalf("chunked POST echo: %d %q", code, got)
+	}
+	var many []string
+	for i := 0; i < 60; i++ {
+		many = append(many, fmt.Sprintf("X-Header-%d", i), strings.Repeat("v", 40))
+	}
+	many = append(many, "X-Long", strings.Repeat("L", 4000))
+	if code, got := echo("GET", "/echo.jsp", nil, many...); code != 200 || !strings.Contains(got, "long=4000") || !regexp.MustCompile(`headers=(6[1-9]|[7-9]\d)`).MatchString(got) {
+		t.Fatalf("many and long headers: %d %q", code, got)
+	}
+	for _, method := range []string{"PUT", "DELETE"} {
+		// Jasper refuses these methods itself: the 405 proves they arrived.
+		if code, got := echo(method, "/echo.jsp", strings.NewReader("x")); code != 405 || !strings.Contains(got, "JSP") {
+			t.Fatalf("%s: %d %q", method, code, got)
+		}
+	}
+	if code, got := echo("GET", "/caf%C3%A9.txt", nil); code != 200 || got != "utf-8 path ok\n" {
+		t.Fatalf("UTF-8 path: %d %q", code, got)
+	}
+	req, _ := http.NewRequest("HEAD", base+"/index.html", nil)
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != 200 || resp.ContentLength <= 0 {
+		t.Fatalf("HEAD: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// A 100 MiB download streams through.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 100<<16)
 	for _, n := range r.Nodes {
 		if err := writeWebappFile(r.Dir, n.Name, "big.bin", big); err != nil {
 			t.Fatal(err)
@@ -94,11 +150,17 @@ func TestTomcatOverAJP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(resp.Body)
+	sum := sha256.New()
+	n, err := io.Copy(sum, resp.Body)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, big) {
-		t.Fatalf("16 MiB download: %d, %d bytes, %v", resp.StatusCode, len(got), err)
+	if err != nil || resp.StatusCode != 200 || n != int64(len(big)) || !bytes.Equal(sum.Sum(nil), sha256Of(big)) {
+		t.Fatalf("100 MiB download: %d, %d bytes, %v", resp.StatusCode, n, err)
 	}
+}
+
+func sha256Of(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }
 
 // writeWebappFile puts a static file into a node's ROOT webapp.

@@ -88,6 +88,26 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
+// BackendConns exports a member's connection counters, read from its
+// transport at scrape time: connections opened, and connections closed
+// because they failed or broke the protocol (nil when the transport does
+// not tell).
+func (m *Metrics) BackendConns(member string, opened, discarded func() uint64) {
+	labels := prometheus.Labels{"member": member}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "catherd_backend_connections_opened_total",
+		Help:        "Connections opened to each member.",
+		ConstLabels: labels,
+	}, func() float64 { return float64(opened()) }))
+	if discarded != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "catherd_backend_connections_discarded_total",
+			Help:        "Connections to each member closed because they failed or broke the protocol (AJP members).",
+			ConstLabels: labels,
+		}, func() float64 { return float64(discarded()) }))
+	}
+}
+
 // Sticky counts one routing outcome.
 func (m *Metrics) Sticky(o balancer.Outcome) { m.sticky[o].Inc() }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -109,8 +110,18 @@ func TestAJPFailures(t *testing.T) {
 		w.Abort()
 	})
 	r := startRig(t, rigOptions{ajpSecret: testSecret}, garbage)
-	if resp, _ := r.do("GET", "/", nil); resp.StatusCode != 502 {
-		t.Fatalf("garbage from the container: %d, want 502", resp.StatusCode)
+	before := runtime.NumGoroutine()
+	for i := 0; i < 20; i++ {
+		if resp, _ := r.do("GET", "/", nil); resp.StatusCode != 502 {
+			t.Fatalf("garbage from the container: %d, want 502", resp.StatusCode)
+		}
+	}
+	if got := r.px.backends[0].ajp.Discarded.Load(); got != 20 {
+		t.Errorf("%d broken connections counted, want 20", got)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if after := runtime.NumGoroutine(); after > before+5 {
+		t.Errorf("goroutines grew from %d to %d over 20 broken exchanges", before, after)
 	}
 	// A dead member: the request moves to a live one.
 	r = startRig(t, rigOptions{ajpSecret: testSecret}, [2]string{"dead", deadAddr(t)}, ajpMember(t, "a", nil))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -31,6 +32,7 @@ type backend struct {
 	ajp     *ajp.Client // instead of client for AJP members
 	metrics *metrics.Member
 	dial    func() (net.Conn, error)
+	opened  atomic.Uint64 // HTTP connections opened
 }
 
 // dialError marks a failure to connect: nothing reached the backend, so the
@@ -59,6 +61,7 @@ func newBackend(m *balancer.Member, t Target, mm *metrics.Member, o *Options) *b
 		if err != nil {
 			return nil, &dialError{err}
 		}
+		b.opened.Add(1)
 		return newIdleConn(c, o.BackendTimeout), nil
 	}
 	b.client = &fasthttp.HostClient{

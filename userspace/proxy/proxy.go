@@ -63,7 +63,13 @@ type Proxy struct {
 func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options, log *slog.Logger) *Proxy {
 	p := &Proxy{pool: pool, opts: opts, metrics: m, none: m.Member(metrics.NoMember), log: log}
 	for i, mem := range pool.Members() {
-		p.backends = append(p.backends, newBackend(mem, targets[i], m.Member(mem.Name), &opts))
+		b := newBackend(mem, targets[i], m.Member(mem.Name), &opts)
+		if b.ajp != nil {
+			m.BackendConns(mem.Name, b.ajp.Opened.Load, b.ajp.Discarded.Load)
+		} else {
+			m.BackendConns(mem.Name, b.opened.Load, nil)
+		}
+		p.backends = append(p.backends, b)
 	}
 	p.server = &fasthttp.Server{
 		Handler:                       p.serve,
