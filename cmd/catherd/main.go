@@ -85,18 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	m := metrics.New(pool)
-	px := proxy.New(pool, targets, m, proxy.Options{
-		Sticky:             cfg.Sticky,
-		MaxAttempts:        cfg.MaxAttempts,
-		ConnectTimeout:     cfg.ConnectTimeout,
-		BackendTimeout:     cfg.BackendTimeout,
-		BackendIdleTimeout: cfg.BackendIdleTimeout,
-		MaxConnsPerBackend: cfg.MaxConnsPerBackend,
-		ClientTimeout:      cfg.ClientTimeout,
-		MaxHeaderBytes:     cfg.MaxHeaderBytes,
-		MaxClientConns:     cfg.MaxClientConns,
-		TrustForwardedFor:  cfg.TrustForwardedHeader,
-	}, log)
+	px := proxy.New(pool, targets, m, cfg.Proxy, log)
 
 	// Bind everything before serving anything, so a bad address stops
 	// start-up with nothing half-running.

@@ -17,6 +17,7 @@ import (
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/session"
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/proxy"
 )
 
 // Backend is one --backend flag.
@@ -37,24 +38,18 @@ type Backend struct {
 type Config struct {
 	Listen   []string
 	Backends []Backend
-	Sticky   session.Config
 	LBMethod string
 	Metrics  string
 
-	NoFailover  bool
-	MaxAttempts int
-	Retry       time.Duration
+	NoFailover bool
+	Retry      time.Duration
 
-	ConnectTimeout       time.Duration
-	BackendTimeout       time.Duration
-	BackendIdleTimeout   time.Duration
-	MaxConnsPerBackend   int
-	ClientTimeout        time.Duration
-	MaxHeaderBytes       int
-	MaxClientConns       int
-	ShutdownTimeout      time.Duration
-	TrustForwardedHeader bool
-	Pprof                bool
+	// Proxy holds the proxy's settings (session locations, timeouts,
+	// limits), filled straight from their flags.
+	Proxy proxy.Options
+
+	ShutdownTimeout time.Duration
+	Pprof           bool
 
 	HealthInterval time.Duration
 	HealthURI      string
@@ -98,17 +93,17 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "how new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
 	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9180", "address of the Prometheus /metrics endpoint (empty disables it)")
 	fs.BoolVar(&c.NoFailover, "nofailover", false, "answer 503 instead of moving a session whose member is unusable")
-	fs.IntVar(&c.MaxAttempts, "max-attempts", 0, "members tried per request on connect errors (0 = every member once)")
+	fs.IntVar(&c.Proxy.MaxAttempts, "max-attempts", 0, "members tried per request on connect errors (0 = every member once)")
 	fs.DurationVar(&c.Retry, "retry", 60*time.Second, "how long a failed member is skipped before it is tried again")
-	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 5*time.Second, "timeout to connect to a backend")
-	fs.DurationVar(&c.BackendTimeout, "backend-timeout", 60*time.Second, "longest silence from a backend while sending it a request or reading its response")
-	fs.DurationVar(&c.BackendIdleTimeout, "backend-idle-timeout", 15*time.Second, "close pooled backend connections idle this long (keep it below the backend's keep-alive timeout; Tomcat's is 20s)")
-	fs.IntVar(&c.MaxConnsPerBackend, "max-conns-per-backend", 1024, "connections to one backend at most; requests beyond wait up to --connect-timeout")
-	fs.DurationVar(&c.ClientTimeout, "client-timeout", 60*time.Second, "longest silence from a client (request head, body, idle keep-alive) or stall writing to it")
-	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431")
-	fs.IntVar(&c.MaxClientConns, "max-client-conns", 65536, "client connections served at once; more are refused")
+	fs.DurationVar(&c.Proxy.ConnectTimeout, "connect-timeout", 5*time.Second, "timeout to connect to a backend")
+	fs.DurationVar(&c.Proxy.BackendTimeout, "backend-timeout", 60*time.Second, "longest silence from a backend while sending it a request or reading its response")
+	fs.DurationVar(&c.Proxy.BackendIdleTimeout, "backend-idle-timeout", 15*time.Second, "close pooled backend connections idle this long (keep it below the backend's keep-alive timeout; Tomcat's is 20s)")
+	fs.IntVar(&c.Proxy.MaxConnsPerBackend, "max-conns-per-backend", 1024, "connections to one backend at most; requests beyond wait up to --connect-timeout")
+	fs.DurationVar(&c.Proxy.ClientTimeout, "client-timeout", 60*time.Second, "longest silence from a client (request head, body, idle keep-alive) or stall writing to it")
+	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431")
+	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections served at once; more are refused")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish")
-	fs.BoolVar(&c.TrustForwardedHeader, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
+	fs.BoolVar(&c.Proxy.TrustForwardedFor, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second, "probe every member this often (0 disables health checks)")
@@ -140,7 +135,7 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		return nil, &FlagError{"sticky-separator", fmt.Errorf("want one character, got %q", sep)}
 	}
 	var err error
-	if c.Sticky, err = session.ParseSticky(sticky, sep[0]); err != nil {
+	if c.Proxy.Sticky, err = session.ParseSticky(sticky, sep[0]); err != nil {
 		return nil, &FlagError{"sticky", err}
 	}
 	if len(backends) == 0 {
@@ -167,19 +162,19 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if _, err := balancer.NewPolicy(c.LBMethod, nil); err != nil {
 		return nil, &FlagError{"lbmethod", err}
 	}
-	if c.MaxAttempts < 0 {
+	if c.Proxy.MaxAttempts < 0 {
 		return nil, &FlagError{"max-attempts", errors.New("must be 0 or more")}
 	}
-	if c.MaxAttempts == 0 || c.MaxAttempts > len(c.Backends) {
-		c.MaxAttempts = len(c.Backends)
+	if c.Proxy.MaxAttempts == 0 || c.Proxy.MaxAttempts > len(c.Backends) {
+		c.Proxy.MaxAttempts = len(c.Backends)
 	}
 	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout, "health-interval": c.HealthInterval} {
 		if d < 0 {
 			return nil, &FlagError{name, errors.New("must not be negative")}
 		}
 	}
-	for name, d := range map[string]time.Duration{"connect-timeout": c.ConnectTimeout, "backend-timeout": c.BackendTimeout,
-		"backend-idle-timeout": c.BackendIdleTimeout, "client-timeout": c.ClientTimeout, "health-timeout": c.HealthTimeout} {
+	for name, d := range map[string]time.Duration{"connect-timeout": c.Proxy.ConnectTimeout, "backend-timeout": c.Proxy.BackendTimeout,
+		"backend-idle-timeout": c.Proxy.BackendIdleTimeout, "client-timeout": c.Proxy.ClientTimeout, "health-timeout": c.HealthTimeout} {
 		if d <= 0 {
 			return nil, &FlagError{name, errors.New("must be positive")}
 		}
@@ -187,7 +182,7 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if !strings.HasPrefix(c.HealthURI, "/") {
 		return nil, &FlagError{"health-uri", fmt.Errorf("want a path starting with /, got %q", c.HealthURI)}
 	}
-	for name, n := range map[string]int{"max-conns-per-backend": c.MaxConnsPerBackend, "max-client-conns": c.MaxClientConns,
+	for name, n := range map[string]int{"max-conns-per-backend": c.Proxy.MaxConnsPerBackend, "max-client-conns": c.Proxy.MaxClientConns,
 		"health-fall": c.HealthFall, "health-rise": c.HealthRise} {
 		if n <= 0 {
 			return nil, &FlagError{name, errors.New("must be positive")}
@@ -196,7 +191,7 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if c.Pprof && c.Metrics == "" {
 		return nil, &FlagError{"pprof", errors.New("needs a --metrics address to serve on")}
 	}
-	if c.MaxHeaderBytes < 1024 || c.MaxHeaderBytes > 1<<20 {
+	if c.Proxy.MaxHeaderBytes < 1024 || c.Proxy.MaxHeaderBytes > 1<<20 {
 		return nil, &FlagError{"max-header-bytes", errors.New("must be between 1024 and 1048576")}
 	}
 	return c, nil

@@ -19,11 +19,11 @@ func TestParseDefaults(t *testing.T) {
 	if len(c.Listen) != 1 || c.Listen[0] != ":8080" {
 		t.Errorf("listen %v", c.Listen)
 	}
-	if c.Sticky.CookieName != "JSESSIONID" || c.Sticky.PathParam != "jsessionid" || c.Sticky.Separator != '.' {
-		t.Errorf("sticky %+v", c.Sticky)
+	if c.Proxy.Sticky.CookieName != "JSESSIONID" || c.Proxy.Sticky.PathParam != "jsessionid" || c.Proxy.Sticky.Separator != '.' {
+		t.Errorf("sticky %+v", c.Proxy.Sticky)
 	}
-	if c.MaxAttempts != 2 {
-		t.Errorf("max attempts %d, want one per member", c.MaxAttempts)
+	if c.Proxy.MaxAttempts != 2 {
+		t.Errorf("max attempts %d, want one per member", c.Proxy.MaxAttempts)
 	}
 	if c.Backends[1].Addr != "10.0.0.2:80" || c.Backends[1].Route != "n2" {
 		t.Errorf("backend %+v", c.Backends[1])

@@ -78,6 +78,19 @@ func startRig(t *testing.T, ro rigOptions, backends ...[2]string) *rig {
 	return &rig{t: t, addr: ln.Addr().String(), pool: pool, px: px}
 }
 
+// rawConn opens a plain TCP connection to the proxy, for requests that an
+// http.Client would not send; it closes when the test ends.
+func (r *rig) rawConn() net.Conn {
+	r.t.Helper()
+	conn, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	return conn
+}
+
 // namedBackend answers every request with "name path" and records what it saw.
 type namedBackend struct {
 	*httptest.Server
@@ -265,11 +278,20 @@ func TestAllMembersDown(t *testing.T) {
 
 // closingBackend reads a request head and closes the connection unanswered.
 func closingBackend(t *testing.T, name string) ([2]string, *atomic.Int64) {
+	var seen atomic.Int64
+	return rawBackend(t, name, func(c net.Conn) {
+		bufio.NewReader(c).ReadString('\n')
+		seen.Add(1)
+	}), &seen
+}
+
+// rawBackend serves each connection with handle, then closes it: for
+// backends that misbehave below HTTP.
+func rawBackend(t *testing.T, name string, handle func(net.Conn)) [2]string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var seen atomic.Int64
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -277,14 +299,13 @@ func closingBackend(t *testing.T, name string) ([2]string, *atomic.Int64) {
 				return
 			}
 			go func() {
-				bufio.NewReader(c).ReadString('\n')
-				seen.Add(1)
-				c.Close()
+				defer c.Close()
+				handle(c)
 			}()
 		}
 	}()
 	t.Cleanup(func() { ln.Close() })
-	return [2]string{name, ln.Addr().String()}, &seen
+	return [2]string{name, ln.Addr().String()}
 }
 
 func TestResetRetriesOnlyIdempotent(t *testing.T) {
@@ -431,12 +452,7 @@ func TestExpectContinueUpload(t *testing.T) {
 		fmt.Fprintf(w, "got %d expect=%q", n, r.Header.Get("Expect"))
 	})
 	r := startRig(t, rigOptions{}, a.spec())
-	conn, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := r.rawConn()
 	fmt.Fprintf(conn, "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n")
 	br := bufio.NewReader(conn)
 	line, err := br.ReadString('\n')
@@ -475,12 +491,7 @@ func TestWebSocketUpgradeTunnels(t *testing.T) {
 		io.Copy(c, c) // echo
 	}()
 	r := startRig(t, rigOptions{}, [2]string{"ws", ln.Addr().String()})
-	conn, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn := r.rawConn()
 	io.WriteString(conn, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
@@ -500,12 +511,7 @@ func TestBadClientRequests(t *testing.T) {
 	a := newNamedBackend(t, "a", nil)
 	r := startRig(t, rigOptions{}, a.spec())
 	send := func(raw string) string {
-		conn, err := net.Dial("tcp", r.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn := r.rawConn()
 		io.WriteString(conn, raw)
 		line, _ := bufio.NewReader(conn).ReadString('\n')
 		return line
@@ -556,25 +562,10 @@ func TestBodilessResponsesKeepTheirHeaders(t *testing.T) {
 
 // truncatingBackend promises a body of declared bytes and closes after 10.
 func truncatingBackend(t *testing.T, declared int) [2]string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				http.ReadRequest(bufio.NewReader(c))
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n0123456789", declared)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return [2]string{"trunc", ln.Addr().String()}
+	return rawBackend(t, "trunc", func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n0123456789", declared)
+	})
 }
 
 func TestTruncatedResponses(t *testing.T) {
