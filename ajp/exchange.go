@@ -197,26 +197,37 @@ func (r *Response) fail(err error) error {
 	return r.err
 }
 
-// Close ends the exchange. The connection is pooled again only if the
-// response ended cleanly, the container allowed reuse, and no stray byte
-// followed; a response not read to its end costs the connection.
-func (r *Response) Close() error {
+// drainLimit is how much unread body Close reads to reach END_RESPONSE
+// and keep the connection; past it, closing the connection is cheaper.
+const drainLimit = 64 << 10
+
+// Close ends the exchange. A caller that read exactly the declared body
+// has not yet seen END_RESPONSE: Close reads on, up to drainLimit bytes,
+// to reach it. The connection is pooled again only if the response ended
+// cleanly, the container allowed reuse, and no stray byte followed.
+func (r *Response) Close() error { return r.close(true) }
+
+// CloseWithError is Close for callers that report why they stopped reading
+// (fasthttp's body streams). With a non-nil error (say, the client went
+// away) the rest of the body is not wanted: the connection is closed
+// rather than drained, and not counted as broken.
+func (r *Response) CloseWithError(err error) error { return r.close(err == nil) }
+
+func (r *Response) close(drain bool) error {
 	if r.cn == nil {
 		return nil
 	}
+	if drain && r.err == nil && !r.ended {
+		io.Copy(io.Discard, io.LimitReader(r, drainLimit))
+	}
 	clean := r.err == nil && r.ended && r.reuse && r.cn.r.Buffered() == 0
-	if r.err != nil {
+	if r.err != nil { // the container broke the exchange
 		r.c.Discarded.Add(1)
 	}
 	r.c.release(r.cn, clean)
 	r.cn = nil
 	return nil
 }
-
-// CloseWithError is Close for callers that report why they stopped reading
-// (fasthttp's body streams); a body not read to its end never returns its
-// connection to the pool, so the reason changes nothing.
-func (r *Response) CloseWithError(error) error { return r.Close() }
 
 // Reused reports whether the container allowed the connection to be reused;
 // valid after the body was read to io.EOF.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,15 @@ func TestTomcatOverAJP(t *testing.T) {
 		t.Fatalf("HEAD: %v %v", resp, err)
 	} else {
 		resp.Body.Close()
+	}
+
+	// Pooled AJP connections were reused: about 50 requests so far, each
+	// member opening at most a few connections (2 clients at most at once).
+	opened := regexp.MustCompile(`catherd_backend_connections_opened_total\{member="node\d"\} (\d+)`)
+	for _, m := range opened.FindAllStringSubmatch(tcMetric(t, client, "http://"+metricsAddr), -1) {
+		if n, _ := strconv.Atoi(m[1]); n > 4 {
+			t.Errorf("%s: AJP connections are not reused", m[0])
+		}
 	}
 
 	// A 100 MiB download streams through.

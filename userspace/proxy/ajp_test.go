@@ -26,11 +26,13 @@ func ajpMember(t *testing.T, name string, h ajptest.Handler) [2]string {
 		h = func(r *ajptest.Request, w *ajptest.ResponseWriter) {
 			sum := sha256.New()
 			n, _ := io.Copy(sum, r.Body)
-			w.WriteHeader(200, ajp.Header{Name: []byte("Content-Type"), Value: []byte("text/plain")},
-				ajp.Header{Name: []byte("Set-Cookie"), Value: []byte("JSESSIONID=NEW." + name + "; Path=/; HttpOnly")})
-			fmt.Fprintf(w, "%s %s %s?%s q=%q route=%s xff=%s host=%s:%d len=%s body=%d %x",
+			body := fmt.Sprintf("%s %s %s?%s q=%q route=%s xff=%s host=%s:%d len=%s body=%d %x",
 				name, r.Method, r.URI, r.QueryString, r.QueryString, r.Route, r.Header("X-Forwarded-For"),
 				r.ServerName, r.ServerPort, r.Header("content-length"), n, sum.Sum(nil))
+			w.WriteHeader(200, ajp.Header{Name: []byte("Content-Type"), Value: []byte("text/plain")},
+				ajp.Header{Name: []byte("Content-Length"), Value: []byte(fmt.Sprint(len(body)))},
+				ajp.Header{Name: []byte("Set-Cookie"), Value: []byte("JSESSIONID=NEW." + name + "; Path=/; HttpOnly")})
+			io.WriteString(w, body)
 		}
 	}
 	s, err := ajptest.NewServer(testSecret, h)
@@ -59,6 +61,14 @@ func TestAJPMembers(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		if _, body := r.do("GET", "/x", nil, "Cookie", "JSESSIONID=Y.a"); !strings.HasPrefix(body, "a GET /x") {
 			t.Fatalf("cookie route a: %q", body)
+		}
+	}
+	// Sequential requests share one connection per member: the small-body
+	// path reads exactly Content-Length bytes, and closing the response
+	// must still reach END_RESPONSE and pool the connection.
+	for _, b := range r.px.backends {
+		if n := b.ajp.Opened.Load(); n != 1 {
+			t.Errorf("member %s: %d AJP connections opened, want 1 reused", b.member.Name, n)
 		}
 	}
 }
