@@ -32,6 +32,11 @@ demo: build
 	scripts/deps.sh demo
 	CATHERD=$(BIN) scripts/demo.sh
 
+# Three phases, each a side-by-side run with its own results file: static
+# nginx backends over HTTP; Tomcat over HTTP; Tomcat over AJP (catherd vs
+# Apache mod_proxy_ajp and mod_jk). See BENCHMARKS.md.
 bench: build
 	scripts/deps.sh bench
-	CATHERD=$(BIN) scripts/bench/run.sh
+	CATHERD=$(BIN) BENCH_OUT=bench-static.md scripts/bench/run.sh
+	CATHERD=$(BIN) BENCH_OUT=bench-tomcat.md scripts/bench/run.sh --tomcat
+	CATHERD=$(BIN) BENCH_OUT=bench-ajp.md scripts/bench/run.sh --ajp
