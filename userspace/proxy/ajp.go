@@ -46,7 +46,7 @@ func (p *Proxy) forwardAJP(c *call, b *backend) error {
 	x := acquireExchange(b, c.start)
 	length := int64(len(c.body))
 	if c.streamed {
-		x.sent.r = ctx.RequestBodyStream()
+		x.sent.streamFrom(ctx.RequestBodyStream(), ctx.Request.Header.ContentLength())
 		length = int64(ctx.Request.Header.ContentLength()) // -1: chunked
 	} else {
 		x.sent.r = bytes.NewReader(c.body)

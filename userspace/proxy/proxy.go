@@ -224,7 +224,7 @@ func (p *Proxy) forward(c *call, b *backend) error {
 	p.rewriteRequestHeader(c, &out.Header, false)
 	x := acquireExchange(b, c.start)
 	if c.streamed {
-		x.sent.r = ctx.RequestBodyStream()
+		x.sent.streamFrom(ctx.RequestBodyStream(), ctx.Request.Header.ContentLength())
 		out.SetBodyStream(&x.sent, ctx.Request.Header.ContentLength())
 	} else {
 		out.SetBodyRaw(c.body)
@@ -254,6 +254,14 @@ func (p *Proxy) forward(c *call, b *backend) error {
 // respond hands the member's response body to the client side. n is its
 // length, negative when unknown.
 func (x *exchange) respond(ctx *fasthttp.RequestCtx, n int) error {
+	if x.sent.clientBodyLeft() {
+		// The member answered without reading all of the client's body
+		// (a page that ignores its upload). That body still sits on the
+		// client connection, and fasthttp closes the connection when it is
+		// too long to skip: announce it, or a client reusing the
+		// connection meets a reset.
+		ctx.Response.SetConnectionClose()
+	}
 	if n >= 0 && n <= smallBody {
 		// Small and of known length: usually already in the read buffer.
 		// Taking it whole frees the backend connection at once and lets
@@ -324,16 +332,35 @@ func (p *Proxy) clientError(ctx *fasthttp.RequestCtx, err error) {
 	p.none.Done(code, time.Now(), 0, 0, false)
 }
 
-// countingReader counts the request body bytes sent to a backend.
+// countingReader counts the request body bytes sent to a backend and,
+// for a body streamed from the client, whether all of it was read.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r          io.Reader
+	n          int64
+	fromClient bool  // r is the client's body stream
+	want       int64 // its declared length; -1 when chunked
+	eof        bool
+}
+
+// streamFrom makes c read the client's body stream of length want (-1:
+// unknown).
+func (c *countingReader) streamFrom(r io.Reader, want int) {
+	c.r, c.fromClient, c.want = r, true, int64(want)
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
+	if err == io.EOF {
+		c.eof = true
+	}
 	return n, err
+}
+
+// clientBodyLeft reports whether part of the client's body is still unread
+// on the client connection.
+func (c *countingReader) clientBodyLeft() bool {
+	return c.fromClient && !c.eof && (c.want < 0 || c.n < c.want)
 }
 
 type fasthttpLogger struct{ log *slog.Logger }
