@@ -44,6 +44,10 @@ type Options struct {
 // before any byte was sent (a connect error).
 const replayLimit = 64 << 10
 
+// discardLimit bounds how much of a client's body that a member did not
+// read catherd reads and drops to keep the connection.
+const discardLimit = 16 << 20
+
 // smallBody is the largest response body of known length that is read
 // whole before the client is answered; larger ones stream.
 const smallBody = 64 << 10
@@ -256,11 +260,15 @@ func (p *Proxy) forward(c *call, b *backend) error {
 func (x *exchange) respond(ctx *fasthttp.RequestCtx, n int) error {
 	if x.sent.clientBodyLeft() {
 		// The member answered without reading all of the client's body
-		// (a page that ignores its upload). That body still sits on the
-		// client connection, and fasthttp closes the connection when it is
-		// too long to skip: announce it, or a client reusing the
-		// connection meets a reset.
-		ctx.Response.SetConnectionClose()
+		// (a page that ignores its upload). Read and drop the rest, as
+		// nginx discards an unread request body: closing with bytes unread
+		// makes the kernel reset the connection, and the client, still
+		// sending, never sees the answer. Past discardLimit, announce the
+		// close instead of reading on.
+		io.Copy(io.Discard, io.LimitReader(&x.sent, discardLimit))
+		if x.sent.clientBodyLeft() {
+			ctx.Response.SetConnectionClose()
+		}
 	}
 	if n >= 0 && n <= smallBody {
 		// Small and of known length: usually already in the read buffer.
