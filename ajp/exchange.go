@@ -1,7 +1,6 @@
 package ajp
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"slices"
@@ -62,26 +61,24 @@ func (c *Client) Do(req *ForwardRequest, body io.Reader, contentLength int64, ti
 		<-c.tokens
 		return nil, fmt.Errorf("ajp write (reused connection: %v): %w", reused, err)
 	}
-	for {
-		p, err := r.next()
-		if err != nil {
-			r.Close()
-			return nil, err
-		}
-		if p[0] == TypeSendHeaders {
-			var sh SendHeaders
-			if err := ParseSendHeaders(p, &sh); err != nil {
-				r.fail(err)
-				r.Close()
-				return nil, err
-			}
-			r.keep(&sh)
-			return r, nil
-		}
-		r.fail(malformed("message type %d before SEND_HEADERS", p[0]))
-		r.Close()
-		return nil, r.err
+	// next answers GET_BODY_CHUNKs itself: the first other message must be
+	// the response head.
+	p, err := r.next()
+	if err == nil && p[0] != TypeSendHeaders {
+		err = r.fail(malformed("message type %d before SEND_HEADERS", p[0]))
 	}
+	var sh SendHeaders
+	if err == nil {
+		if err = ParseSendHeaders(p, &sh); err != nil {
+			r.fail(err)
+		}
+	}
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.keep(&sh)
+	return r, nil
 }
 
 // next returns the next packet that is not a GET_BODY_CHUNK, answering
@@ -125,18 +122,13 @@ func (r *Response) next() ([]byte, error) {
 // from the request body into dst; at the body's end it is the empty packet.
 func (r *Response) appendBodyChunk(dst []byte, n int) ([]byte, error) {
 	start := len(dst)
-	dst = slices.Grow(dst, 6+n)
-	dst = append(dst, magicToContainer[0], magicToContainer[1], 0, 0, 0, 0)
-	m, err := io.ReadFull(r.body, dst[len(dst):len(dst)+n])
+	dst = slices.Grow(dst, bodyHeaderLen+n)
+	data := dst[start+bodyHeaderLen : start+bodyHeaderLen+n]
+	m, err := io.ReadFull(r.body, data)
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return dst[:start], fmt.Errorf("reading the request body: %w", err)
 	}
-	if m == 0 {
-		return append(dst[:start], magicToContainer[0], magicToContainer[1], 0, 0), nil
-	}
-	binary.BigEndian.PutUint16(dst[start+2:], uint16(m+2))
-	binary.BigEndian.PutUint16(dst[start+4:], uint16(m))
-	return dst[:len(dst)+m], nil
+	return appendBodyHeader(dst, m), nil
 }
 
 // keep copies the head out of the packet buffer, which the body will reuse.

@@ -1,5 +1,10 @@
 package ajp
 
+import (
+	"fmt"
+	"slices"
+)
+
 // Messages a container sends.
 
 // SendHeaders is a decoded SEND_HEADERS message. Header names sent as codes
@@ -123,13 +128,29 @@ func MaxBodyChunk(packetSize int) int { return packetSize - headerLen - 2 }
 // AppendBodyChunk appends a request body packet. An empty data slice is the
 // empty packet that ends a body of unknown length.
 func AppendBodyChunk(dst, data []byte, packetSize int) ([]byte, error) {
-	if len(data) == 0 {
-		return append(dst, magicToContainer[0], magicToContainer[1], 0, 0), nil
+	if len(data) > MaxBodyChunk(packetSize) {
+		return dst, fmt.Errorf("%w: %d body bytes, packet size %d", ErrTooLarge, len(data), packetSize)
 	}
-	dst, start := beginPacket(dst, magicToContainer)
-	dst = appendUint16(dst, len(data))
-	dst = append(dst, data...)
-	return endPacket(dst, start, packetSize)
+	start := len(dst)
+	dst = slices.Grow(dst, bodyHeaderLen+len(data))
+	copy(dst[start+bodyHeaderLen:start+bodyHeaderLen+len(data)], data)
+	return appendBodyHeader(dst, len(data)), nil
+}
+
+// bodyHeaderLen is a body packet's header: magic, packet length, data length.
+const bodyHeaderLen = headerLen + 2
+
+// appendBodyHeader completes a body packet whose n data bytes were already
+// written past len(dst)+bodyHeaderLen (within cap); n = 0 gives the empty
+// packet that ends a body of unknown length.
+func appendBodyHeader(dst []byte, n int) []byte {
+	if n == 0 {
+		return append(dst, magicToContainer[0], magicToContainer[1], 0, 0)
+	}
+	dst = append(dst, magicToContainer[0], magicToContainer[1])
+	dst = appendUint16(dst, n+2)
+	dst = appendUint16(dst, n)
+	return dst[:len(dst)+n]
 }
 
 // ParseBodyPacket returns the data of a request body packet (container

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -368,7 +367,7 @@ func tcBuild(t *testing.T, dir string) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("go not on PATH: %v", err)
 	}
 	bin := filepath.Join(dir, "catherd")
 	if out, err := tcRun(5*time.Minute, goTool, "build", "-o", bin, "."); err != nil {
