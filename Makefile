@@ -1,9 +1,9 @@
-# catherd: see README.md. Targets: build test demo bench fuzz generate-check.
+# catherd: see README.md. Targets: build test demo bench bench-xdp fuzz generate generate-check.
 GO      ?= go
 BIN     := bin/catherd
 FUZZTIME ?= 10s
 
-.PHONY: build test demo bench fuzz lint
+.PHONY: build test demo bench bench-xdp fuzz lint generate generate-check
 
 build:
 	$(GO) build -o $(BIN) ./cmd/catherd
@@ -14,12 +14,22 @@ build:
 test: build
 	scripts/deps.sh test
 	$(MAKE) lint
+	$(MAKE) generate-check
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# The XDP program is compiled by bpf2go (clang) into userspace/xdp; its
+# output is committed so that `go build` needs no clang.
+generate:
+	$(GO) generate ./userspace/xdp/
+
+# Fails when the committed bpf2go output does not match bpf/ (CI runs it).
+generate-check: generate
+	@git diff --exit-code --stat -- userspace/xdp/ || { echo "bpf2go output is stale: run make generate and commit"; exit 1; }
 
 # Every fuzz target, each for FUZZTIME, starting from its seed corpus
 # (testdata/fuzz/ and the f.Add seeds; plain `go test` replays those too).

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, and only those missing,
 # so `make demo` and `make test` work on a fresh Debian 12 machine as root.
-#   scripts/deps.sh test|demo|bench
+#   scripts/deps.sh test|demo|bench|bench-xdp
 set -euo pipefail
 
 case "${1:-}" in
-  test)  want=(tomcat10 iproute2 curl) ;;
+  test)  want=(tomcat10 iproute2 curl clang llvm libbpf-dev ethtool util-linux) ;;
   demo)  want=(tomcat10 iproute2 curl) ;;
   bench) want=(tomcat10 iproute2 curl nginx haproxy apache2 libapache2-mod-jk wrk) ;;
-  *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
+  bench-xdp) want=(iproute2 ethtool util-linux nftables) ;;
+  *) echo "usage: $0 test|demo|bench|bench-xdp" >&2; exit 2 ;;
 esac
 
 if ! command -v go >/dev/null; then

@@ -23,6 +23,9 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", ok, "--listen", busy.Addr().String()}, "--listen " + busy.Addr().String()},
 		{[]string{"run", ok, "--listen", "127.0.0.1:0", "--metrics", busy.Addr().String()}, "--metrics"},
 		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"run", "--xdp-iface", "nope0", "--l4", "192.0.2.1:80/tcp=192.0.2.11"}, "--xdp-iface nope0: no such interface"},
+		{[]string{"run", "--xdp-iface", "lo", "--l4", "192.0.2.1:80/tcp=192.0.2.11"}, "--l4 192.0.2.1:80/tcp: VIP 192.0.2.1 is not an address of this host"},
+		{[]string{"run", "--xdp-iface", "lo", "--l4", "127.0.0.1:80/tcp=127.0.0.2"}, "is an address of this host, not a backend"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer

@@ -18,6 +18,7 @@ import (
 	"github.com/catherd/catherd/session"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/proxy"
+	"github.com/catherd/catherd/userspace/xdp"
 )
 
 // Backend is one --backend flag.
@@ -56,6 +57,9 @@ type Config struct {
 	HealthTimeout  time.Duration
 	HealthFall     int
 	HealthRise     int
+
+	// L4 configures the XDP datapath; L4.Iface is empty when it is off.
+	L4 L4
 }
 
 // FlagError is a usage error: main prints it and exits 2.
@@ -84,8 +88,8 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("catherd run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c := &Config{}
-	var listen, backends listFlag
-	var sticky, sep string
+	var listen, backends, l4, l4hash listFlag
+	var sticky, sep, xdpMode string
 	fs.Var(&listen, "listen", "address to accept HTTP clients on, e.g. :80 or 127.0.0.1:8080 (repeatable; default :8080)")
 	fs.Var(&backends, "backend", "a backend member (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
 	fs.StringVar(&sticky, "sticky", "JSESSIONID|jsessionid", "session id locations as COOKIE|pathparam, or off to disable stickiness")
@@ -112,6 +116,17 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.IntVar(&c.HealthFall, "health-fall", 2, "consecutive failed probes that mark a member down")
 	fs.IntVar(&c.HealthRise, "health-rise", 2, "consecutive passed probes that bring a down member back")
 
+	fs.StringVar(&c.L4.Iface, "xdp-iface", "", "network interface to attach the XDP datapath to (needed by --l4)")
+	fs.StringVar(&xdpMode, "xdp-mode", string(xdp.Native), "XDP attach mode: native (in the driver) or generic (any device, slower)")
+	fs.Var(&l4, "l4", "an L4 service steered in XDP by client IP, with L2 direct server return (repeatable):\nVIP:PORT/tcp|udp=IP[:WEIGHT],IP[:WEIGHT],... (IPv6 in brackets); backends hold the VIP on lo;\nhealth is a TCP connect to IP:PORT every --health-interval")
+	fs.Var(&l4hash, "l4-hash", "flow key of --l4 services: ip (every connection of a client meets one backend) or ip+port;\nMODE for all services or VIP:PORT/PROTO=MODE for one (repeatable; default ip)")
+	fs.Func("conntrack-size", fmt.Sprintf("flows the XDP connection table holds (LRU) (default %d)", xdp.DefaultConntrackSize), func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		c.L4.ConntrackSize = uint32(n)
+		return err
+	})
+	fs.StringVar(&c.L4.PinDir, "xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory for the pinned XDP link and maps, which keep flows across restarts")
+
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, usage)
@@ -122,9 +137,31 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if fs.NArg() > 0 {
 		return nil, &FlagError{Err: fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))}
 	}
+	c.L4.Mode = xdp.Mode(xdpMode)
+	if c.L4.ConntrackSize == 0 {
+		c.L4.ConntrackSize = xdp.DefaultConntrackSize
+	}
+	for _, spec := range l4 {
+		svc, err := ParseL4Service(spec)
+		if err != nil {
+			return nil, &FlagError{"l4", err}
+		}
+		c.L4.Services = append(c.L4.Services, svc)
+	}
+	if err := applyL4Hash(l4hash, c.L4.Services); err != nil {
+		return nil, &FlagError{"l4-hash", err}
+	}
+	if err := validateL4(&c.L4); err != nil {
+		return nil, err
+	}
+	// An instance may steer L4 services only; it then runs no HTTP proxy.
+	l4Only := len(backends) == 0 && len(c.L4.Services) > 0
 	c.Listen = listen
-	if len(c.Listen) == 0 {
+	if len(c.Listen) == 0 && !l4Only {
 		c.Listen = []string{":8080"}
+	}
+	if l4Only && len(c.Listen) > 0 {
+		return nil, &FlagError{"listen", errors.New("an HTTP listener needs at least one --backend")}
 	}
 	for _, l := range c.Listen {
 		if _, _, err := net.SplitHostPort(l); err != nil {
@@ -138,8 +175,8 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if c.Proxy.Sticky, err = session.ParseSticky(sticky, sep[0]); err != nil {
 		return nil, &FlagError{"sticky", err}
 	}
-	if len(backends) == 0 {
-		return nil, &FlagError{"backend", errors.New("at least one backend is required")}
+	if len(backends) == 0 && !l4Only {
+		return nil, &FlagError{"backend", errors.New("at least one backend is required (or --l4 services only)")}
 	}
 	if len(backends) > balancer.MaxMembers {
 		return nil, &FlagError{"backend", fmt.Errorf("at most %d backends", balancer.MaxMembers)}

@@ -25,6 +25,9 @@ type Options struct {
 	Timeout  time.Duration // for one probe
 	Fall     int           // consecutive failures that mark a member down
 	Rise     int           // consecutive successes that bring it back
+	// OnChange, if set, is called after each transition, so that a
+	// datapath that copies member state (XDP) can follow at once.
+	OnChange func()
 }
 
 // Checker runs the probes.
@@ -75,11 +78,19 @@ func (c *Checker) watch(ctx context.Context, m *balancer.Member, probe Probe) {
 		case wentDown:
 			m.SetDown(true)
 			c.log.Warn("member down: health check failed", "member", m.Name, "checks", c.opts.Fall, "reason", err)
+			c.changed()
 		case cameUp:
 			m.SetDown(false)
 			c.log.Info("member up: health check passed", "member", m.Name, "checks", c.opts.Rise)
+			c.changed()
 		}
 		t.Reset(c.opts.Interval)
+	}
+}
+
+func (c *Checker) changed() {
+	if c.opts.OnChange != nil {
+		c.opts.OnChange()
 	}
 }
 

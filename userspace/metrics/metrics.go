@@ -39,8 +39,9 @@ type Metrics struct {
 	sticky   [4]prometheus.Counter // by balancer.Outcome
 }
 
-// New registers catherd's metrics, the member-state collector over pool,
-// and Go runtime and process metrics.
+// New registers catherd's metrics, the member-state collector over pool
+// (nil when the instance runs no HTTP proxy), and Go runtime and process
+// metrics.
 func New(pool *balancer.Pool) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
@@ -78,8 +79,10 @@ func New(pool *balancer.Pool) *Metrics {
 		m.sticky[o] = sticky.WithLabelValues(o.String())
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.bytes, m.active, m.errors, m.attempts, sticky,
-		stateCollector{pool},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if pool != nil {
+		m.reg.MustRegister(stateCollector{pool})
+	}
 	return m
 }
 

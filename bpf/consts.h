@@ -1,0 +1,31 @@
+/* Constants shared by the datapath and its control plane (userspace/xdp
+ * mirrors them; a test there checks the mirror). */
+#pragma once
+
+/* Address families as the kernel numbers them. */
+#define FAMILY_IPV4 2
+#define FAMILY_IPV6 10
+
+/* service.flags */
+#define SERVICE_HASH_PORT (1u << 0) /* key flows by client IP and port, not IP alone */
+
+/* backend.flags */
+#define BACKEND_USABLE (1u << 0) /* healthy and resolved: may take flows */
+
+/* A Maglev slot with no backend (the service has no usable backend). */
+#define NO_BACKEND 0xffffffffu
+
+/* Why a packet got its verdict. Every packet is counted under exactly one
+ * reason in the verdicts map, so the counters add up to the packets seen. */
+enum reason {
+	REASON_FORWARDED = 0,    /* steered to a backend (XDP_TX or XDP_REDIRECT) */
+	REASON_PASS_NOT_IP,      /* not IPv4/IPv6: ARP, LLDP, ... */
+	REASON_PASS_NOT_SERVICE, /* IP, but not to a declared VIP:port/proto */
+	REASON_PASS_TRUNCATED,   /* too short to tell where it goes: the kernel judges it */
+	REASON_DROP_FRAGMENT,    /* an IP fragment addressed to a VIP */
+	REASON_DROP_MALFORMED,   /* to a VIP, with header lengths that do not add up */
+	REASON_DROP_UNSUPPORTED, /* to a VIP, IPv6 with extension headers */
+	REASON_DROP_NO_BACKEND,  /* the service has no usable backend */
+	REASON_DROP_NO_EGRESS,   /* the backend's egress device is not in the egress map */
+	REASON_COUNT,
+};

@@ -1,0 +1,166 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/catherd/catherd/userspace/xdp"
+)
+
+// L4 is the XDP datapath's part of the configuration.
+type L4 struct {
+	Iface         string
+	Mode          xdp.Mode
+	PinDir        string
+	ConntrackSize uint32
+	// Services carry their backends' addresses and weights; the control
+	// plane fills in health and next hops.
+	Services []xdp.Service
+}
+
+// ParseL4Service reads one --l4 flag: VIP:PORT/PROTO=IP[:WEIGHT],...
+// IPv6 addresses go in brackets: [2001:db8::1]:443/tcp=[2001:db8::10]:2.
+func ParseL4Service(spec string) (xdp.Service, error) {
+	front, list, ok := strings.Cut(spec, "=")
+	if !ok || list == "" {
+		return xdp.Service{}, fmt.Errorf("want VIP:PORT/tcp=IP,IP[:WEIGHT],..., got %q", spec)
+	}
+	s, err := parseServiceName(front)
+	if err != nil {
+		return xdp.Service{}, err
+	}
+	seen := map[netip.Addr]bool{}
+	for _, item := range strings.Split(list, ",") {
+		b, err := parseL4Backend(item)
+		if err != nil {
+			return xdp.Service{}, fmt.Errorf("%s: %w", s, err)
+		}
+		if b.Addr.Is4() != s.VIP.Is4() {
+			return xdp.Service{}, fmt.Errorf("%s: backend %s is not of the VIP's address family", s, b.Addr)
+		}
+		if seen[b.Addr] {
+			return xdp.Service{}, fmt.Errorf("%s: backend %s listed twice", s, b.Addr)
+		}
+		seen[b.Addr] = true
+		s.Backends = append(s.Backends, b)
+	}
+	return s, nil
+}
+
+// parseServiceName reads VIP:PORT/PROTO.
+func parseServiceName(name string) (xdp.Service, error) {
+	hostPort, proto, ok := strings.Cut(name, "/")
+	if !ok {
+		return xdp.Service{}, fmt.Errorf("%q: want VIP:PORT/tcp or VIP:PORT/udp", name)
+	}
+	ap, err := netip.ParseAddrPort(hostPort)
+	if err != nil || ap.Port() == 0 {
+		return xdp.Service{}, fmt.Errorf("%q: want an IP address and a port, like 10.0.0.1:443 or [2001:db8::1]:443", hostPort)
+	}
+	if ap.Addr().Zone() != "" || ap.Addr().Is4In6() {
+		return xdp.Service{}, fmt.Errorf("%q: want a plain IPv4 or IPv6 address", hostPort)
+	}
+	s := xdp.Service{VIP: ap.Addr(), Port: ap.Port()}
+	switch proto {
+	case "tcp":
+		s.Proto = xdp.TCP
+	case "udp":
+		s.Proto = xdp.UDP
+	default:
+		return xdp.Service{}, fmt.Errorf("%q: protocol %q is not tcp or udp", name, proto)
+	}
+	return s, nil
+}
+
+// parseL4Backend reads IP, IP:WEIGHT, [IPv6] or [IPv6]:WEIGHT.
+func parseL4Backend(item string) (xdp.Backend, error) {
+	host, weight := item, ""
+	if strings.HasPrefix(item, "[") {
+		end := strings.IndexByte(item, ']')
+		if end < 0 {
+			return xdp.Backend{}, fmt.Errorf("backend %q: unclosed [", item)
+		}
+		host, weight = item[1:end], strings.TrimPrefix(item[end+1:], ":")
+		if item[end+1:] != "" && !strings.HasPrefix(item[end+1:], ":") {
+			return xdp.Backend{}, fmt.Errorf("backend %q: want [IPv6] or [IPv6]:WEIGHT", item)
+		}
+	} else if i := strings.LastIndexByte(item, ':'); i >= 0 && strings.Count(item, ":") == 1 {
+		host, weight = item[:i], item[i+1:]
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil || addr.Zone() != "" || addr.Is4In6() {
+		return xdp.Backend{}, fmt.Errorf("backend %q: want IP[:WEIGHT] (IPv6 in brackets)", item)
+	}
+	b := xdp.Backend{Addr: addr, Weight: 1}
+	if weight != "" {
+		w, err := strconv.Atoi(weight)
+		if err != nil || w < 1 || w > 100 {
+			return xdp.Backend{}, fmt.Errorf("backend %s: weight must be 1..100, got %q", addr, weight)
+		}
+		b.Weight = uint32(w)
+	}
+	return b, nil
+}
+
+// applyL4Hash applies --l4-hash values: MODE for every service, or
+// VIP:PORT/PROTO=MODE for one (later values win).
+func applyL4Hash(values []string, services []xdp.Service) error {
+	for _, v := range values {
+		name, mode, perService := strings.Cut(v, "=")
+		if !perService {
+			mode = v
+		}
+		var hashPort bool
+		switch mode {
+		case "ip":
+		case "ip+port":
+			hashPort = true
+		default:
+			return fmt.Errorf("%q: want ip or ip+port (or VIP:PORT/PROTO=ip|ip+port)", v)
+		}
+		if !perService {
+			for i := range services {
+				services[i].HashPort = hashPort
+			}
+			continue
+		}
+		want, err := parseServiceName(name)
+		if err != nil {
+			return err
+		}
+		found := false
+		for i := range services {
+			if services[i].String() == want.String() {
+				services[i].HashPort, found = hashPort, true
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s: no --l4 service by that name", want)
+		}
+	}
+	return nil
+}
+
+// validateL4 checks the --l4 flags as a set.
+func validateL4(l *L4) error {
+	names := map[string]bool{}
+	for _, s := range l.Services {
+		if names[s.String()] {
+			return &FlagError{"l4", fmt.Errorf("%s declared twice", s)}
+		}
+		names[s.String()] = true
+	}
+	if len(l.Services) > 0 && l.Iface == "" {
+		return &FlagError{"xdp-iface", errors.New("--l4 services need the interface to attach XDP to")}
+	}
+	if l.Mode != xdp.Native && l.Mode != xdp.Generic {
+		return &FlagError{"xdp-mode", fmt.Errorf("want native or generic, got %q", l.Mode)}
+	}
+	if l.ConntrackSize < 1024 {
+		return &FlagError{"conntrack-size", errors.New("must be at least 1024")}
+	}
+	return nil
+}

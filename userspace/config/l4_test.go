@@ -1,0 +1,76 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/catherd/catherd/userspace/xdp"
+)
+
+func TestParseL4(t *testing.T) {
+	c, err := Parse([]string{"--xdp-iface", "eth0",
+		"--l4", "10.0.0.1:443/tcp=10.0.0.11,10.0.0.12:3",
+		"--l4", "[2001:db8::1]:53/udp=[2001:db8::11],[2001:db8::12]:2",
+		"--l4-hash", "[2001:db8::1]:53/udp=ip+port"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Listen) != 0 || len(c.Backends) != 0 {
+		t.Errorf("an L4-only instance got HTTP listeners %v", c.Listen)
+	}
+	l := c.L4
+	if l.Iface != "eth0" || l.Mode != xdp.Native || l.PinDir != xdp.DefaultPinDir || l.ConntrackSize != xdp.DefaultConntrackSize {
+		t.Errorf("defaults: %+v", l)
+	}
+	if len(l.Services) != 2 {
+		t.Fatalf("services: %+v", l.Services)
+	}
+	tcp, udp := l.Services[0], l.Services[1]
+	if tcp.String() != "10.0.0.1:443/tcp" || tcp.HashPort || len(tcp.Backends) != 2 ||
+		tcp.Backends[0].Addr != netip.MustParseAddr("10.0.0.11") || tcp.Backends[0].Weight != 1 ||
+		tcp.Backends[1].Addr != netip.MustParseAddr("10.0.0.12") || tcp.Backends[1].Weight != 3 {
+		t.Errorf("tcp service: %+v", tcp)
+	}
+	if udp.String() != "[2001:db8::1]:53/udp" || !udp.HashPort || udp.Backends[1].Weight != 2 {
+		t.Errorf("udp service: %+v", udp)
+	}
+
+	c, err = Parse([]string{"--xdp-iface", "eth0", "--l4", "10.0.0.1:80/tcp=10.0.0.11", "--l4-hash", "ip+port",
+		"--backend", "n1=http://10.0.0.21:8080", "--xdp-mode", "generic", "--conntrack-size", "5000"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.L4.Services[0].HashPort || c.L4.Mode != xdp.Generic || c.L4.ConntrackSize != 5000 || len(c.Listen) != 1 {
+		t.Errorf("L4 with L7: %+v, listen %v", c.L4, c.Listen)
+	}
+}
+
+func TestParseL4Errors(t *testing.T) {
+	base := []string{"--xdp-iface", "eth0"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--l4", "10.0.0.1:80/tcp=10.0.0.11"}, "--xdp-iface"},
+		{append(base, "--l4", "10.0.0.1:80=10.0.0.11"), "--l4"},
+		{append(base, "--l4", "10.0.0.1:80/sctp=10.0.0.11"), "sctp"},
+		{append(base, "--l4", "10.0.0.1/tcp=10.0.0.11"), "port"},
+		{append(base, "--l4", "10.0.0.1:80/tcp"), "VIP:PORT/tcp"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=10.0.0.11:0"), "weight"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=10.0.0.11,10.0.0.11"), "twice"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=[2001:db8::11]"), "family"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=host.example"), "IP[:WEIGHT]"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=10.0.0.11", "--l4", "10.0.0.1:80/tcp=10.0.0.12"), "declared twice"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=10.0.0.11", "--l4-hash", "port"), "--l4-hash"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=10.0.0.11", "--l4-hash", "10.0.0.2:80/tcp=ip"), "no --l4 service"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=10.0.0.11", "--xdp-mode", "skb"), "--xdp-mode"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=10.0.0.11", "--conntrack-size", "10"), "--conntrack-size"},
+		{append(base, "--l4", "10.0.0.1:80/tcp=10.0.0.11", "--listen", ":80"), "--listen"},
+	} {
+		_, err := Parse(tt.args, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: error %v, want one mentioning %q", tt.args, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,280 @@
+// Package xdp owns catherd's XDP datapath: it loads the program compiled
+// from bpf/, attaches it to the edge NIC through a pinned bpf_link, keeps
+// its maps pinned so that a restarted or upgraded catherd finds every
+// established flow where it left it, and writes the services, backends and
+// Maglev tables the program steers by. It knows nothing of health checks or
+// flags: the L4 control plane (userspace/l4) decides, this package applies.
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPinDir is where catherd pins its link and maps.
+const DefaultPinDir = "/sys/fs/bpf/catherd"
+
+// DefaultConntrackSize is the connection table's default capacity.
+const DefaultConntrackSize = 262144
+
+// Mode is how the program attaches to the device.
+type Mode string
+
+const (
+	// Native runs the program in the driver, before any socket buffer is
+	// allocated: the fast path, and the default.
+	Native Mode = "native"
+	// Generic runs it after the kernel built a socket buffer: slower, but
+	// available on every device.
+	Generic Mode = "generic"
+)
+
+// Options say where and how to run the datapath.
+type Options struct {
+	Iface         string
+	Mode          Mode
+	PinDir        string // a directory on a bpf filesystem
+	ConntrackSize uint32
+	Log           *slog.Logger
+}
+
+// Datapath is the loaded, attached program and its maps.
+type Datapath struct {
+	objs  catherdObjects
+	link  link.Link
+	iface *net.Interface
+	log   *slog.Logger
+
+	ringSize    uint32 // slots per service in the maglev map
+	maxServices uint32
+	maxBackends uint32
+
+	mu    sync.Mutex // serialises Sync
+	state *tables
+}
+
+// Open loads the program, reopening the maps pinned in o.PinDir when they
+// are compatible (so established flows survive), and attaches it to
+// o.Iface, atomically replacing a previous catherd program there.
+func Open(o Options) (*Datapath, error) {
+	d, err := load(o)
+	if err != nil {
+		return nil, err
+	}
+	if d.link, err = attach(d.objs.CatherdXdp, d.iface, o.Mode, o.PinDir, d.log); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// load does all of Open but attaching.
+func load(o Options) (*Datapath, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	iface, err := net.InterfaceByName(o.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("no interface named %q", o.Iface)
+	}
+	spec, err := loadCatherd()
+	if err != nil {
+		return nil, fmt.Errorf("read the embedded XDP object: %w", err)
+	}
+	if o.ConntrackSize != 0 {
+		spec.Maps["conntrack"].MaxEntries = o.ConntrackSize
+	}
+	if err := preparePinDir(o.PinDir); err != nil {
+		return nil, err
+	}
+	if err := dropIncompatiblePins(spec, o.PinDir, o.Log); err != nil {
+		return nil, err
+	}
+	d := &Datapath{iface: iface, log: o.Log}
+	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: o.PinDir}}); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load XDP program: %+v", ve)
+		}
+		return nil, fmt.Errorf("load XDP program: %w", err)
+	}
+	d.maxServices = spec.Maps["services"].MaxEntries
+	d.maxBackends = spec.Maps["backends"].MaxEntries
+	d.ringSize = spec.Maps["maglev"].MaxEntries / d.maxServices
+	if d.state, err = readTables(&d.objs.catherdMaps); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close releases this process's handles. The program stays attached and
+// the maps stay pinned: that is what lets the next catherd carry on with
+// every flow. Use Unload to take the datapath away.
+func (d *Datapath) Close() error {
+	var err error
+	if d.link != nil {
+		err = d.link.Close()
+	}
+	return errors.Join(err, d.objs.Close())
+}
+
+// Interface is the device the program is attached to.
+func (d *Datapath) Interface() *net.Interface { return d.iface }
+
+// bpffsRoot is where Linux distributions mount the bpf filesystem.
+const bpffsRoot = "/sys/fs/bpf"
+
+// preparePinDir creates dir and checks that it lives on a bpf filesystem,
+// mounting one at /sys/fs/bpf first when dir is below it and nothing is
+// mounted there (as on hosts without systemd's mount): pinning elsewhere
+// fails with an error that does not say why.
+func preparePinDir(dir string) error {
+	if strings.HasPrefix(filepath.Clean(dir), bpffsRoot+"/") && !onBPFFS(bpffsRoot) {
+		if err := unix.Mount("bpf", bpffsRoot, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount the bpf filesystem on %s: %w", bpffsRoot, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pin directory: %w", err)
+	}
+	if !onBPFFS(dir) {
+		return fmt.Errorf("pin directory %s is not on a bpf filesystem (mount one: mount -t bpf bpf %s)", dir, bpffsRoot)
+	}
+	return nil
+}
+
+func onBPFFS(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
+}
+
+// dropIncompatiblePins removes pinned maps whose shape no longer matches
+// this program's (a new --conntrack-size, a map that grew in an upgrade),
+// so that loading creates them afresh instead of failing. Losing the
+// connection table this way is logged: established flows then take their
+// Maglev backend, which is the same one unless the backend set changed.
+func dropIncompatiblePins(spec *ebpf.CollectionSpec, dir string, log *slog.Logger) error {
+	for name, ms := range spec.Maps {
+		path := filepath.Join(dir, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = ms.Compatible(m)
+			m.Close()
+			if err == nil {
+				continue
+			}
+		}
+		log.Warn("replacing pinned map that no longer fits", "map", name, "reason", err)
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("remove stale pinned map: %w", err)
+		}
+	}
+	return nil
+}
+
+// attach points iface at prog. A pinned link from an earlier catherd on the
+// same device and mode is updated in place, which swaps programs atomically:
+// no packet sees a device without a program. Otherwise a new link is made.
+func attach(prog *ebpf.Program, iface *net.Interface, mode Mode, dir string, log *slog.Logger) (link.Link, error) {
+	path := filepath.Join(dir, "link")
+	old, err := link.LoadPinnedLink(path, nil)
+	switch {
+	case err == nil:
+		if attachedHere(old, iface, mode) {
+			if err := old.Update(prog); err == nil {
+				return old, nil
+			}
+		}
+		log.Info("replacing the pinned XDP link", "iface", iface.Name, "mode", mode)
+		old.Unpin()
+		old.Close()
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("open pinned link %s: %w", path, err)
+	}
+
+	flags := link.XDPDriverMode
+	if mode == Generic {
+		flags = link.XDPGenericMode
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: flags})
+	switch {
+	case err == nil:
+	case mode != Generic && errors.Is(err, unix.EOPNOTSUPP):
+		return nil, fmt.Errorf("the driver of %s has no native XDP (use --xdp-mode generic): %w", iface.Name, err)
+	case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST):
+		return nil, fmt.Errorf("%s already has an XDP program that is not catherd's (remove it: ip link set dev %s xdp off): %w", iface.Name, iface.Name, err)
+	default:
+		return nil, fmt.Errorf("attach XDP to %s in %s mode: %w", iface.Name, mode, err)
+	}
+	if err := l.Pin(path); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pin XDP link: %w", err)
+	}
+	return l, nil
+}
+
+// attachedHere says whether l is attached to iface in mode.
+func attachedHere(l link.Link, iface *net.Interface, mode Mode) bool {
+	info, err := l.Info()
+	if err != nil || info.XDP() == nil || int(info.XDP().Ifindex) != iface.Index {
+		return false
+	}
+	dev, err := netlink.LinkByIndex(iface.Index)
+	if err != nil || dev.Attrs().Xdp == nil {
+		return false
+	}
+	want := uint32(nl.XDP_ATTACHED_DRV)
+	if mode == Generic {
+		want = nl.XDP_ATTACHED_SKB
+	}
+	return dev.Attrs().Xdp.AttachMode == want
+}
+
+// Unload detaches catherd's program and removes its pinned maps from dir.
+// Established flows are forgotten.
+func Unload(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read pin directory: %w", err)
+	}
+	// The link first: removing its pin detaches the program (no process
+	// holds it open once catherd has stopped).
+	var errs []error
+	for _, e := range entries {
+		if e.Name() == "link" {
+			if err := os.Remove(filepath.Join(dir, "link")); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, e := range entries {
+		if e.Name() != "link" {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := os.Remove(dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

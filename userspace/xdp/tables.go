@@ -1,0 +1,428 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/catherd/catherd/userspace/maglev"
+)
+
+// These mirror bpf/consts.h; TestConstantsMatchC checks them.
+const (
+	familyIPv4      = unix.AF_INET
+	familyIPv6      = unix.AF_INET6
+	serviceHashPort = 1 << 0
+	backendUsable   = 1 << 0
+	noBackend       = maglev.Empty
+)
+
+// Proto is an L4 protocol.
+type Proto uint8
+
+const (
+	TCP Proto = unix.IPPROTO_TCP
+	UDP Proto = unix.IPPROTO_UDP
+)
+
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return fmt.Sprintf("proto%d", uint8(p))
+}
+
+// Service is one L4 service as the control plane wants it.
+type Service struct {
+	VIP   netip.Addr
+	Port  uint16
+	Proto Proto
+	// HashPort keys flows by client address and port; by default a client
+	// address is one flow, so all its connections meet the same backend
+	// (nginx ip_hash's affinity).
+	HashPort bool
+	Backends []Backend
+}
+
+// String names the service as --l4 does: "10.0.0.1:80/tcp".
+func (s Service) String() string {
+	return netip.AddrPortFrom(s.VIP, s.Port).String() + "/" + s.Proto.String()
+}
+
+// Backend is one backend of a service. It holds the service's VIP on its
+// loopback and answers clients directly.
+type Backend struct {
+	Addr   netip.Addr
+	Weight uint32 // share of new flows
+	// Usable means healthy, enabled and with a known next hop. An unusable
+	// backend takes no new flows, and flows recorded for it move on their
+	// next packet: it cannot answer them anyway.
+	Usable  bool
+	NextHop NextHop
+}
+
+// NextHop is where frames for a backend go: out of Ifindex, from SrcMAC to
+// DstMAC.
+type NextHop struct {
+	Ifindex int
+	SrcMAC  net.HardwareAddr
+	DstMAC  net.HardwareAddr
+}
+
+type serviceKey struct {
+	vip   netip.Addr
+	port  uint16
+	proto Proto
+}
+
+type backendKey struct {
+	service uint32
+	addr    netip.Addr
+}
+
+// tables mirrors what the maps hold, so that Sync writes only what changed
+// and gives a backend the same index for as long as it exists, across
+// restarts too (flows in the connection table refer to it by index).
+type tables struct {
+	services map[serviceKey]catherdService
+	rings    map[uint32][]uint32 // service index -> Maglev table as written; nil: unknown
+	backends map[backendKey]uint32
+	entries  map[uint32]catherdBackend // backend index -> entry as written
+	vips     map[catherdVipAddr]bool
+	egress   map[uint32]bool
+}
+
+// readTables learns the state a previous catherd left in the pinned maps.
+// Maglev tables are not read back: the first Sync rewrites them whole.
+func readTables(m *catherdMaps) (*tables, error) {
+	t := &tables{
+		services: map[serviceKey]catherdService{},
+		rings:    map[uint32][]uint32{},
+		backends: map[backendKey]uint32{},
+		entries:  map[uint32]catherdBackend{},
+		vips:     map[catherdVipAddr]bool{},
+		egress:   map[uint32]bool{},
+	}
+	var vk catherdVipKey
+	var svc catherdService
+	for it := m.Services.Iterate(); it.Next(&vk, &svc); {
+		t.services[serviceKey{addrFrom(vk.Addr.Bytes, uint32(vk.Family)), ntohs(vk.Port), Proto(vk.Proto)}] = svc
+	}
+	var va catherdVipAddr
+	var one uint32
+	for it := m.VipAddrs.Iterate(); it.Next(&va, &one); {
+		t.vips[va] = true
+	}
+	var bi uint32
+	var b catherdBackend
+	it := m.Backends.Iterate()
+	for it.Next(&bi, &b) {
+		if b.Family != 0 {
+			t.backends[backendKey{b.Service, addrFrom(b.Addr.Bytes, b.Family)}] = bi
+			t.entries[bi] = b
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read backends map: %w", err)
+	}
+	var ifindex uint32
+	for it := m.Egress.Iterate(); it.Next(&ifindex, &one); {
+		t.egress[ifindex] = true
+	}
+	return t, nil
+}
+
+// Sync makes the maps describe exactly these services. Order matters,
+// because the program reads the maps while they change: backends and
+// egress devices are written before the Maglev slots that point at them,
+// and a new service is published (its services entry) only after its whole
+// table is in place; leftovers are removed last.
+func (d *Datapath) Sync(services []Service) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, m := d.state, &d.objs.catherdMaps
+
+	wantServices := map[serviceKey]bool{}
+	wantBackends := map[backendKey]bool{}
+	wantVIPs := map[catherdVipAddr]bool{}
+	wantEgress := map[uint32]bool{}
+	for _, s := range services {
+		key := serviceKey{s.VIP, s.Port, s.Proto}
+		if wantServices[key] {
+			return fmt.Errorf("service %s declared twice", s)
+		}
+		wantServices[key] = true
+		svc, known := t.services[key]
+		if !known {
+			index, err := freeIndex(len(t.services), d.maxServices, func(i uint32) bool {
+				for _, s := range t.services {
+					if s.Index == i {
+						return true
+					}
+				}
+				return false
+			})
+			if err != nil {
+				return fmt.Errorf("service %s: %w (at most %d services)", s, err, d.maxServices)
+			}
+			if err := zeroPerCPU[catherdServiceCounters](m.ServiceStats, index); err != nil {
+				return err
+			}
+			svc = catherdService{Index: index, RingBase: index * d.ringSize, RingSize: d.ringSize}
+			delete(t.rings, index)
+		}
+		svc.Flags = 0
+		if s.HashPort {
+			svc.Flags |= serviceHashPort
+		}
+
+		ring := make([]maglev.Backend, 0, len(s.Backends))
+		for _, b := range s.Backends {
+			bi, err := d.syncBackend(backendKey{svc.Index, b.Addr}, b, wantBackends)
+			if err != nil {
+				return fmt.Errorf("service %s: %w", s, err)
+			}
+			if b.Usable && b.NextHop.Ifindex != d.iface.Index {
+				wantEgress[uint32(b.NextHop.Ifindex)] = true
+				if err := d.syncEgress(uint32(b.NextHop.Ifindex)); err != nil {
+					return err
+				}
+			}
+			w := b.Weight
+			if !b.Usable {
+				w = 0
+			}
+			ring = append(ring, maglev.Backend{ID: bi, Key: b.Addr.String(), Weight: w})
+		}
+		if err := d.syncRing(svc, ring); err != nil {
+			return fmt.Errorf("service %s: %w", s, err)
+		}
+
+		va := catherdVipAddr{Family: family(s.VIP)}
+		va.Addr.Bytes = addrBytes(s.VIP)
+		wantVIPs[va] = true
+		if !t.vips[va] {
+			if err := m.VipAddrs.Put(&va, uint32(1)); err != nil {
+				return fmt.Errorf("service %s: write vip_addrs: %w", s, err)
+			}
+			t.vips[va] = true
+		}
+		if old, ok := t.services[key]; !ok || old != svc {
+			vk := catherdVipKey{Port: htons(s.Port), Proto: uint8(s.Proto), Family: uint8(family(s.VIP))}
+			vk.Addr.Bytes = addrBytes(s.VIP)
+			if err := m.Services.Put(&vk, &svc); err != nil {
+				return fmt.Errorf("service %s: write services: %w", s, err)
+			}
+			t.services[key] = svc
+		}
+	}
+	return d.removeLeftovers(wantServices, wantBackends, wantVIPs, wantEgress)
+}
+
+// syncBackend writes one backend's entry if it changed and returns its index.
+func (d *Datapath) syncBackend(key backendKey, b Backend, want map[backendKey]bool) (uint32, error) {
+	t, m := d.state, &d.objs.catherdMaps
+	if want[key] {
+		return 0, fmt.Errorf("backend %s listed twice", b.Addr)
+	}
+	want[key] = true
+	bi, known := t.backends[key]
+	if !known {
+		var err error
+		bi, err = freeIndex(len(t.backends), d.maxBackends, func(i uint32) bool { _, used := t.entries[i]; return used })
+		if err != nil {
+			return 0, fmt.Errorf("backend %s: %w (at most %d backends in all)", b.Addr, err, d.maxBackends)
+		}
+		if err := zeroPerCPU[catherdBackendCounters](m.BackendStats, bi); err != nil {
+			return 0, err
+		}
+		t.backends[key] = bi
+	}
+	e := catherdBackend{Ifindex: uint32(b.NextHop.Ifindex), Service: key.service, Family: family(b.Addr)}
+	if b.Usable {
+		e.Flags = backendUsable
+	}
+	copy(e.Dmac[:], b.NextHop.DstMAC)
+	copy(e.Smac[:], b.NextHop.SrcMAC)
+	e.Addr.Bytes = addrBytes(b.Addr)
+	if old, ok := t.entries[bi]; ok && old == e {
+		return bi, nil
+	}
+	if err := m.Backends.Put(bi, &e); err != nil {
+		return 0, fmt.Errorf("backend %s: write backends: %w", b.Addr, err)
+	}
+	t.entries[bi] = e
+	return bi, nil
+}
+
+func (d *Datapath) syncEgress(ifindex uint32) error {
+	if d.state.egress[ifindex] {
+		return nil
+	}
+	if err := d.objs.Egress.Put(ifindex, ifindex); err != nil {
+		return fmt.Errorf("add egress device %d: %w", ifindex, err)
+	}
+	d.state.egress[ifindex] = true
+	return nil
+}
+
+// syncRing rebuilds a service's Maglev table and writes the slots that
+// changed: one backend's health flipping touches about 1/N of them.
+func (d *Datapath) syncRing(svc catherdService, backends []maglev.Backend) error {
+	ring, err := maglev.Build(backends, svc.RingSize)
+	if err != nil {
+		return fmt.Errorf("build Maglev table: %w", err)
+	}
+	slots := maglev.Diff(d.state.rings[svc.Index], ring) // every slot when unknown
+	if len(slots) > 0 {
+		keys := make([]uint32, len(slots))
+		values := make([]uint32, len(slots))
+		for i, s := range slots {
+			keys[i] = svc.RingBase + s
+			values[i] = ring[s]
+		}
+		if _, err := d.objs.Maglev.BatchUpdate(keys, values, nil); err != nil {
+			return fmt.Errorf("write Maglev table: %w", err)
+		}
+	}
+	d.state.rings[svc.Index] = ring
+	return nil
+}
+
+// removeLeftovers deletes what the last Sync no longer wants: services
+// first (unpublished), then their backends, whose flows are purged from the
+// connection table so that a later backend given the same index does not
+// inherit them.
+func (d *Datapath) removeLeftovers(services map[serviceKey]bool, backends map[backendKey]bool,
+	vips map[catherdVipAddr]bool, egress map[uint32]bool) error {
+	t, m := d.state, &d.objs.catherdMaps
+	for key, svc := range t.services {
+		if services[key] {
+			continue
+		}
+		vk := catherdVipKey{Port: htons(key.port), Proto: uint8(key.proto), Family: uint8(family(key.vip))}
+		vk.Addr.Bytes = addrBytes(key.vip)
+		if err := m.Services.Delete(&vk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove service: %w", err)
+		}
+		delete(t.services, key)
+		delete(t.rings, svc.Index)
+	}
+	for va := range t.vips {
+		if !vips[va] {
+			if err := m.VipAddrs.Delete(&va); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("remove VIP address: %w", err)
+			}
+			delete(t.vips, va)
+		}
+	}
+	gone := map[uint32]bool{}
+	for key, bi := range t.backends {
+		if backends[key] {
+			continue
+		}
+		if err := m.Backends.Put(bi, &catherdBackend{}); err != nil {
+			return fmt.Errorf("remove backend %s: %w", key.addr, err)
+		}
+		delete(t.backends, key)
+		delete(t.entries, bi)
+		gone[bi] = true
+	}
+	if len(gone) > 0 {
+		if err := d.purgeFlows(gone); err != nil {
+			return err
+		}
+	}
+	for ifindex := range t.egress {
+		if !egress[ifindex] {
+			if err := m.Egress.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("remove egress device %d: %w", ifindex, err)
+			}
+			delete(t.egress, ifindex)
+		}
+	}
+	return nil
+}
+
+// purgeFlows deletes connection table entries that point at the given
+// backend indexes.
+func (d *Datapath) purgeFlows(indexes map[uint32]bool) error {
+	var k catherdFlowKey
+	var v catherdFlow
+	var dead []catherdFlowKey
+	it := d.objs.Conntrack.Iterate()
+	for it.Next(&k, &v) {
+		if indexes[v.Backend] {
+			dead = append(dead, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("scan connection table: %w", err)
+	}
+	for i := range dead {
+		if err := d.objs.Conntrack.Delete(&dead[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("purge connection table: %w", err)
+		}
+	}
+	return nil
+}
+
+// freeIndex returns the lowest index below limit that inUse rejects.
+func freeIndex(used int, limit uint32, inUse func(uint32) bool) (uint32, error) {
+	if uint32(used) >= limit {
+		return 0, errors.New("table full")
+	}
+	for i := uint32(0); i < limit; i++ {
+		if !inUse(i) {
+			return i, nil
+		}
+	}
+	return 0, errors.New("table full")
+}
+
+// zeroPerCPU resets a per-CPU counter slot, so a new service or backend
+// does not inherit the counts of the one that had its index before.
+func zeroPerCPU[T any](m *ebpf.Map, index uint32) error {
+	vals := make([]T, ebpf.MustPossibleCPU())
+	if err := m.Put(index, vals); err != nil {
+		return fmt.Errorf("reset counters %d: %w", index, err)
+	}
+	return nil
+}
+
+func family(a netip.Addr) uint32 {
+	if a.Is4() {
+		return familyIPv4
+	}
+	return familyIPv6
+}
+
+// addrBytes lays an address out as union addr does.
+func addrBytes(a netip.Addr) [16]byte {
+	var b [16]byte
+	if a.Is4() {
+		v4 := a.As4()
+		copy(b[:], v4[:])
+		return b
+	}
+	return a.As16()
+}
+
+func addrFrom(b [16]byte, fam uint32) netip.Addr {
+	if fam == familyIPv4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}
+
+// htons and ntohs convert a port between host order and the network-order
+// value a little-endian load of packet bytes gives.
+func htons(p uint16) uint16 { return p<<8 | p>>8 }
+func ntohs(p uint16) uint16 { return p<<8 | p>>8 }
