@@ -50,3 +50,11 @@ bench: build
 	CATHERD=$(BIN) BENCH_OUT=bench-static.md scripts/bench/run.sh
 	CATHERD=$(BIN) BENCH_OUT=bench-tomcat.md scripts/bench/run.sh --tomcat
 	CATHERD=$(BIN) BENCH_OUT=bench-ajp.md scripts/bench/run.sh --ajp
+
+# The XDP datapath: ns per packet by BPF_PROG_TEST_RUN beside a bare
+# XDP_PASS program, then a UDP flood through namespaces steered by catherd
+# and by nftables DNAT (needs root). Results in bench-xdp.md.
+bench-xdp: build
+	scripts/deps.sh bench-xdp
+	$(GO) test -run '^$$' -bench '^BenchmarkPerPacket$$' -benchtime 1x ./userspace/xdp/ | tee bench-xdp.md
+	$(GO) run ./scripts/bench/xdp -catherd $(BIN) | tee -a bench-xdp.md

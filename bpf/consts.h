@@ -16,7 +16,10 @@
 #define NO_BACKEND 0xffffffffu
 
 /* Why a packet got its verdict. Every packet is counted under exactly one
- * reason in the verdicts map, so the counters add up to the packets seen. */
+ * reason, so the counters add up to the packets seen. Forwarded packets
+ * are counted per backend only (backend_stats), which keeps one counter
+ * update off the hot path; the verdicts slot of REASON_FORWARDED stays 0
+ * and the control plane reports the backends' sum under that name. */
 enum reason {
 	REASON_FORWARDED = 0,    /* steered to a backend (XDP_TX or XDP_REDIRECT) */
 	REASON_PASS_NOT_IP,      /* not IPv4/IPv6: ARP, LLDP, ... */

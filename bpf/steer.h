@@ -26,20 +26,21 @@ static __always_inline struct backend *usable_backend(__u32 index)
 
 /* pick_backend finds the flow's backend: the connection table's, while that
  * backend is usable, else the Maglev table's, which is then recorded so the
- * flow stays put when the table changes. */
+ * flow stays put when the table changes. *hit says which. */
 static __always_inline struct backend *pick_backend(struct flow_key *key, const struct service *svc,
-						     struct service_counters *st, __u32 *index)
+						     __u32 *index, int *hit)
 {
 	struct flow *f = bpf_map_lookup_elem(&conntrack, key);
 	if (f) {
 		struct backend *b = usable_backend(f->backend);
 		if (b) {
-			if (st)
-				st->conn_hits++;
+			*hit = 1;
 			*index = f->backend;
 			return b;
 		}
 	}
+	*hit = 0;
+	struct service_counters *st = bpf_map_lookup_elem(&service_stats, &svc->index);
 	if (st)
 		st->conn_misses++;
 	if (svc->ring_size == 0)
@@ -64,19 +65,15 @@ static __always_inline int steer(struct xdp_md *ctx, struct packet *p, const str
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u64 len = data_end - data;
 
-	struct service_counters *st = bpf_map_lookup_elem(&service_stats, &svc->index);
-	if (st) {
-		st->packets++;
-		st->bytes += len;
-	}
 	if (!(svc->flags & SERVICE_HASH_PORT))
 		p->key.sport = 0;
 
 	__u32 index = 0;
-	struct backend *b = pick_backend(&p->key, svc, st, &index);
+	int hit = 0;
+	struct backend *b = pick_backend(&p->key, svc, &index, &hit);
 	if (!b) {
+		struct service_counters *st = bpf_map_lookup_elem(&service_stats, &svc->index);
 		if (st)
 			st->no_backend++;
 		count_verdict(REASON_DROP_NO_BACKEND);
@@ -100,8 +97,8 @@ static __always_inline int steer(struct xdp_md *ctx, struct packet *p, const str
 	struct backend_counters *bs = bpf_map_lookup_elem(&backend_stats, &index);
 	if (bs) {
 		bs->packets++;
-		bs->bytes += len;
+		bs->bytes += data_end - data;
+		bs->conn_hits += hit;
 	}
-	count_verdict(REASON_FORWARDED);
 	return action;
 }

@@ -64,15 +64,15 @@ struct flow {
 	__u32 pad;
 };
 
+/* A service's own counters are touched off the hot path only; its packets
+ * and bytes are the sums of its backends' (plus no_backend drops). */
 struct service_counters {
-	__u64 packets;
-	__u64 bytes;
-	__u64 conn_hits;   /* connection table hits to a usable backend */
 	__u64 conn_misses; /* Maglev lookups: new flows and flows whose backend left */
 	__u64 no_backend;  /* dropped: no usable backend */
 };
 
 struct backend_counters {
-	__u64 packets;
-	__u64 bytes;
+	__u64 packets;   /* forwarded to this backend */
+	__u64 bytes;     /* whole frames */
+	__u64 conn_hits; /* of which found in the connection table */
 };

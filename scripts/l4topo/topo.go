@@ -191,9 +191,12 @@ func bridge(nodes []string, prefix string) error {
 			return err
 		}
 		// A frame that XDP sends (XDP_TX or a redirect) into a veth is
-		// delivered only if the receiving end has an XDP program.
-		if err := attachPass(veth); err != nil {
-			return fmt.Errorf("XDP_PASS program on %s: %w", n, err)
+		// delivered only if the receiving end has an XDP program: the
+		// balancer's XDP_TX lands on its port of the bridge.
+		if n == "lb" {
+			if err := attachPass(veth); err != nil {
+				return fmt.Errorf("XDP_PASS program on %s: %w", n, err)
+			}
 		}
 	}
 	return nil

@@ -28,9 +28,10 @@ type catherdBackend struct {
 }
 
 type catherdBackendCounters struct {
-	_       structs.HostLayout
-	Packets uint64
-	Bytes   uint64
+	_        structs.HostLayout
+	Packets  uint64
+	Bytes    uint64
+	ConnHits uint64
 }
 
 type catherdFlow struct {
@@ -66,9 +67,6 @@ type catherdService struct {
 
 type catherdServiceCounters struct {
 	_          structs.HostLayout
-	Packets    uint64
-	Bytes      uint64
-	ConnHits   uint64
 	ConnMisses uint64
 	NoBackend  uint64
 }

@@ -32,7 +32,7 @@ func requirePrivilege(t testing.TB) {
 // inNewNetns runs f on a thread inside a fresh network namespace, which
 // holds lo (ifindex 1, the ingress device of prog.Run) and a veth device
 // "egress0" to redirect to (this kernel has no dummy driver). Everything is gone when f returns.
-func inNewNetns(t *testing.T, f func(egress *net.Interface)) {
+func inNewNetns(t testing.TB, f func(egress *net.Interface)) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -69,11 +69,11 @@ func inNewNetns(t *testing.T, f func(egress *net.Interface)) {
 
 // testDatapath loads the program with maps pinned in a fresh directory,
 // unattached, for prog.Run.
-func testDatapath(t *testing.T) *Datapath {
+func testDatapath(t testing.TB) *Datapath {
 	t.Helper()
 	pin := pinDirOf(t)
 	t.Cleanup(func() { Unload(pin) })
-	d, err := load(Options{Iface: "lo", PinDir: pin, ConntrackSize: 4096})
+	d, err := load(Options{Iface: "lo", PinDir: pin, ConntrackSize: 65536})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func l4Service(egress *net.Interface, usable ...bool) Service {
 
 // expectForward checks that frame was steered: verdict, rewritten MACs,
 // and the IP packet untouched. It returns the backend's number (1-3).
-func expectForward(t *testing.T, d *Datapath, frame []byte) int {
+func expectForward(t testing.TB, d *Datapath, frame []byte) int {
 	t.Helper()
 	ret, out := run(t, d, frame)
 	if ret != xdpTX && ret != xdpRedirect {

@@ -27,7 +27,8 @@ var Reasons = []string{
 type Stats struct {
 	Services []ServiceStats
 	// Verdicts counts packets by reason (see Reasons); every packet the
-	// program saw is counted under exactly one.
+	// program saw is counted under exactly one. "forwarded" is the sum over
+	// the current backends (the program counts forwarded packets per backend).
 	Verdicts map[string]uint64
 }
 
@@ -35,8 +36,8 @@ type Stats struct {
 type ServiceStats struct {
 	Service    string // "10.0.0.1:80/tcp"
 	HashPort   bool
-	Packets    uint64
-	Bytes      uint64
+	Packets    uint64 // forwarded plus NoBackend
+	Bytes      uint64 // forwarded, whole frames
 	ConnHits   uint64 // packets of flows found in the connection table
 	ConnMisses uint64 // packets that took a Maglev lookup
 	NoBackend  uint64 // packets dropped for want of a usable backend
@@ -45,10 +46,11 @@ type ServiceStats struct {
 
 // BackendStats are one backend's counters within its service.
 type BackendStats struct {
-	Addr    netip.Addr
-	Usable  bool
-	Packets uint64
-	Bytes   uint64
+	Addr     netip.Addr
+	Usable   bool
+	Packets  uint64
+	Bytes    uint64
+	ConnHits uint64
 }
 
 // statMaps are the maps a snapshot reads.
@@ -110,14 +112,13 @@ func readStats(sm statMaps) (Stats, error) {
 			return Stats{}, fmt.Errorf("read service counters: %w", err)
 		}
 		pos[svc.Index] = len(st.Services)
+		noBackend := sum(per, func(c catherdServiceCounters) uint64 { return c.NoBackend })
 		st.Services = append(st.Services, ServiceStats{
 			Service:    s.String(),
 			HashPort:   svc.Flags&serviceHashPort != 0,
-			Packets:    sum(per, func(c catherdServiceCounters) uint64 { return c.Packets }),
-			Bytes:      sum(per, func(c catherdServiceCounters) uint64 { return c.Bytes }),
-			ConnHits:   sum(per, func(c catherdServiceCounters) uint64 { return c.ConnHits }),
+			Packets:    noBackend,
 			ConnMisses: sum(per, func(c catherdServiceCounters) uint64 { return c.ConnMisses }),
-			NoBackend:  sum(per, func(c catherdServiceCounters) uint64 { return c.NoBackend }),
+			NoBackend:  noBackend,
 		})
 	}
 	if err := it.Err(); err != nil {
@@ -137,12 +138,18 @@ func readStats(sm statMaps) (Stats, error) {
 		if err := sm.backendStats.Lookup(bi, &per); err != nil {
 			return Stats{}, fmt.Errorf("read backend counters: %w", err)
 		}
-		s.Backends = append(s.Backends, BackendStats{
-			Addr:    addrFrom(b.Addr.Bytes, b.Family),
-			Usable:  b.Flags&backendUsable != 0,
-			Packets: sum(per, func(c catherdBackendCounters) uint64 { return c.Packets }),
-			Bytes:   sum(per, func(c catherdBackendCounters) uint64 { return c.Bytes }),
-		})
+		bs := BackendStats{
+			Addr:     addrFrom(b.Addr.Bytes, b.Family),
+			Usable:   b.Flags&backendUsable != 0,
+			Packets:  sum(per, func(c catherdBackendCounters) uint64 { return c.Packets }),
+			Bytes:    sum(per, func(c catherdBackendCounters) uint64 { return c.Bytes }),
+			ConnHits: sum(per, func(c catherdBackendCounters) uint64 { return c.ConnHits }),
+		}
+		s.Backends = append(s.Backends, bs)
+		s.Packets += bs.Packets
+		s.Bytes += bs.Bytes
+		s.ConnHits += bs.ConnHits
+		st.Verdicts["forwarded"] += bs.Packets
 	}
 	if err := bit.Err(); err != nil {
 		return Stats{}, fmt.Errorf("read backends: %w", err)

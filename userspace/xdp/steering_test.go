@@ -141,7 +141,7 @@ func TestRestartKeepsFlows(t *testing.T) {
 		indexes := d.state.backends
 		d.Close()
 
-		d2, err := load(Options{Iface: "lo", PinDir: pinDirOf(t), ConntrackSize: 4096})
+		d2, err := load(Options{Iface: "lo", PinDir: pinDirOf(t), ConntrackSize: 65536})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,6 +264,6 @@ func TestConstantsMatchC(t *testing.T) {
 }
 
 // pinDirOf is the pin directory testDatapath chose for t.
-func pinDirOf(t *testing.T) string {
+func pinDirOf(t testing.TB) string {
 	return fmt.Sprintf("%s/catherd-test-%d-%s", bpffsRoot, os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
 }
