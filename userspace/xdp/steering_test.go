@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
 )
 
 // clients returns n client addresses starting at 10.98.first.1.
@@ -266,4 +268,58 @@ func TestConstantsMatchC(t *testing.T) {
 // pinDirOf is the pin directory testDatapath chose for t.
 func pinDirOf(t testing.TB) string {
 	return fmt.Sprintf("%s/catherd-test-%d-%s", bpffsRoot, os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
+}
+
+// Attaching: native mode on a device without it fails with a line that
+// says what to do; a second catherd updates the pinned link in place (one
+// link, never a moment without a program); Unload detaches.
+func TestAttachAndReplace(t *testing.T) {
+	requirePrivilege(t)
+	inNewNetns(t, func(*net.Interface) {
+		pins := pinDirOf(t)
+		t.Cleanup(func() { Unload(pins) })
+		_, err := Open(Options{Iface: "lo", Mode: Native, PinDir: pins})
+		if err == nil || !strings.Contains(err.Error(), "no native XDP (use --xdp-mode generic)") {
+			t.Fatalf("native XDP on lo: %v", err)
+		}
+		first, err := Open(Options{Iface: "lo", Mode: Generic, PinDir: pins})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := first.link.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		first.Close()
+		second, err := Open(Options{Iface: "lo", Mode: Generic, PinDir: pins})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info2, err := second.link.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info2.ID != info.ID {
+			t.Fatalf("the second Open made link %d instead of updating link %d", info2.ID, info.ID)
+		}
+		progInfo, _ := second.objs.CatherdXdp.Info()
+		progID, _ := progInfo.ID()
+		if info2.Program != progID {
+			t.Fatalf("link runs program %d, the new one is %d", info2.Program, progID)
+		}
+		second.Close()
+		if err := Unload(pins); err != nil {
+			t.Fatal(err)
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x := lo.Attrs().Xdp; x != nil && x.Attached {
+			t.Fatalf("a program is still attached to lo after Unload: %+v", x)
+		}
+		if _, err := os.Stat(pins); !os.IsNotExist(err) {
+			t.Fatalf("pin directory left behind: %v", err)
+		}
+	})
 }
