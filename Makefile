@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionParsing$$' -fuzztime $(FUZZTIME) ./session/
 	$(GO) test -run '^$$' -fuzz '^FuzzContainerStream$$' -fuzztime $(FUZZTIME) ./ajp/
 	$(GO) test -run '^$$' -fuzz '^FuzzForwardRequest$$' -fuzztime $(FUZZTIME) ./ajp/
+	$(GO) test -run '^$$' -fuzz '^FuzzDatapath$$' -fuzztime $(FUZZTIME) ./userspace/xdp/
 
 demo: build
 	scripts/deps.sh demo
