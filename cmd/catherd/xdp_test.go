@@ -18,18 +18,6 @@ import (
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
-// l4Require skips the XDP end-to-end tests without root, except under CI.
-func l4Require(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root (XDP, network namespaces); under CI=true that is a failure")
-	}
-	t.Skip("needs root (XDP, network namespaces)")
-}
-
 // l4Backend serves one backend: each connection gets the backend's name,
 // then every line it sends comes back.
 func l4Backend(t *testing.T, topo *l4topo.Topo, i int) net.Listener {
@@ -203,7 +191,7 @@ func waitUsable(t *testing.T, pins string, want ...netip.Addr) {
 // TestL4SteeringEndToEnd runs the real binary against real kernels paths:
 // veth pairs, a bridge, native XDP on the balancer and DSR backends.
 func TestL4SteeringEndToEnd(t *testing.T) {
-	l4Require(t)
+	l4topo.Require(t)
 	topo, err := l4topo.Up(fmt.Sprintf("cx%d", os.Getpid()%10000), 4, 200)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -109,38 +110,40 @@ func Up(prefix string, backends, sources int) (t *Topo, err error) {
 // Do runs f on an OS thread inside namespace ns. Sockets f opens stay in
 // ns after it returns, whatever goroutine uses them.
 func (t *Topo) Do(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
+	return onThread(func() (netns.NsHandle, error) {
 		h, err := netns.GetFromName(ns)
 		if err != nil {
-			errc <- fmt.Errorf("namespace %s: %w", ns, err)
-			return
+			return h, fmt.Errorf("namespace %s: %w", ns, err)
 		}
-		defer h.Close()
 		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
+			h.Close()
+			return h, err
 		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread() // else the thread dies with the goroutine
-		}
-		errc <- err
-	}()
-	return <-errc
+		return h, nil
+	}, f)
 }
 
 func (t *Topo) create(name string) error {
 	if _, err := os.Stat(NetnsPath(name)); err == nil {
 		return fmt.Errorf("namespace %s exists (left by a crashed run? ip netns del %s)", name, name)
 	}
+	return onThread(func() (netns.NsHandle, error) {
+		h, err := netns.NewNamed(name)
+		if err != nil {
+			return h, fmt.Errorf("create namespace %s: %w", name, err)
+		}
+		return h, nil
+	}, func() error {
+		t.made = append(t.made, name)
+		return nil
+	})
+}
+
+// onThread runs f on a locked OS thread that enter has moved into a
+// namespace, then moves the thread back. A thread that cannot be moved
+// back is never unlocked, so it dies with its goroutine instead of
+// carrying the wrong namespace into other code.
+func onThread(enter func() (netns.NsHandle, error), f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -150,19 +153,32 @@ func (t *Topo) create(name string) error {
 			return
 		}
 		defer orig.Close()
-		h, err := netns.NewNamed(name)
+		h, err := enter()
 		if err != nil {
-			errc <- fmt.Errorf("create namespace %s: %w", name, err)
+			errc <- err
 			return
 		}
-		h.Close()
-		t.made = append(t.made, name)
+		defer h.Close()
+		err = f()
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
-		errc <- nil
+		errc <- err
 	}()
 	return <-errc
+}
+
+// Require skips a test that needs root (XDP, namespaces), except under
+// CI=true, where a missing privilege is a failure: these tests must run.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("needs root (CAP_BPF, CAP_NET_ADMIN); under CI=true that is a failure")
+	}
+	t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN)")
 }
 
 // bridge runs in the switch namespace: a bridge, and per node a veth pair

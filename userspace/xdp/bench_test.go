@@ -22,7 +22,7 @@ import (
 // Rounds are interleaved and medians reported. Run it with -benchtime 1x
 // (make bench-xdp); it ignores b.N.
 func BenchmarkPerPacket(b *testing.B) {
-	requirePrivilege(b)
+	l4topo.Require(b)
 	inNewNetns(b, func(egress *net.Interface) {
 		d := testDatapath(b)
 		if err := d.Sync([]Service{l4Service(egress)}); err != nil {

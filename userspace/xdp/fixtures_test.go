@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"testing"
 
@@ -14,20 +13,9 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-)
 
-// requirePrivilege skips a test that needs root, except in CI, where a
-// missing privilege is a failure: the datapath must be tested there.
-func requirePrivilege(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (CAP_BPF, CAP_NET_ADMIN), and CI must run it")
-	}
-	t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN)")
-}
+	"github.com/catherd/catherd/scripts/l4topo"
+)
 
 // inNewNetns runs f on a thread inside a fresh network namespace, which
 // holds lo (ifindex 1, the ingress device of prog.Run) and a veth device
@@ -241,7 +229,7 @@ func verdictCount(t testing.TB, d *Datapath, reason string) uint64 {
 }
 
 func TestFixtures(t *testing.T) {
-	requirePrivilege(t)
+	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
 		v6 := Service{VIP: vip6, Port: 443, Proto: TCP, Backends: []Backend{{Addr: netip.MustParseAddr("fd00:99::11"), Weight: 1, Usable: true,

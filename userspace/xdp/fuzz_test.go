@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/catherd/catherd/scripts/l4topo"
 )
 
 // FuzzDatapath runs the program on arbitrary frames and checks what it may
@@ -12,7 +14,7 @@ import (
 // packets addressed to a declared service, changing nothing but the
 // Ethernet addresses; drop only packets addressed to a VIP.
 func FuzzDatapath(f *testing.F) {
-	requirePrivilege(f)
+	l4topo.Require(f)
 	for _, p := range []pkt{
 		tcp4("10.99.0.2", 40000),
 		{src: netip.MustParseAddr("10.99.0.2"), dst: vip4, sport: 5353, dport: 53, proto: UDP},

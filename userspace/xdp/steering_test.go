@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/catherd/catherd/scripts/l4topo"
 )
 
 // clients returns n client addresses starting at 10.98.first.1.
@@ -33,8 +35,18 @@ func steerAll(t *testing.T, d *Datapath, cs []string, port uint16) map[string]in
 	return got
 }
 
+// stayed fails t unless every client of before meets the same backend in after.
+func stayed(t testing.TB, before, after map[string]int, when string) {
+	t.Helper()
+	for c, n := range before {
+		if after[c] != n {
+			t.Fatalf("client %s moved from backend %d to %d %s", c, n, after[c], when)
+		}
+	}
+}
+
 func TestFlowsStayWhenBackendsChange(t *testing.T) {
-	requirePrivilege(t)
+	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
 		two := l4Service(egress)
@@ -50,12 +62,7 @@ func TestFlowsStayWhenBackendsChange(t *testing.T) {
 		if err := d.Sync([]Service{l4Service(egress)}); err != nil {
 			t.Fatal(err)
 		}
-		after := steerAll(t, d, old, 1001)
-		for c, n := range before {
-			if after[c] != n {
-				t.Fatalf("client %s moved from backend %d to %d when a backend was added", c, n, after[c])
-			}
-		}
+		stayed(t, before, steerAll(t, d, old, 1001), "when a backend was added")
 		fresh := steerAll(t, d, clients(5, 300), 1000)
 		share := 0
 		for _, n := range fresh {
@@ -84,17 +91,12 @@ func TestFlowsStayWhenBackendsChange(t *testing.T) {
 		if err := d.Sync([]Service{l4Service(egress)}); err != nil {
 			t.Fatal(err)
 		}
-		back := steerAll(t, d, old, 1003)
-		for c, n := range down {
-			if back[c] != n {
-				t.Fatalf("client %s flapped from backend %d to %d when backend 1 returned", c, n, back[c])
-			}
-		}
+		stayed(t, down, steerAll(t, d, old, 1003), "(flap-back) when backend 1 returned")
 	})
 }
 
 func TestNoUsableBackendDrops(t *testing.T) {
-	requirePrivilege(t)
+	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
 		if err := d.Sync([]Service{l4Service(egress, false, false, false)}); err != nil {
@@ -112,7 +114,7 @@ func TestNoUsableBackendDrops(t *testing.T) {
 }
 
 func TestMissingEgressDeviceDrops(t *testing.T) {
-	requirePrivilege(t)
+	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
 		only3 := l4Service(egress)
@@ -130,7 +132,7 @@ func TestMissingEgressDeviceDrops(t *testing.T) {
 // A restarted catherd reopens the pinned maps: backends keep their indexes
 // and the connection table keeps every flow.
 func TestRestartKeepsFlows(t *testing.T) {
-	requirePrivilege(t)
+	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
 		two := l4Service(egress)
@@ -156,19 +158,14 @@ func TestRestartKeepsFlows(t *testing.T) {
 				t.Fatalf("backend %s had index %d, now %d", k.addr, bi, d2.state.backends[k])
 			}
 		}
-		after := steerAll(t, d2, cs, 1001)
-		for c, n := range before {
-			if after[c] != n {
-				t.Fatalf("client %s moved from backend %d to %d across a restart", c, n, after[c])
-			}
-		}
+		stayed(t, before, steerAll(t, d2, cs, 1001), "across a restart")
 	})
 }
 
 // A removed backend's flows leave the connection table with it, so a
 // backend that later gets its index does not inherit them.
 func TestRemovedBackendFlowsArePurged(t *testing.T) {
-	requirePrivilege(t)
+	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
 		if err := d.Sync([]Service{l4Service(egress)}); err != nil {
@@ -206,7 +203,7 @@ func TestRemovedBackendFlowsArePurged(t *testing.T) {
 }
 
 func TestSyncRejects(t *testing.T) {
-	requirePrivilege(t)
+	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
 		s := l4Service(egress)
@@ -274,7 +271,7 @@ func pinDirOf(t testing.TB) string {
 // says what to do; a second catherd updates the pinned link in place (one
 // link, never a moment without a program); Unload detaches.
 func TestAttachAndReplace(t *testing.T) {
-	requirePrivilege(t)
+	l4topo.Require(t)
 	inNewNetns(t, func(*net.Interface) {
 		pins := pinDirOf(t)
 		t.Cleanup(func() { Unload(pins) })
