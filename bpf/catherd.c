@@ -48,14 +48,7 @@ int catherd_xdp(struct xdp_md *ctx)
 		count_verdict(REASON_PASS_NOT_SERVICE);
 		return XDP_PASS;
 	}
-
-	struct vip_key vk = { .addr = p.key.dst, .port = p.key.dport, .proto = p.key.proto, .family = p.key.family };
-	struct service *svc = bpf_map_lookup_elem(&services, &vk);
-	if (!svc) {
-		count_verdict(REASON_PASS_NOT_SERVICE);
-		return XDP_PASS;
-	}
-	return steer(ctx, &p, svc);
+	return steer(ctx, &p);
 }
 
 char _license[] SEC("license") = "GPL";

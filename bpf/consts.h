@@ -9,6 +9,10 @@
 /* service.flags */
 #define SERVICE_HASH_PORT (1u << 0) /* key flows by client IP and port, not IP alone */
 
+/* service_ports values */
+#define PORT_TCP (1u << 0)
+#define PORT_UDP (1u << 1)
+
 /* backend.flags */
 #define BACKEND_USABLE (1u << 0) /* healthy and resolved: may take flows */
 

@@ -21,6 +21,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } services SEC(".maps");
 
+/* service_ports[port] has bit PORT_TCP and/or PORT_UDP set when some
+ * service listens on that port: an array lookup, far cheaper than a hash
+ * one, that lets most traffic not meant for a service pass at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} service_ports SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct vip_addr);

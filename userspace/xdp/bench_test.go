@@ -38,7 +38,9 @@ func BenchmarkPerPacket(b *testing.B) {
 		expectForward(b, d, established)
 		other := tcp4("10.98.0.1", 40000)
 		other.dst = netip.MustParseAddr("10.99.0.3")
-		nonVIP := other.build(b)
+		nonVIP := other.build(b) // to a service's port: the worst case
+		other.dport = 22
+		otherPort := other.build(b) // to a port no service uses
 
 		const rounds, repeat = 7, 1_000_000
 		const clients = 20000
@@ -70,6 +72,7 @@ func BenchmarkPerPacket(b *testing.B) {
 			measure("pass", pass, established, repeat)
 			measure("established", d.objs.CatherdXdp, established, repeat)
 			measure("non-VIP", d.objs.CatherdXdp, nonVIP, repeat)
+			measure("non-VIP-other-port", d.objs.CatherdXdp, otherPort, repeat)
 			if err := d.purgeFlows(allBackends(d)); err != nil {
 				b.Fatal(err)
 			}
@@ -85,6 +88,7 @@ func BenchmarkPerPacket(b *testing.B) {
 		}
 		b.ReportMetric(med["established"]/med["pass"], "x-pass:established")
 		b.ReportMetric(med["non-VIP"]/med["pass"], "x-pass:non-VIP")
+		b.ReportMetric(med["non-VIP-other-port"]/med["pass"], "x-pass:non-VIP-other-port")
 		b.ReportMetric(med["new-flow-1run"]/med["pass-1run"], "x-pass:new-flow")
 	})
 }

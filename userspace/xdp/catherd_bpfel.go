@@ -100,6 +100,7 @@ const (
 	catherdMapConntrack    = "conntrack"
 	catherdMapEgress       = "egress"
 	catherdMapMaglev       = "maglev"
+	catherdMapServicePorts = "service_ports"
 	catherdMapServiceStats = "service_stats"
 	catherdMapServices     = "services"
 	catherdMapVerdicts     = "verdicts"
@@ -161,6 +162,7 @@ type catherdMapSpecs struct {
 	Conntrack    *ebpf.MapSpec `ebpf:"conntrack"`
 	Egress       *ebpf.MapSpec `ebpf:"egress"`
 	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
+	ServicePorts *ebpf.MapSpec `ebpf:"service_ports"`
 	ServiceStats *ebpf.MapSpec `ebpf:"service_stats"`
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	Verdicts     *ebpf.MapSpec `ebpf:"verdicts"`
@@ -198,6 +200,7 @@ type catherdMaps struct {
 	Conntrack    *ebpf.Map `ebpf:"conntrack"`
 	Egress       *ebpf.Map `ebpf:"egress"`
 	Maglev       *ebpf.Map `ebpf:"maglev"`
+	ServicePorts *ebpf.Map `ebpf:"service_ports"`
 	ServiceStats *ebpf.Map `ebpf:"service_stats"`
 	Services     *ebpf.Map `ebpf:"services"`
 	Verdicts     *ebpf.Map `ebpf:"verdicts"`
@@ -211,6 +214,7 @@ func (m *catherdMaps) Close() error {
 		m.Conntrack,
 		m.Egress,
 		m.Maglev,
+		m.ServicePorts,
 		m.ServiceStats,
 		m.Services,
 		m.Verdicts,

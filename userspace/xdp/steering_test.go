@@ -199,6 +199,10 @@ func TestRemovedBackendFlowsArePurged(t *testing.T) {
 		if d.objs.VipAddrs.Iterate().Next(&va, &one) {
 			t.Fatalf("vip_addrs still holds %v after every service went", va)
 		}
+		var bits uint32
+		if err := d.objs.ServicePorts.Lookup(uint32(80), &bits); err != nil || bits != 0 || len(d.state.ports) != 0 {
+			t.Fatalf("service_ports[80] = %d (%v) after every service went", bits, err)
+		}
 	})
 }
 
@@ -248,13 +252,15 @@ func TestConstantsMatchC(t *testing.T) {
 		"FAMILY_IPV6":       fmt.Sprint(familyIPv6),
 		"SERVICE_HASH_PORT": "(1u << 0)",
 		"BACKEND_USABLE":    "(1u << 0)",
+		"PORT_TCP":          "(1u << 0)",
+		"PORT_UDP":          "(1u << 1)",
 		"NO_BACKEND":        fmt.Sprintf("0x%xu", noBackend),
 	} {
 		if defines[name] != want {
 			t.Errorf("%s is %q in consts.h, Go assumes %q", name, defines[name], want)
 		}
 	}
-	if serviceHashPort != 1 || backendUsable != 1 {
+	if serviceHashPort != 1 || backendUsable != 1 || portTCP != 1 || portUDP != 2 {
 		t.Errorf("flag bits changed in Go")
 	}
 	if strings.Join(reasons, ",") != strings.Join(Reasons, ",") {

@@ -18,6 +18,8 @@ const (
 	familyIPv6      = unix.AF_INET6
 	serviceHashPort = 1 << 0
 	backendUsable   = 1 << 0
+	portTCP         = 1 << 0
+	portUDP         = 1 << 1
 	noBackend       = maglev.Empty
 )
 
@@ -96,6 +98,7 @@ type tables struct {
 	backends map[backendKey]uint32
 	entries  map[uint32]catherdBackend // backend index -> entry as written
 	vips     map[catherdVipAddr]bool
+	ports    map[uint16]uint32 // service_ports entries that are not 0
 	egress   map[uint32]bool
 }
 
@@ -108,6 +111,7 @@ func readTables(m *catherdMaps) (*tables, error) {
 		backends: map[backendKey]uint32{},
 		entries:  map[uint32]catherdBackend{},
 		vips:     map[catherdVipAddr]bool{},
+		ports:    map[uint16]uint32{},
 		egress:   map[uint32]bool{},
 	}
 	var vk catherdVipKey
@@ -136,6 +140,12 @@ func readTables(m *catherdMaps) (*tables, error) {
 	for it := m.Egress.Iterate(); it.Next(&ifindex, &one); {
 		t.egress[ifindex] = true
 	}
+	// service_ports is derived from services rather than read back (65536
+	// lookups). A bit left by a catherd that died mid-Sync only sends that
+	// port's packets on to the services lookup, which passes them.
+	for key := range t.services {
+		t.ports[key.port] |= portBit(key.proto)
+	}
 	return t, nil
 }
 
@@ -153,6 +163,15 @@ func (d *Datapath) Sync(services []Service) error {
 	wantBackends := map[backendKey]bool{}
 	wantVIPs := map[catherdVipAddr]bool{}
 	wantEgress := map[uint32]bool{}
+	wantPorts := map[uint16]uint32{}
+	for _, s := range services {
+		wantPorts[s.Port] |= portBit(s.Proto)
+	}
+	// Ports open before services appear (and close after they go), so the
+	// program's first filter never hides a service.
+	if err := d.syncPorts(wantPorts, true); err != nil {
+		return err
+	}
 	for _, s := range services {
 		key := serviceKey{s.VIP, s.Port, s.Proto}
 		if wantServices[key] {
@@ -223,7 +242,52 @@ func (d *Datapath) Sync(services []Service) error {
 			t.services[key] = svc
 		}
 	}
-	return d.removeLeftovers(wantServices, wantBackends, wantVIPs, wantEgress)
+	if err := d.removeLeftovers(wantServices, wantBackends, wantVIPs, wantEgress); err != nil {
+		return err
+	}
+	return d.syncPorts(wantPorts, false)
+}
+
+func portBit(p Proto) uint32 {
+	if p == TCP {
+		return portTCP
+	}
+	return portUDP
+}
+
+// syncPorts writes service_ports: when opening, the union of the old and
+// wanted bits; when closing, exactly the wanted bits.
+func (d *Datapath) syncPorts(want map[uint16]uint32, opening bool) error {
+	t := d.state
+	next := map[uint16]uint32{}
+	for p, bits := range want {
+		next[p] = bits
+	}
+	if opening {
+		for p, bits := range t.ports {
+			next[p] |= bits
+		}
+	} else {
+		for p := range t.ports {
+			if _, ok := next[p]; !ok {
+				next[p] = 0
+			}
+		}
+	}
+	for p, bits := range next {
+		if t.ports[p] == bits {
+			continue
+		}
+		if err := d.objs.ServicePorts.Put(uint32(p), bits); err != nil {
+			return fmt.Errorf("write service_ports: %w", err)
+		}
+		if bits == 0 {
+			delete(t.ports, p)
+		} else {
+			t.ports[p] = bits
+		}
+	}
+	return nil
 }
 
 // syncBackend writes one backend's entry if it changed and returns its index.
