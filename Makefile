@@ -41,7 +41,8 @@ fuzz:
 
 demo: build
 	scripts/deps.sh demo
-	CATHERD=$(BIN) scripts/demo.sh
+	$(GO) build -o bin/l4demo ./scripts/l4demo
+	CATHERD=$(BIN) L4DEMO=bin/l4demo scripts/demo.sh
 
 # Three phases, each a side-by-side run with its own results file: static
 # nginx backends over HTTP; Tomcat over HTTP; Tomcat over AJP (catherd vs

@@ -9,11 +9,13 @@
 #   (a) new sessions are balanced over the nodes,
 #   (b) one client's requests stick to the node in its session route, count 1..5,
 #   (c) kill -9 that node: the same client's next request gets count=6 on another node,
-#   (d) catherd's Prometheus metrics.
+#   (d) catherd's Prometheus metrics,
+#   (e) L4 steering in XDP (scripts/l4demo, when L4DEMO names its binary).
 # Prints PASS/FAIL per expectation and exits non-zero if any failed. Everything started
 # here (catherd, Tomcats, namespaces, temp files) is removed on every exit path.
 #
 # Environment: CATHERD  catherd binary [./bin/catherd]
+#              L4DEMO   scripts/l4demo binary (part (e) is skipped without it)
 #              DEMO_KEEP=1  keep the temp dir (catherd log, Tomcat logs) for inspection
 set -euo pipefail
 
@@ -179,6 +181,14 @@ check "catherd_sticky_total{outcome=\"failover\"} >= 1 (got '${failovers:-none}'
 	awk -v v="${failovers:-0}" 'BEGIN { exit !(v >= 1) }'
 check "catherd_member_state{member=\"$home\",state=\"error\"} is 1" \
 	awk -v m="member=\"$home\"" '/^catherd_member_state\{/ && index($0, m) && /state="error"/ && $NF == 1 { f = 1 } END { exit !f }' <<<"$metrics"
+
+# ---------------------------------------------------------------------------
+say "(e) L4 services in XDP (scripts/l4demo: its own namespaces, removed when it ends)"
+if [ -n "${L4DEMO:-}" ]; then
+	check "L4 tour: affinity, failover of one backend, kill -9 and restart keep flows" "$L4DEMO" -catherd "$CATHERD"
+else
+	echo "  skipped (set L4DEMO to the l4demo binary; make demo does)"
+fi
 
 # ---------------------------------------------------------------------------
 say "Summary"

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -12,179 +12,39 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/catherd/catherd/scripts/l4run"
 	"github.com/catherd/catherd/scripts/l4topo"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
-// l4Backend serves one backend: each connection gets the backend's name,
-// then every line it sends comes back.
-func l4Backend(t *testing.T, topo *l4topo.Topo, i int) net.Listener {
-	t.Helper()
-	var ln net.Listener
-	err := topo.Do(topo.BackendNS(i), func() (err error) {
-		ln, err = net.Listen("tcp", ":80")
-		return err
-	})
-	if err != nil {
-		t.Fatalf("backend %d: %v", i, err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				fmt.Fprintf(c, "b%d\n", i)
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln
-}
-
-// l4Conn is a client connection through the VIP.
-type l4Conn struct {
-	net.Conn
-	r       *bufio.Reader
-	backend string
-}
-
-// l4Dial connects from source src in the client namespace to the VIP and
-// reads which backend answered.
-func l4Dial(topo *l4topo.Topo, src netip.Addr) (*l4Conn, error) {
-	var c net.Conn
-	err := topo.Do(topo.ClientNS(), func() (err error) {
-		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
-		c, err = d.Dial("tcp", netip.AddrPortFrom(l4topo.VIP, 80).String())
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("from %s: %w", src, err)
-	}
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	r := bufio.NewReader(c)
-	name, err := r.ReadString('\n')
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("from %s: read greeting: %w", src, err)
-	}
-	return &l4Conn{Conn: c, r: r, backend: strings.TrimSpace(name)}, nil
-}
-
-// echo checks the connection still carries data both ways.
-func (c *l4Conn) echo(msg string) error {
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := fmt.Fprintln(c, msg); err != nil {
-		return err
-	}
-	got, err := c.r.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(got) != msg {
-		return fmt.Errorf("echo %q came back as %q", msg, got)
-	}
-	return nil
-}
-
 // backendsOf connects once from every source and returns who answered.
 func backendsOf(t *testing.T, topo *l4topo.Topo, sources []netip.Addr) map[netip.Addr]string {
 	t.Helper()
-	got := map[netip.Addr]string{}
-	for _, src := range sources {
-		c, err := l4Dial(topo, src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[src] = c.backend
-		c.Close()
+	got, err := topo.BackendsOf(sources, 80)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return got
 }
 
-// l4Catherd runs catherd in the balancer namespace; kill stops it with
-// SIGKILL (its XDP program stays attached).
-type l4Catherd struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-func startL4Catherd(t *testing.T, bin string, topo *l4topo.Topo, pins, logPath string, backends []netip.Addr) *l4Catherd {
+// startL4Catherd runs catherd steering VIP:80/tcp to backends, with fast
+// health checks, and stops it when the test ends.
+func startL4Catherd(t *testing.T, bin string, topo *l4topo.Topo, pins string, log io.Writer, backends []netip.Addr) *l4run.Catherd {
 	t.Helper()
-	var list []string
-	for _, b := range backends {
-		list = append(list, b.String())
-	}
-	args := []string{"--net=" + l4topo.NetnsPath(topo.BalancerNS()), bin, "run",
-		"--xdp-iface", "eth0", "--xdp-pin-dir", pins, "--metrics", "127.0.0.1:9180",
-		"--l4", fmt.Sprintf("%s:80/tcp=%s", l4topo.VIP, strings.Join(list, ",")),
-		"--health-interval", "200ms", "--health-timeout", "200ms", "--health-fall", "1", "--health-rise", "1"}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	c, err := l4run.Start(topo, bin, pins, log, "--metrics", "127.0.0.1:9180", "--l4", l4run.L4Flag(80, "tcp", backends),
+		"--health-interval", "200ms", "--health-timeout", "200ms", "--health-fall", "1", "--health-rise", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("nsenter", args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start catherd: %v", err)
-	}
-	c := &l4Catherd{cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() { cmd.Wait(); logf.Close(); close(c.done) }()
-	t.Cleanup(func() { c.stop(syscall.SIGTERM) })
+	t.Cleanup(func() { c.Stop(syscall.SIGTERM) })
 	return c
 }
 
-func (c *l4Catherd) stop(sig syscall.Signal) {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	c.cmd.Process.Signal(sig)
-	select {
-	case <-c.done:
-	case <-time.After(5 * time.Second):
-		c.cmd.Process.Kill()
-		<-c.done
-	}
-}
-
-// waitUsable waits until exactly the named backends are usable.
 func waitUsable(t *testing.T, pins string, want ...netip.Addr) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := xdp.ReadPinnedStats(pins)
-		if err == nil && len(st.Services) == 1 {
-			var usable []netip.Addr
-			for _, b := range st.Services[0].Backends {
-				if b.Usable {
-					usable = append(usable, b.Addr)
-				}
-			}
-			if fmt.Sprint(usable) == fmt.Sprint(want) {
-				return
-			}
-			err = fmt.Errorf("usable: %v", usable)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backends %v not (only) usable after 10s: %v", want, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := l4run.WaitUsable(pins, want...); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -199,7 +59,10 @@ func TestL4SteeringEndToEnd(t *testing.T) {
 	t.Cleanup(func() { topo.Down() })
 	var listeners []net.Listener
 	for i := 1; i <= 4; i++ {
-		ln := l4Backend(t, topo, i)
+		ln, err := topo.ServeBackend(i, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { ln.Close() })
 		listeners = append(listeners, ln)
 	}
@@ -208,6 +71,11 @@ func TestL4SteeringEndToEnd(t *testing.T) {
 	pins := fmt.Sprintf("/sys/fs/bpf/catherd-e2e-%d", os.Getpid())
 	t.Cleanup(func() { xdp.Unload(pins) })
 	logPath := filepath.Join(dir, "catherd.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
@@ -215,7 +83,7 @@ func TestL4SteeringEndToEnd(t *testing.T) {
 		}
 	})
 	three := topo.Backends[:3]
-	cd := startL4Catherd(t, bin, topo, pins, logPath, three)
+	cd := startL4Catherd(t, bin, topo, pins, logf, three)
 	waitUsable(t, pins, three...)
 
 	// 200 client addresses: each always meets the same backend, and the
@@ -236,26 +104,26 @@ func TestL4SteeringEndToEnd(t *testing.T) {
 
 	// A long-lived connection survives kill -9 of catherd (the pinned
 	// program keeps steering) and a restart that adds a backend.
-	long, err := l4Dial(topo, l4topo.Client)
+	long, err := topo.Dial(l4topo.Client, 80)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer long.Close()
-	if err := long.echo("before"); err != nil {
+	if err := long.Echo("before"); err != nil {
 		t.Fatal(err)
 	}
-	cd.stop(syscall.SIGKILL)
-	if err := long.echo("catherd dead"); err != nil {
+	cd.Stop(syscall.SIGKILL)
+	if err := long.Echo("catherd dead"); err != nil {
 		t.Fatalf("while catherd was dead: %v", err)
 	}
-	if c, err := l4Dial(topo, topo.Sources[0]); err != nil || c.backend != first[topo.Sources[0]] {
+	if c, err := topo.Dial(topo.Sources[0], 80); err != nil || c.Backend != first[topo.Sources[0]] {
 		t.Fatalf("new connection while catherd was dead: %v (backend %v, want %s)", err, c, first[topo.Sources[0]])
 	} else {
 		c.Close()
 	}
-	startL4Catherd(t, bin, topo, pins, logPath, topo.Backends)
+	startL4Catherd(t, bin, topo, pins, logf, topo.Backends)
 	waitUsable(t, pins, topo.Backends...)
-	if err := long.echo("after restart with a backend added"); err != nil {
+	if err := long.Echo("after restart with a backend added"); err != nil {
 		t.Fatalf("long-lived connection broken by restart: %v", err)
 	}
 	if again := backendsOf(t, topo, topo.Sources); fmt.Sprint(again) != fmt.Sprint(first) {

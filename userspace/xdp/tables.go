@@ -97,6 +97,7 @@ type tables struct {
 	rings    map[uint32][]uint32 // service index -> Maglev table as written; nil: unknown
 	backends map[backendKey]uint32
 	entries  map[uint32]catherdBackend // backend index -> entry as written
+	staged   map[uint32]catherdBackend // backend index -> entry as wanted (indexes in use)
 	vips     map[catherdVipAddr]bool
 	ports    map[uint16]uint32 // service_ports entries that are not 0
 	egress   map[uint32]bool
@@ -110,6 +111,7 @@ func readTables(m *catherdMaps) (*tables, error) {
 		rings:    map[uint32][]uint32{},
 		backends: map[backendKey]uint32{},
 		entries:  map[uint32]catherdBackend{},
+		staged:   map[uint32]catherdBackend{},
 		vips:     map[catherdVipAddr]bool{},
 		ports:    map[uint16]uint32{},
 		egress:   map[uint32]bool{},
@@ -131,6 +133,7 @@ func readTables(m *catherdMaps) (*tables, error) {
 		if b.Family != 0 {
 			t.backends[backendKey{b.Service, addrFrom(b.Addr.Bytes, b.Family)}] = bi
 			t.entries[bi] = b
+			t.staged[bi] = b
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -203,10 +206,18 @@ func (d *Datapath) Sync(services []Service) error {
 		}
 
 		ring := make([]maglev.Backend, 0, len(s.Backends))
+		var unusable []uint32 // entries to write once the ring no longer points at them
 		for _, b := range s.Backends {
-			bi, err := d.syncBackend(backendKey{svc.Index, b.Addr}, b, wantBackends)
+			bi, err := d.prepareBackend(backendKey{svc.Index, b.Addr}, b, wantBackends)
 			if err != nil {
 				return fmt.Errorf("service %s: %w", s, err)
+			}
+			if b.Usable {
+				if err := d.writeBackend(bi); err != nil {
+					return fmt.Errorf("service %s: %w", s, err)
+				}
+			} else {
+				unusable = append(unusable, bi)
 			}
 			if b.Usable && b.NextHop.Ifindex != d.iface.Index {
 				wantEgress[uint32(b.NextHop.Ifindex)] = true
@@ -222,6 +233,11 @@ func (d *Datapath) Sync(services []Service) error {
 		}
 		if err := d.syncRing(svc, ring); err != nil {
 			return fmt.Errorf("service %s: %w", s, err)
+		}
+		for _, bi := range unusable {
+			if err := d.writeBackend(bi); err != nil {
+				return fmt.Errorf("service %s: %w", s, err)
+			}
 		}
 
 		va := catherdVipAddr{Family: family(s.VIP)}
@@ -290,8 +306,9 @@ func (d *Datapath) syncPorts(want map[uint16]uint32, opening bool) error {
 	return nil
 }
 
-// syncBackend writes one backend's entry if it changed and returns its index.
-func (d *Datapath) syncBackend(key backendKey, b Backend, want map[backendKey]bool) (uint32, error) {
+// prepareBackend gives a backend its index (a new one gets the lowest
+// free index and zeroed counters) and stages its entry for writeBackend.
+func (d *Datapath) prepareBackend(key backendKey, b Backend, want map[backendKey]bool) (uint32, error) {
 	t, m := d.state, &d.objs.catherdMaps
 	if want[key] {
 		return 0, fmt.Errorf("backend %s listed twice", b.Addr)
@@ -300,7 +317,7 @@ func (d *Datapath) syncBackend(key backendKey, b Backend, want map[backendKey]bo
 	bi, known := t.backends[key]
 	if !known {
 		var err error
-		bi, err = freeIndex(len(t.backends), d.maxBackends, func(i uint32) bool { _, used := t.entries[i]; return used })
+		bi, err = freeIndex(len(t.backends), d.maxBackends, func(i uint32) bool { _, used := t.staged[i]; return used })
 		if err != nil {
 			return 0, fmt.Errorf("backend %s: %w (at most %d backends in all)", b.Addr, err, d.maxBackends)
 		}
@@ -316,14 +333,26 @@ func (d *Datapath) syncBackend(key backendKey, b Backend, want map[backendKey]bo
 	copy(e.Dmac[:], b.NextHop.DstMAC)
 	copy(e.Smac[:], b.NextHop.SrcMAC)
 	e.Addr.Bytes = addrBytes(b.Addr)
+	t.staged[bi] = e
+	return bi, nil
+}
+
+// writeBackend writes a staged backend entry if it differs from the map's.
+// Sync orders the writes: a backend that becomes usable is written before
+// the Maglev slots that start pointing at it, one that becomes unusable
+// after the slots stop, so no new flow meets a slot whose backend it may
+// not use.
+func (d *Datapath) writeBackend(bi uint32) error {
+	t := d.state
+	e := t.staged[bi]
 	if old, ok := t.entries[bi]; ok && old == e {
-		return bi, nil
+		return nil
 	}
-	if err := m.Backends.Put(bi, &e); err != nil {
-		return 0, fmt.Errorf("backend %s: write backends: %w", b.Addr, err)
+	if err := d.objs.Backends.Put(bi, &e); err != nil {
+		return fmt.Errorf("backend %s: write backends: %w", addrFrom(e.Addr.Bytes, e.Family), err)
 	}
 	t.entries[bi] = e
-	return bi, nil
+	return nil
 }
 
 func (d *Datapath) syncEgress(ifindex uint32) error {
@@ -397,6 +426,7 @@ func (d *Datapath) removeLeftovers(services map[serviceKey]bool, backends map[ba
 		}
 		delete(t.backends, key)
 		delete(t.entries, bi)
+		delete(t.staged, bi)
 		gone[bi] = true
 	}
 	if len(gone) > 0 {

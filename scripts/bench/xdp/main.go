@@ -30,6 +30,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/catherd/catherd/scripts/l4run"
 	"github.com/catherd/catherd/scripts/l4topo"
 	"github.com/catherd/catherd/userspace/xdp"
 )
@@ -160,51 +161,29 @@ func bench(bin string, packets, rounds int) error {
 
 // startCatherd steers VIP:9/udp to the three backends in XDP.
 func startCatherd(bin string, topo *l4topo.Topo, pins string) (func(), error) {
-	var list []string
-	for _, b := range topo.Backends {
-		list = append(list, b.String())
-	}
-	cmd := exec.Command("nsenter", "--net="+l4topo.NetnsPath(topo.BalancerNS()), bin, "run",
-		"--xdp-iface", "eth0", "--xdp-pin-dir", pins, "--metrics", "", "--health-interval", "0",
-		"--l4", fmt.Sprintf("%s:%d/udp=%s", l4topo.VIP, port, strings.Join(list, ",")))
 	logf, err := os.CreateTemp("", "catherd-bench-xdp-*.log")
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
+	c, err := l4run.Start(topo, bin, pins, logf, "--metrics", "", "--health-interval", "0",
+		"--l4", l4run.L4Flag(port, "udp", topo.Backends))
 	stop := func() {
-		cmd.Process.Signal(unix.SIGTERM)
-		cmd.Wait()
+		if c != nil {
+			c.Stop(unix.SIGTERM)
+		}
 		logf.Close()
 		os.Remove(logf.Name())
 		xdp.Unload(pins)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := xdp.ReadPinnedStats(pins)
-		if err == nil && len(st.Services) == 1 && usable(st.Services[0]) == len(topo.Backends) {
-			return stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			log, _ := os.ReadFile(logf.Name())
-			return nil, fmt.Errorf("backends not usable after 10s: %v\n%s", err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err == nil {
+		err = l4run.WaitUsable(pins, topo.Backends...)
 	}
-}
-
-func usable(s xdp.ServiceStats) int {
-	n := 0
-	for _, b := range s.Backends {
-		if b.Usable {
-			n++
-		}
+	if err != nil {
+		log, _ := os.ReadFile(logf.Name())
+		stop()
+		return nil, fmt.Errorf("%w\n%s", err, log)
 	}
-	return n
+	return stop, nil
 }
 
 // startNftables makes the balancer namespace a router that DNATs the VIP

@@ -1,0 +1,93 @@
+// Package l4run runs catherd's XDP datapath in an l4topo topology for the
+// L4 tests, the benchmark and the demo: start and stop the process, wait
+// for its backends, name its --l4 flag.
+package l4run
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/catherd/catherd/scripts/l4topo"
+	"github.com/catherd/catherd/userspace/xdp"
+)
+
+// Catherd is a catherd process running in the balancer namespace.
+type Catherd struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// L4Flag is the --l4 value steering VIP:port/proto to the given backends.
+func L4Flag(port uint16, proto string, backends []netip.Addr) string {
+	list := make([]string, len(backends))
+	for i, b := range backends {
+		list[i] = b.String()
+	}
+	return fmt.Sprintf("%s/%s=%s", netip.AddrPortFrom(l4topo.VIP, port), proto, strings.Join(list, ","))
+}
+
+// Start runs `bin run --xdp-iface eth0 --xdp-pin-dir pins args...`
+// in the balancer namespace (through nsenter, which unlike ip netns exec
+// keeps the host's /sys/fs/bpf), writing its output to log.
+func Start(t *l4topo.Topo, bin, pins string, log io.Writer, args ...string) (*Catherd, error) {
+	argv := append([]string{"--net=" + l4topo.NetnsPath(t.BalancerNS()), bin, "run", "--xdp-iface", "eth0", "--xdp-pin-dir", pins}, args...)
+	cmd := exec.Command("nsenter", argv...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start catherd: %w", err)
+	}
+	c := &Catherd{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(c.done) }()
+	return c, nil
+}
+
+// Stop sends sig and waits (SIGKILL after 5 s). With SIGKILL the XDP
+// program stays attached and keeps steering: that is the point of pinning.
+func (c *Catherd) Stop(sig syscall.Signal) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.cmd.Process.Signal(sig)
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// WaitUsable waits up to 10 s until the one service pinned in pins has
+// exactly the given backends usable.
+func WaitUsable(pins string, want ...netip.Addr) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := xdp.ReadPinnedStats(pins)
+		if err == nil && len(st.Services) != 1 {
+			err = fmt.Errorf("%d services", len(st.Services))
+		}
+		if err == nil {
+			var usable []netip.Addr
+			for _, b := range st.Services[0].Backends {
+				if b.Usable {
+					usable = append(usable, b.Addr)
+				}
+			}
+			if fmt.Sprint(usable) == fmt.Sprint(want) {
+				return nil
+			}
+			err = fmt.Errorf("usable: %v", usable)
+		}
+		if time.Now().After(deadline) {
+			return errors.Join(fmt.Errorf("backends %v not (only) usable after 10s", want), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
