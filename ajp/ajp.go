@@ -6,7 +6,8 @@
 // Both directions are implemented, so the package can serve as a proxy's
 // client codec and as the codec of a test container (ajptest). Encoders
 // append to a caller's buffer and decoders return sub-slices of the packet
-// they were given: the request path allocates nothing. Every decoder checks
+// they were given (or of the package's name tables, which callers must not
+// modify): the request path allocates nothing. Every decoder checks
 // every length against the bytes it holds; malformed input is an error,
 // never a panic.
 package ajp
@@ -88,6 +89,26 @@ var responseHeaders = [...]string{
 	1: "Content-Type", 2: "Content-Language", 3: "Content-Length", 4: "Date",
 	5: "Last-Modified", 6: "Location", 7: "Set-Cookie", 8: "Set-Cookie2",
 	9: "Servlet-Engine", 10: "Status", 11: "WWW-Authenticate",
+}
+
+// Decoders hand out coded names and methods from these byte-slice copies
+// of the tables above, shared by every decode, rather than converting a
+// string per message. Their capacity is their length, so that appending to
+// one copies it.
+var (
+	methodNames         = byteTable(methods[:])
+	requestHeaderNames  = byteTable(requestHeaders[:])
+	responseHeaderNames = byteTable(responseHeaders[:])
+)
+
+func byteTable(names []string) [][]byte {
+	t := make([][]byte, len(names))
+	for i, name := range names {
+		if name != "" {
+			t[i] = []byte(name)[:len(name):len(name)]
+		}
+	}
+	return t
 }
 
 // codedPrefix marks a coded header name: 0xA0 then the code byte. A plain
@@ -258,6 +279,17 @@ func (pr *PacketReader) Next() ([]byte, error) {
 // container that sent more than one response must not be reused.
 func (pr *PacketReader) Buffered() int { return pr.br.Buffered() }
 
+// nextBuffered reports whether the next packet was read whole already, so
+// that Next will return it without reading from the connection.
+func (pr *PacketReader) nextBuffered() bool {
+	n := pr.br.Buffered()
+	if n < headerLen {
+		return false
+	}
+	h, _ := pr.br.Peek(headerLen)
+	return n >= headerLen+int(binary.BigEndian.Uint16(h[2:]))
+}
+
 // appendHeaders appends a header count and the headers, each name as its
 // 0xA0nn code when code() knows it, else as a string.
 func appendHeaders(dst []byte, headers []Header, code func([]byte) byte) ([]byte, error) {
@@ -280,21 +312,21 @@ func appendHeaders(dst []byte, headers []Header, code func([]byte) byte) ([]byte
 }
 
 // headers reads a header count and the headers, appending them to dst;
-// coded names are looked up in names.
-func (d *decoder) headers(dst []Header, names []string) []Header {
+// coded names are looked up in names, and point into it.
+func (d *decoder) headers(dst []Header, names [][]byte) []Header {
 	n := d.uint16("header count")
 	for i := 0; i < n && d.err == nil; i++ {
 		var h Header
 		if len(d.b) > 0 && d.b[0] == codedPrefix {
 			d.byte("header code")
 			c := d.byte("header code")
-			if d.err == nil && (int(c) >= len(names) || names[c] == "") {
+			if d.err == nil && (int(c) >= len(names) || names[c] == nil) {
 				d.err = malformed("unknown header code %#x", c)
 			}
 			if d.err != nil {
 				break
 			}
-			h.Name = []byte(names[c])
+			h.Name = names[c]
 		} else {
 			h.Name = d.string("header name")
 		}

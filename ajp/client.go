@@ -78,7 +78,11 @@ var ErrPoolExhausted = errors.New("ajp: no free connection")
 
 // Client is a pool of connections to one AJP container.
 type Client struct {
-	opts   ClientOptions
+	opts ClientOptions
+	// secret is opts.Secret, converted once rather than per request. Its
+	// capacity is its length, so that appending to a request's Secret
+	// copies it.
+	secret []byte
 	tokens chan struct{} // one per connection that may be open
 	mu     sync.Mutex
 	idle   []*conn // most recently used last
@@ -121,7 +125,8 @@ func NewClient(o ClientOptions) *Client {
 		d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 		o.Dial = func() (net.Conn, error) { return d.Dial("tcp", o.Addr) }
 	}
-	c := &Client{opts: o, tokens: make(chan struct{}, o.MaxConns), done: make(chan struct{})}
+	secret := []byte(o.Secret)
+	c := &Client{opts: o, secret: secret[:len(secret):len(secret)], tokens: make(chan struct{}, o.MaxConns), done: make(chan struct{})}
 	if o.Ping&PingInterval != 0 {
 		go c.pingLoop()
 	}
@@ -205,11 +210,12 @@ func (c *Client) popIdle() *conn {
 }
 
 // release ends a connection's turn: back to the pool when it is known
-// clean, closed otherwise.
+// clean, closed otherwise. A pooled connection keeps its last deadlines:
+// whoever uses it next sets its own before any I/O (Do, ping), so clearing
+// them would only cost a timer update per request.
 func (c *Client) release(cn *conn, reusable bool) {
 	if reusable && !c.closed.Load() {
 		cn.lastUsed = time.Now()
-		cn.SetDeadline(time.Time{})
 		c.mu.Lock()
 		c.idle = append(c.idle, cn)
 		c.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -261,4 +262,89 @@ func TestHeadTooLargeFailsCleanly(t *testing.T) {
 	if _, _, err := roundTrip(t, c, request("GET", "/ok"), nil, 0); err != nil {
 		t.Fatalf("pool after a too-large head: %v", err)
 	}
+}
+
+// TestTimeoutBoundsSilence: the timeout bounds each wait for the
+// container, not the exchange: a body trickling in outlives it, silence
+// before the head or mid-body is cut near it, and a pooled connection
+// whose last deadline passed while idle serves the next request.
+func TestTimeoutBoundsSilence(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	s := startContainer(t, func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		switch string(r.URI) {
+		case "/trickle": // 5 x 80ms: twice the timeout in all
+			for i := 0; i < 5; i++ {
+				time.Sleep(80 * time.Millisecond)
+				w.Write([]byte("x"))
+			}
+		case "/slow-head":
+			time.Sleep(5 * timeout)
+		case "/stall": // the first chunk comes with the head, then silence
+			w.Write([]byte("x"))
+			time.Sleep(5 * timeout)
+		}
+	})
+	c := newClient(t, s, nil)
+	do := func(uri string) (*ajp.Response, []byte, error) {
+		resp, err := c.Do(request("GET", uri), nil, 0, timeout)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Close()
+		body, err := io.ReadAll(resp)
+		return resp, body, err
+	}
+	if _, body, err := do("/trickle"); err != nil || string(body) != "xxxxx" {
+		t.Fatalf("trickling body: %q %v", body, err)
+	}
+	time.Sleep(2 * timeout) // the pooled connection's deadlines pass
+	if _, body, err := do("/trickle"); err != nil || string(body) != "xxxxx" || s.Conns.Load() != 1 {
+		t.Fatalf("after idling past the deadline: %q %v, %d connections", body, err, s.Conns.Load())
+	}
+	for _, uri := range []string{"/slow-head", "/stall"} {
+		start := time.Now()
+		_, _, err := do(uri)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("%s: got %v, want a timeout", uri, err)
+		}
+		if d := time.Since(start); d > 3*timeout {
+			t.Fatalf("%s: silence tolerated for %v with a %v timeout", uri, d, timeout)
+		}
+	}
+}
+
+// TestReleasedResponsesAreReused: Responses and their buffers go back to a
+// pool; concurrent exchanges with heads and bodies of varied sizes must
+// each see their own.
+func TestReleasedResponsesAreReused(t *testing.T) {
+	s := startContainer(t, func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		w.WriteHeader(200, ajp.Header{Name: []byte("Content-Type"), Value: []byte("text/plain")},
+			ajp.Header{Name: []byte("X-Uri"), Value: r.URI})
+		w.Write(r.URI)
+	})
+	c := newClient(t, s, nil)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				uri := fmt.Sprintf("/%d/%s", g, strings.Repeat("u", (g*50+i)%300))
+				resp, err := c.Do(request("GET", uri), nil, 0, 5*time.Second)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				body, err := io.ReadAll(resp)
+				resp.Close()
+				if err != nil || string(body) != uri || len(resp.Headers) != 2 ||
+					string(resp.Headers[0].Name) != "Content-Type" || string(resp.Headers[1].Value) != uri {
+					t.Errorf("%s: body %q, headers %q, %v", uri, body, resp.Headers, err)
+				}
+				resp.Release()
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 )
 
 // Response is a container's answer whose body is still on the wire. Read
 // the body, then Close: the connection returns to the pool only after a
-// clean END_RESPONSE that allows reuse.
+// clean END_RESPONSE that allows reuse. A caller that is done with it may
+// then Release it, so that a later Do reuses it and its buffers.
 type Response struct {
 	Status  int
 	Message []byte
@@ -19,11 +21,24 @@ type Response struct {
 	cn      *conn
 	body    io.Reader // request body, for GET_BODY_CHUNK during the response
 	pending []byte    // body data read but not yet returned
-	arena   []byte    // owns Message and Headers
+	arena   []byte    // owns Message and the Headers' bytes
 	ended   bool      // END_RESPONSE seen
 	reuse   bool      // ... and it allowed reuse
 	err     error
 	timeout time.Duration
+}
+
+// responses holds released Responses. Their Headers and arena keep their
+// capacity: a container sends much the same head every time.
+var responses = sync.Pool{New: func() any { return new(Response) }}
+
+// Release returns r to be reused by a later Do. Call it after Close, when
+// nothing reads r or the slices it handed out (Message, Headers) any more:
+// they are overwritten by the next response. Not calling it is fine; r is
+// then garbage-collected.
+func (r *Response) Release() {
+	*r = Response{Headers: r.Headers[:0], arena: r.arena[:0]}
+	responses.Put(r)
 }
 
 // Do sends req and its body (contentLength < 0: unknown, sent on demand
@@ -36,13 +51,14 @@ func (c *Client) Do(req *ForwardRequest, body io.Reader, contentLength int64, ti
 	if err != nil {
 		return nil, err
 	}
-	req.Secret = []byte(c.opts.Secret)
+	req.Secret = c.secret
 	buf, err := AppendForwardRequest(cn.wbuf[:0], req, c.opts.PacketSize)
 	if err != nil {
 		c.release(cn, true) // nothing was sent
 		return nil, err
 	}
-	r := &Response{c: c, cn: cn, body: body, timeout: timeout}
+	r := responses.Get().(*Response)
+	r.c, r.cn, r.body, r.timeout = c, cn, body, timeout
 	if body == nil {
 		r.body = eofReader{}
 	}
@@ -51,14 +67,17 @@ func (c *Client) Do(req *ForwardRequest, body io.Reader, contentLength int64, ti
 	if contentLength > 0 {
 		if buf, err = r.appendBodyChunk(buf, MaxBodyChunk(c.opts.PacketSize)); err != nil {
 			c.release(cn, false)
+			r.Release()
 			return nil, err
 		}
 	}
 	cn.wbuf = buf[:0]
-	cn.SetDeadline(time.Now().Add(timeout))
+	// The read deadline is next's to set, once the head is sent.
+	cn.SetWriteDeadline(time.Now().Add(timeout))
 	if _, err := cn.Write(buf); err != nil {
 		c.discard(cn)
 		<-c.tokens
+		r.Release()
 		return nil, fmt.Errorf("ajp write (reused connection: %v): %w", reused, err)
 	}
 	// next answers GET_BODY_CHUNKs itself: the first other message must be
@@ -67,7 +86,7 @@ func (c *Client) Do(req *ForwardRequest, body io.Reader, contentLength int64, ti
 	if err == nil && p[0] != TypeSendHeaders {
 		err = r.fail(malformed("message type %d before SEND_HEADERS", p[0]))
 	}
-	var sh SendHeaders
+	sh := SendHeaders{Headers: r.Headers[:0]} // decoded into r's storage
 	if err == nil {
 		if err = ParseSendHeaders(p, &sh); err != nil {
 			r.fail(err)
@@ -75,6 +94,7 @@ func (c *Client) Do(req *ForwardRequest, body io.Reader, contentLength int64, ti
 	}
 	if err != nil {
 		r.Close()
+		r.Release()
 		return nil, err
 	}
 	r.keep(&sh)
@@ -82,10 +102,14 @@ func (c *Client) Do(req *ForwardRequest, body io.Reader, contentLength int64, ti
 }
 
 // next returns the next packet that is not a GET_BODY_CHUNK, answering
-// those on the way.
+// those on the way. The read deadline bounds a silence of the container,
+// so it is moved only when a read will wait for one: a packet that came
+// in with an earlier read is taken at once.
 func (r *Response) next() ([]byte, error) {
 	for {
-		r.cn.SetReadDeadline(time.Now().Add(r.timeout))
+		if !r.cn.r.nextBuffered() {
+			r.cn.SetReadDeadline(time.Now().Add(r.timeout))
+		}
 		p, err := r.cn.r.Next()
 		if err != nil {
 			if err == io.EOF {
@@ -131,55 +155,66 @@ func (r *Response) appendBodyChunk(dst []byte, n int) ([]byte, error) {
 	return appendBodyHeader(dst, m), nil
 }
 
-// keep copies the head out of the packet buffer, which the body will reuse.
+// keep copies the head out of the packet buffer, which the body will
+// reuse, into r's arena. sh.Headers is r's header storage: the copies
+// replace the decoded headers in place.
 func (r *Response) keep(sh *SendHeaders) {
 	size := len(sh.Message)
 	for _, h := range sh.Headers {
 		size += len(h.Name) + len(h.Value)
 	}
-	r.arena = make([]byte, 0, size)
+	r.arena = slices.Grow(r.arena[:0], size)
 	take := func(b []byte) []byte {
 		r.arena = append(r.arena, b...)
 		return r.arena[len(r.arena)-len(b) : len(r.arena) : len(r.arena)]
 	}
 	r.Status = sh.Status
 	r.Message = take(sh.Message)
-	r.Headers = make([]Header, len(sh.Headers))
-	for i, h := range sh.Headers {
+	r.Headers = sh.Headers
+	for i, h := range r.Headers {
 		r.Headers[i] = Header{Name: take(h.Name), Value: take(h.Value)}
 	}
 }
 
 // Read returns response body bytes; io.EOF after END_RESPONSE.
 func (r *Response) Read(b []byte) (int, error) {
-	for len(r.pending) == 0 {
-		if r.err != nil {
-			return 0, r.err
-		}
-		if r.ended {
-			return 0, io.EOF
-		}
-		p, err := r.next()
-		if err != nil {
-			return 0, err
-		}
-		switch p[0] {
-		case TypeSendBodyChunk:
-			if r.pending, err = ParseBodyChunk(p); err != nil {
-				return 0, r.fail(err)
-			}
-		case TypeEndResponse:
-			if r.reuse, err = ParseEndResponse(p); err != nil {
-				return 0, r.fail(err)
-			}
-			r.ended = true
-		default:
-			return 0, r.fail(malformed("message type %d in a response body", p[0]))
-		}
+	if err := r.fill(); err != nil {
+		return 0, err
 	}
 	n := copy(b, r.pending)
 	r.pending = r.pending[n:]
 	return n, nil
+}
+
+// fill reads messages until body data is pending: io.EOF after
+// END_RESPONSE, or the error that broke the exchange.
+func (r *Response) fill() error {
+	for len(r.pending) == 0 {
+		if r.err != nil {
+			return r.err
+		}
+		if r.ended {
+			return io.EOF
+		}
+		p, err := r.next()
+		if err != nil {
+			return err
+		}
+		switch p[0] {
+		case TypeSendBodyChunk:
+			if r.pending, err = ParseBodyChunk(p); err != nil {
+				return r.fail(err)
+			}
+		case TypeEndResponse:
+			if r.reuse, err = ParseEndResponse(p); err != nil {
+				return r.fail(err)
+			}
+			r.ended = true
+		default:
+			return r.fail(malformed("message type %d in a response body", p[0]))
+		}
+	}
+	return nil
 }
 
 func (r *Response) fail(err error) error {
@@ -209,8 +244,12 @@ func (r *Response) close(drain bool) error {
 	if r.cn == nil {
 		return nil
 	}
-	if drain && r.err == nil && !r.ended {
-		io.Copy(io.Discard, io.LimitReader(r, drainLimit))
+	if drain {
+		// Drop the data where it lies rather than copy it out.
+		for left := drainLimit; left > 0 && r.fill() == nil; {
+			n := min(left, len(r.pending))
+			r.pending, left = r.pending[n:], left-n
+		}
 	}
 	clean := r.err == nil && r.ended && r.reuse && r.cn.r.Buffered() == 0
 	if r.err != nil { // the container broke the exchange

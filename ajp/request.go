@@ -115,8 +115,9 @@ func requestHeaderCode(name []byte) byte {
 }
 
 // ParseForwardRequest decodes a FORWARD_REQUEST payload (type byte
-// included). The result points into payload. Header names sent as codes
-// come back in lower case, as Tomcat's table has them.
+// included). The result points into payload, and a coded method or header
+// name into a table shared by all decodes: neither may be modified. Header
+// names sent as codes come back in lower case, as Tomcat's table has them.
 func ParseForwardRequest(payload []byte) (*ForwardRequest, error) {
 	d := decoder{b: payload}
 	if t := d.byte("type"); d.err == nil && t != TypeForwardRequest {
@@ -124,8 +125,8 @@ func ParseForwardRequest(payload []byte) (*ForwardRequest, error) {
 	}
 	r := &ForwardRequest{}
 	code := d.byte("method")
-	if int(code) < len(methods) && methods[code] != "" {
-		r.Method = []byte(methods[code])
+	if int(code) < len(methodNames) && methodNames[code] != nil {
+		r.Method = methodNames[code]
 	} else if code != methodStored && d.err == nil {
 		return nil, malformed("unknown method code %d", code)
 	}
@@ -136,7 +137,7 @@ func ParseForwardRequest(payload []byte) (*ForwardRequest, error) {
 	r.ServerName = d.string("server name")
 	r.ServerPort = d.uint16("server port")
 	r.IsSSL = d.byte("is_ssl") != 0
-	r.Headers = d.headers(nil, requestHeaders[:])
+	r.Headers = d.headers(nil, requestHeaderNames)
 	for d.err == nil {
 		switch a := d.byte("attribute"); a {
 		case attrTerminator:

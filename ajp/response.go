@@ -17,6 +17,8 @@ type SendHeaders struct {
 
 // ParseSendHeaders decodes a SEND_HEADERS payload (type byte included),
 // appending its headers to into.Headers[:0] so that callers can reuse it.
+// The result points into payload, and a coded header name into a table
+// shared by all decodes: neither may be modified.
 func ParseSendHeaders(payload []byte, into *SendHeaders) error {
 	d := decoder{b: payload}
 	if t := d.byte("type"); d.err == nil && t != TypeSendHeaders {
@@ -24,7 +26,7 @@ func ParseSendHeaders(payload []byte, into *SendHeaders) error {
 	}
 	into.Status = d.uint16("status")
 	into.Message = d.string("status message")
-	into.Headers = d.headers(into.Headers[:0], responseHeaders[:])
+	into.Headers = d.headers(into.Headers[:0], responseHeaderNames)
 	if d.err == nil && (into.Status < 100 || into.Status > 999) {
 		return malformed("status %d", into.Status)
 	}

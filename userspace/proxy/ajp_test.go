@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/ajp/ajptest"
@@ -202,5 +206,83 @@ func TestUnreadUploads(t *testing.T) {
 	huge := io.MultiReader(bytes.NewReader(bytes.Repeat([]byte("z"), discardLimit+(1<<20))))
 	if resp, got := r.do("POST", "/ignore", huge); resp.StatusCode != 200 || got != "ok" || !resp.Close {
 		t.Fatalf("past the discard limit: status %d body %q close=%v; want Connection: close", resp.StatusCode, got, resp.Close)
+	}
+}
+
+// TestAJPConcurrentRequests: forwardAJP's state and the AJP responses are
+// pooled; concurrent requests with heads and bodies of varied sizes must
+// each reach the container, and come back, as they were.
+func TestAJPConcurrentRequests(t *testing.T) {
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		body, _ := io.ReadAll(r.Body)
+		echo := fmt.Sprintf("%s %s?%s id=%s host=%s:%d remote=%s port=%s body=%s",
+			r.Method, r.URI, r.QueryString, r.Header("X-Id"), r.ServerName, r.ServerPort, r.RemoteAddr, r.Attributes[0].Value, body)
+		w.WriteHeader(200, ajp.Header{Name: []byte("X-Id"), Value: r.Header("X-Id")},
+			ajp.Header{Name: []byte("Content-Length"), Value: []byte(fmt.Sprint(len(echo)))})
+		io.WriteString(w, echo)
+	}))
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				id := fmt.Sprintf("%d-%d-%s", g, i, strings.Repeat("i", (g*25+i)%200))
+				path, body, method := "/p/"+id, strings.Repeat("b", i*g), "POST"
+				if i%2 == 0 {
+					path, body, method = "/g/"+id+"?q="+id, "", "GET"
+				}
+				req, _ := http.NewRequest(method, "http://"+r.addr+path, strings.NewReader(body))
+				req.Header.Set("X-Id", id)
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				got := string(b)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				uri, query, _ := strings.Cut(path, "?")
+				want := fmt.Sprintf("%s %s?%s id=%s host=%s remote=127.0.0.1 port=", method, uri, query, id, r.addr)
+				if resp.StatusCode != 200 || resp.Header.Get("X-Id") != id || !strings.HasPrefix(got, want) || !strings.HasSuffix(got, " body="+body) {
+					t.Errorf("%s %s: %d X-Id %q, body %q; want %q... body=%s", method, path, resp.StatusCode, resp.Header.Get("X-Id"), got, want, body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestServerNamePort: the name and port come from net.SplitHostPort's
+// reading of Host; a Host it rejects is the name whole, on the scheme's port.
+func TestServerNamePort(t *testing.T) {
+	for _, tt := range []struct {
+		host, name string
+		tls        bool
+		port       int
+	}{
+		{"shop.example", "shop.example", false, 80},
+		{"shop.example", "shop.example", true, 443},
+		{"shop.example:8080", "shop.example", false, 8080},
+		{"10.0.0.1:8443", "10.0.0.1", true, 8443},
+		{"[2001:db8::1]:8080", "2001:db8::1", false, 8080},
+		{"[2001:db8::1]", "[2001:db8::1]", false, 80},
+		{"a:b:c", "a:b:c", false, 80},
+		{"shop.example:", "shop.example", false, 80},
+		{"shop.example:x", "shop.example", false, 80},
+		{"", "", false, 80},
+	} {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetHost(tt.host)
+		if tt.tls {
+			ctx.Init2(tls.Client(nil, &tls.Config{}), nil, false) // never used: IsTLS asks its type
+		}
+		if name, port := serverNamePort(&ctx); string(name) != tt.name || port != tt.port {
+			t.Errorf("Host %q (TLS %v): %q %d, want %q %d", tt.host, tt.tls, name, port, tt.name, tt.port)
+		}
 	}
 }

@@ -287,7 +287,7 @@ func closingBackend(t *testing.T, name string) ([2]string, *atomic.Int64) {
 
 // rawBackend serves each connection with handle, then closes it: for
 // backends that misbehave below HTTP.
-func rawBackend(t *testing.T, name string, handle func(net.Conn)) [2]string {
+func rawBackend(t testing.TB, name string, handle func(net.Conn)) [2]string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
