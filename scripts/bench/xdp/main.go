@@ -111,7 +111,8 @@ func bench(bin string, packets, rounds int) error {
 		balancerNS bool
 	}{
 		{"direct to a backend (no balancer)", func() (func(), error) { return func() {}, nil }, direct, false},
-		{"catherd XDP (native, L2 DSR)", func() (func(), error) { return startCatherd(bin, topo, pins) }, viaLB, true},
+		{"catherd XDP (native, L2 DSR)", func() (func(), error) { return startCatherd(bin, topo, pins, xdp.Native) }, viaLB, true},
+		{"catherd XDP (generic, L2 DSR)", func() (func(), error) { return startCatherd(bin, topo, pins, xdp.Generic) }, viaLB, true},
 		{"nftables DNAT (jhash ip saddr)", func() (func(), error) { return startNftables(topo) }, viaLB, true},
 	}
 	results := make([][]result, len(modes))
@@ -152,20 +153,24 @@ func bench(bin string, packets, rounds int) error {
 		fmt.Printf("| %s | %.0f | %.0f | %s | %.1f%% |\n", m.name, med(results[i], func(r result) float64 { return r.pps }), cpu, lb,
 			100*med(results[i], func(r result) float64 { return r.lost }))
 	}
-	xdpPPS := med(results[1], func(r result) float64 { return r.pps })
-	nftPPS := med(results[2], func(r result) float64 { return r.pps })
-	fmt.Printf("\ncatherd XDP vs nftables: %.2fx the packet rate, %.2fx the balancer's CPU per packet (%d packets a run, %d rounds, medians)\n",
-		xdpPPS/nftPPS, share[1]/share[2], packets, rounds)
+	nft := len(modes) - 1
+	nftPPS := med(results[nft], func(r result) float64 { return r.pps })
+	fmt.Println()
+	for i := 1; i < nft; i++ {
+		fmt.Printf("%s vs nftables: %.2fx the packet rate, %.2fx the balancer's CPU per packet\n", modes[i].name,
+			med(results[i], func(r result) float64 { return r.pps })/nftPPS, share[i]/share[nft])
+	}
+	fmt.Printf("(%d packets a run, %d interleaved rounds, medians)\n", packets, rounds)
 	return nil
 }
 
 // startCatherd steers VIP:9/udp to the three backends in XDP.
-func startCatherd(bin string, topo *l4topo.Topo, pins string) (func(), error) {
+func startCatherd(bin string, topo *l4topo.Topo, pins string, mode xdp.Mode) (func(), error) {
 	logf, err := os.CreateTemp("", "catherd-bench-xdp-*.log")
 	if err != nil {
 		return nil, err
 	}
-	c, err := l4run.Start(topo, bin, pins, logf, "--metrics", "", "--health-interval", "0",
+	c, err := l4run.Start(topo, bin, pins, logf, "--xdp-mode", string(mode), "--metrics", "", "--health-interval", "0",
 		"--l4", l4run.L4Flag(port, "udp", topo.Backends))
 	stop := func() {
 		if c != nil {
