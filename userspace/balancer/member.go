@@ -86,6 +86,7 @@ type Member struct {
 	weight     atomic.Int32
 	flags      atomic.Uint32
 	down       atomic.Bool  // failed its health checks
+	isolated   atomic.Bool  // answers, but is out of its replication group
 	errorUntil atomic.Int64 // unix nanoseconds; in error state (E) until then
 	active     atomic.Int64 // requests in flight, for bybusyness
 	traffic    atomic.Uint64
@@ -114,6 +115,15 @@ func (m *Member) SetDown(down bool) { m.down.Store(down) }
 // Down reports whether the member failed its health checks.
 func (m *Member) Down() bool { return m.down.Load() }
 
+// SetIsolated records whether the member is out of its cluster's
+// replication group (absent from the membership heartbeats it should be in).
+func (m *Member) SetIsolated(isolated bool) { m.isolated.Store(isolated) }
+
+// Isolated reports whether the member is out of its replication group: its
+// sessions are not copied anywhere, so it takes no new ones (and no moved
+// ones) while members in the group can.
+func (m *Member) Isolated() bool { return m.isolated.Load() }
+
 // InError reports whether the member is in the error state (E) at now.
 func (m *Member) InError(now time.Time) bool { return now.UnixNano() < m.errorUntil.Load() }
 
@@ -140,6 +150,8 @@ func (m *Member) State(now time.Time) State {
 		return StateDisabled
 	case m.Down():
 		return StateDown
+	case m.Isolated():
+		return StateIsolated
 	case m.InError(now):
 		return StateError
 	case f&Drain != 0:
@@ -162,13 +174,14 @@ const (
 	StateDrain
 	StateStandby
 	StateDown
+	StateIsolated
 )
 
 // States lists every state, in the order of their values.
-var States = []State{StateOK, StateError, StateDisabled, StateStopped, StateDrain, StateStandby, StateDown}
+var States = []State{StateOK, StateError, StateDisabled, StateStopped, StateDrain, StateStandby, StateDown, StateIsolated}
 
 func (s State) String() string {
-	return [...]string{"ok", "error", "disabled", "stopped", "drain", "standby", "down"}[s]
+	return [...]string{"ok", "error", "disabled", "stopped", "drain", "standby", "down", "isolated"}[s]
 }
 
 // servesSessions reports whether the member may take requests of sessions it

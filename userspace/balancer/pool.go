@@ -150,24 +150,32 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 
 // newSessionCandidates is the set of members that may take a new session:
 // those serving sessions and not draining, leaving hot standbys out unless
-// no one else is left. With ignoreErrors, members in the error state count
-// as usable; members that failed their health checks never are.
+// no one else is left, and members isolated from their replication group
+// out unless nobody in a group is left (better an unreplicated session
+// than none, e.g. while catherd has not heard the cluster yet). With
+// ignoreErrors, members in the error state count as usable; members that
+// failed their health checks never are.
 func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool) (Set, bool) {
-	var primary, standby Set
+	var primary, standby, isolated Set
 	for i, m := range p.members {
 		if tried.Has(i) || m.Flags()&(Stopped|Disabled|Drain) != 0 || m.Down() || (!ignoreErrors && m.InError(now)) {
 			continue
 		}
-		if m.Flags()&Standby != 0 {
+		switch {
+		case m.Isolated():
+			isolated.Add(i)
+		case m.Flags()&Standby != 0:
 			standby.Add(i)
-		} else {
+		default:
 			primary.Add(i)
 		}
 	}
-	if !primary.Empty() {
-		return primary, true
+	for _, s := range []Set{primary, standby, isolated} {
+		if !s.Empty() {
+			return s, true
+		}
 	}
-	return standby, !standby.Empty()
+	return isolated, false
 }
 
 // MarkError puts m in the error state for the retry period: it gets no

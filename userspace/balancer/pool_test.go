@@ -316,3 +316,34 @@ func TestFailoverPartnerIsStablePerSession(t *testing.T) {
 		}
 	}
 }
+
+// A member out of its replication group keeps serving its own sessions but
+// takes no new or moved ones while a member in the group can.
+func TestIsolatedMemberTakesNoNewSessions(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{}, "a:1", "b:1", "c:1")
+	b := p.Member("b")
+	b.SetIsolated(true)
+	if s := b.State(p.Now()); s != StateIsolated {
+		t.Fatalf("state %v, want isolated", s)
+	}
+	for i := 0; i < 30; i++ {
+		if n := pickName(t, p, &Request{}); n == "b" {
+			t.Fatal("a new session went to the isolated member")
+		}
+	}
+	if m, o, _ := p.Pick(&Request{Route: []byte("b"), SessionKey: []byte("s1")}); m.Name != "b" || o != Hit {
+		t.Fatalf("b's own session went to %s (%v)", m.Name, o)
+	}
+	p.Member("c").SetDown(true)
+	for i := 0; i < 20; i++ {
+		key := []byte(fmt.Sprint("s", i))
+		if m, o, _ := p.Pick(&Request{Route: []byte("c"), SessionKey: key}); m.Name != "a" || o != Failover {
+			t.Fatalf("c's session moved to %s (%v), want a: b has no replica", m.Name, o)
+		}
+	}
+	// Nobody in a group: isolated members are better than no answer.
+	p.Member("a").SetIsolated(true)
+	if n := pickName(t, p, &Request{}); n != "a" && n != "b" {
+		t.Fatalf("with every member isolated, picked %s", n)
+	}
+}
