@@ -1,14 +1,16 @@
 //go:build ignore
 
 /* catherd's XDP entry program. Every frame on the edge NIC comes through
- * here: traffic for a declared L4 service (VIP, port, protocol) is steered
- * to a backend by L2 direct server return; everything else goes on to the
- * kernel untouched. Behaviour is driven by the maps in maps.h, which the
+ * here: datagrams to the cluster's membership group are filtered
+ * (membership.h); traffic for a declared L4 service (VIP, port, protocol)
+ * is steered to a backend by L2 direct server return (steer.h); everything
+ * else goes on to the kernel untouched. Behaviour is driven by the maps in maps.h, which the
  * control plane in userspace/xdp fills. */
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "membership.h"
 #include "parse.h"
 #include "steer.h"
 
@@ -37,7 +39,12 @@ int catherd_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	case PARSE_IRREGULAR:
 		/* Broken or fragmented traffic for a VIP cannot be steered
-		 * consistently; anyone else's is the kernel's business. */
+		 * consistently, nor checked when it is for the membership group;
+		 * anyone else's is the kernel's business. */
+		if (is_group(&p.key)) {
+			count_verdict(REASON_DROP_BEACON_MALFORMED);
+			return XDP_DROP;
+		}
 		if (is_vip(&p.key)) {
 			count_verdict(p.reason);
 			return XDP_DROP;
@@ -47,6 +54,11 @@ int catherd_xdp(struct xdp_md *ctx)
 	default:
 		count_verdict(REASON_PASS_NOT_SERVICE);
 		return XDP_PASS;
+	}
+	if (p.key.proto == IPPROTO_UDP) {
+		const struct membership_config *c = membership_of(&p);
+		if (c && p.key.dport == c->port)
+			return filter_beacon(ctx, &p, c);
 	}
 	return steer(ctx, &p);
 }

@@ -16,6 +16,9 @@
 /* backend.flags */
 #define BACKEND_USABLE (1u << 0) /* healthy and resolved: may take flows */
 
+/* The longest cluster domain the membership filter compares. */
+#define MAX_DOMAIN 64
+
 /* A Maglev slot with no backend (the service has no usable backend). */
 #define NO_BACKEND 0xffffffffu
 
@@ -34,5 +37,10 @@ enum reason {
 	REASON_DROP_UNSUPPORTED, /* to a VIP, IPv6 with extension headers */
 	REASON_DROP_NO_BACKEND,  /* the service has no usable backend */
 	REASON_DROP_NO_EGRESS,   /* the backend's egress device is not in the egress map */
+	REASON_PASS_BEACON,      /* a membership beacon that passed every check */
+	REASON_DROP_BEACON_SOURCE,    /* beacon from a source outside membership_allow */
+	REASON_DROP_BEACON_MALFORMED, /* markers or lengths disagree with the datagram, or fragmented */
+	REASON_DROP_BEACON_DOMAIN,    /* beacon of another cluster domain */
+	REASON_DROP_BEACON_RATE,      /* the source exceeded its beacon rate */
 	REASON_COUNT,
 };

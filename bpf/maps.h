@@ -101,3 +101,31 @@ struct {
 	__uint(max_entries, REASON_COUNT);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct membership_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} membership SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm_key);
+	__type(value, __u32);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} membership_allow SEC(".maps");
+
+/* Token buckets by source address. An LRU bounds it whatever a flood of
+ * spoofed sources does; a forgotten source starts again with a full bucket,
+ * but only allowed sources get this far. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, union addr);
+	__type(value, struct bucket);
+	__uint(max_entries, 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} membership_rate SEC(".maps");

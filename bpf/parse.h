@@ -27,7 +27,9 @@ enum parse_result {
 
 struct packet {
 	struct flow_key key;
-	__u32 reason; /* for PARSE_IRREGULAR: the drop reason if it is for a VIP */
+	__u32 reason;  /* for PARSE_IRREGULAR: the drop reason if it is for a VIP */
+	__u32 l4_off;  /* for PARSE_L4: where the TCP/UDP header starts in the frame */
+	__u32 udp_len; /* for UDP: the header's length field (header + payload) */
 };
 
 /* parse_ports reads the ports of the TCP or UDP header at l4, which must lie
@@ -54,6 +56,7 @@ static __always_inline enum parse_result parse_ports(void *l4, __u32 l4_len, voi
 		return PARSE_IRREGULAR;
 	p->key.sport = udp->source;
 	p->key.dport = udp->dest;
+	p->udp_len = ulen;
 	return PARSE_L4;
 }
 
@@ -82,6 +85,7 @@ static __always_inline enum parse_result parse_ipv4(void *l3, void *data_end, st
 		p->reason = REASON_DROP_FRAGMENT;
 		return PARSE_IRREGULAR;
 	}
+	p->l4_off = sizeof(struct ethhdr) + hlen;
 	return parse_ports(l3 + hlen, total - hlen, data_end, p);
 }
 
@@ -120,6 +124,7 @@ static __always_inline enum parse_result parse_ipv6(void *l3, void *data_end, st
 		p->reason = REASON_DROP_MALFORMED;
 		return PARSE_IRREGULAR;
 	}
+	p->l4_off = sizeof(struct ethhdr) + sizeof(*ip6);
 	return parse_ports(ip6 + 1, payload, data_end, p);
 }
 

@@ -7,13 +7,7 @@
 #include "hash.h"
 #include "maps.h"
 #include "parse.h"
-
-static __always_inline void count_verdict(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&verdicts, &reason);
-	if (n)
-		*n += 1;
-}
+#include "verdict.h"
 
 /* usable_backend returns the backend at index if it may take flows. */
 static __always_inline struct backend *usable_backend(__u32 index)

@@ -4,6 +4,8 @@
 
 #include <linux/types.h>
 
+#include "consts.h"
+
 /* An IPv4 address sits in the first four bytes with the rest zero. bytes
  * comes first so that the generated Go type is a plain [16]uint8. */
 union addr {
@@ -75,4 +77,29 @@ struct backend_counters {
 	__u64 packets;   /* forwarded to this backend */
 	__u64 bytes;     /* whole frames */
 	__u64 conn_hits; /* of which found in the connection table */
+};
+
+/* membership[0]: which datagrams are Tomcat membership beacons and
+ * what they must look like. */
+struct membership_config {
+	union addr group; /* the multicast group */
+	__u32 family;     /* 0: the filter is off */
+	__be16 port;
+	__u16 domain_len;
+	__u32 rate;  /* beacons per second and source */
+	__u32 burst; /* beacons a source may send at once */
+	__u8 domain[MAX_DOMAIN];
+};
+
+/* membership_allow key: a prefix of a source address. IPv4 addresses are
+ * stored IPv4-mapped (::ffff:a.b.c.d), so one trie holds both families. */
+struct lpm_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* membership_rate value: a source's token bucket. */
+struct bucket {
+	__u64 tokens; /* in nanobeacons: 1e9 is one beacon */
+	__u64 last;   /* bpf_ktime_get_ns of the last refill */
 };

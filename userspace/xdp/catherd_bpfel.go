@@ -13,16 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type catherdAddr struct {
+	_     structs.HostLayout
+	Bytes [16]uint8
+}
+
 type catherdBackend struct {
 	_       structs.HostLayout
 	Flags   uint32
 	Ifindex uint32
 	Dmac    [6]uint8
 	Smac    [6]uint8
-	Addr    struct {
-		_     structs.HostLayout
-		Bytes [16]uint8
-	}
+	Addr    catherdAddr
 	Service uint32
 	Family  uint32
 }
@@ -34,6 +36,12 @@ type catherdBackendCounters struct {
 	ConnHits uint64
 }
 
+type catherdBucket struct {
+	_      structs.HostLayout
+	Tokens uint64
+	Last   uint64
+}
+
 type catherdFlow struct {
 	_       structs.HostLayout
 	Backend uint32
@@ -41,20 +49,31 @@ type catherdFlow struct {
 }
 
 type catherdFlowKey struct {
-	_   structs.HostLayout
-	Src struct {
-		_     structs.HostLayout
-		Bytes [16]uint8
-	}
-	Dst struct {
-		_     structs.HostLayout
-		Bytes [16]uint8
-	}
+	_      structs.HostLayout
+	Src    catherdAddr
+	Dst    catherdAddr
 	Sport  uint16
 	Dport  uint16
 	Proto  uint8
 	Family uint8
 	Pad    [2]uint8
+}
+
+type catherdLpmKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
+type catherdMembershipConfig struct {
+	_         structs.HostLayout
+	Group     catherdAddr
+	Family    uint32
+	Port      uint16
+	DomainLen uint16
+	Rate      uint32
+	Burst     uint32
+	Domain    [64]uint8
 }
 
 type catherdService struct {
@@ -72,20 +91,14 @@ type catherdServiceCounters struct {
 }
 
 type catherdVipAddr struct {
-	_    structs.HostLayout
-	Addr struct {
-		_     structs.HostLayout
-		Bytes [16]uint8
-	}
+	_      structs.HostLayout
+	Addr   catherdAddr
 	Family uint32
 }
 
 type catherdVipKey struct {
-	_    structs.HostLayout
-	Addr struct {
-		_     structs.HostLayout
-		Bytes [16]uint8
-	}
+	_      structs.HostLayout
+	Addr   catherdAddr
 	Port   uint16
 	Proto  uint8
 	Family uint8
@@ -95,17 +108,20 @@ type catherdVipKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	catherdMapBackendStats = "backend_stats"
-	catherdMapBackends     = "backends"
-	catherdMapConntrack    = "conntrack"
-	catherdMapEgress       = "egress"
-	catherdMapMaglev       = "maglev"
-	catherdMapServicePorts = "service_ports"
-	catherdMapServiceStats = "service_stats"
-	catherdMapServices     = "services"
-	catherdMapVerdicts     = "verdicts"
-	catherdMapVipAddrs     = "vip_addrs"
-	catherdProgCatherdXdp  = "catherd_xdp"
+	catherdMapBackendStats    = "backend_stats"
+	catherdMapBackends        = "backends"
+	catherdMapConntrack       = "conntrack"
+	catherdMapEgress          = "egress"
+	catherdMapMaglev          = "maglev"
+	catherdMapMembership      = "membership"
+	catherdMapMembershipAllow = "membership_allow"
+	catherdMapMembershipRate  = "membership_rate"
+	catherdMapServicePorts    = "service_ports"
+	catherdMapServiceStats    = "service_stats"
+	catherdMapServices        = "services"
+	catherdMapVerdicts        = "verdicts"
+	catherdMapVipAddrs        = "vip_addrs"
+	catherdProgCatherdXdp     = "catherd_xdp"
 )
 
 // loadCatherd returns the embedded CollectionSpec for catherd.
@@ -157,16 +173,19 @@ type catherdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type catherdMapSpecs struct {
-	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
-	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	Conntrack    *ebpf.MapSpec `ebpf:"conntrack"`
-	Egress       *ebpf.MapSpec `ebpf:"egress"`
-	Maglev       *ebpf.MapSpec `ebpf:"maglev"`
-	ServicePorts *ebpf.MapSpec `ebpf:"service_ports"`
-	ServiceStats *ebpf.MapSpec `ebpf:"service_stats"`
-	Services     *ebpf.MapSpec `ebpf:"services"`
-	Verdicts     *ebpf.MapSpec `ebpf:"verdicts"`
-	VipAddrs     *ebpf.MapSpec `ebpf:"vip_addrs"`
+	BackendStats    *ebpf.MapSpec `ebpf:"backend_stats"`
+	Backends        *ebpf.MapSpec `ebpf:"backends"`
+	Conntrack       *ebpf.MapSpec `ebpf:"conntrack"`
+	Egress          *ebpf.MapSpec `ebpf:"egress"`
+	Maglev          *ebpf.MapSpec `ebpf:"maglev"`
+	Membership      *ebpf.MapSpec `ebpf:"membership"`
+	MembershipAllow *ebpf.MapSpec `ebpf:"membership_allow"`
+	MembershipRate  *ebpf.MapSpec `ebpf:"membership_rate"`
+	ServicePorts    *ebpf.MapSpec `ebpf:"service_ports"`
+	ServiceStats    *ebpf.MapSpec `ebpf:"service_stats"`
+	Services        *ebpf.MapSpec `ebpf:"services"`
+	Verdicts        *ebpf.MapSpec `ebpf:"verdicts"`
+	VipAddrs        *ebpf.MapSpec `ebpf:"vip_addrs"`
 }
 
 // catherdVariableSpecs contains global variables before they are loaded into the kernel.
@@ -195,16 +214,19 @@ func (o *catherdObjects) Close() error {
 //
 // It can be passed to loadCatherdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type catherdMaps struct {
-	BackendStats *ebpf.Map `ebpf:"backend_stats"`
-	Backends     *ebpf.Map `ebpf:"backends"`
-	Conntrack    *ebpf.Map `ebpf:"conntrack"`
-	Egress       *ebpf.Map `ebpf:"egress"`
-	Maglev       *ebpf.Map `ebpf:"maglev"`
-	ServicePorts *ebpf.Map `ebpf:"service_ports"`
-	ServiceStats *ebpf.Map `ebpf:"service_stats"`
-	Services     *ebpf.Map `ebpf:"services"`
-	Verdicts     *ebpf.Map `ebpf:"verdicts"`
-	VipAddrs     *ebpf.Map `ebpf:"vip_addrs"`
+	BackendStats    *ebpf.Map `ebpf:"backend_stats"`
+	Backends        *ebpf.Map `ebpf:"backends"`
+	Conntrack       *ebpf.Map `ebpf:"conntrack"`
+	Egress          *ebpf.Map `ebpf:"egress"`
+	Maglev          *ebpf.Map `ebpf:"maglev"`
+	Membership      *ebpf.Map `ebpf:"membership"`
+	MembershipAllow *ebpf.Map `ebpf:"membership_allow"`
+	MembershipRate  *ebpf.Map `ebpf:"membership_rate"`
+	ServicePorts    *ebpf.Map `ebpf:"service_ports"`
+	ServiceStats    *ebpf.Map `ebpf:"service_stats"`
+	Services        *ebpf.Map `ebpf:"services"`
+	Verdicts        *ebpf.Map `ebpf:"verdicts"`
+	VipAddrs        *ebpf.Map `ebpf:"vip_addrs"`
 }
 
 func (m *catherdMaps) Close() error {
@@ -214,6 +236,9 @@ func (m *catherdMaps) Close() error {
 		m.Conntrack,
 		m.Egress,
 		m.Maglev,
+		m.Membership,
+		m.MembershipAllow,
+		m.MembershipRate,
 		m.ServicePorts,
 		m.ServiceStats,
 		m.Services,

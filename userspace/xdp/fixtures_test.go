@@ -88,6 +88,7 @@ type pkt struct {
 	moreFrags  bool
 	fragOffset uint16
 	hopByHop   bool
+	payload    []byte // UDP only; "hello" when nil
 }
 
 func (p pkt) build(t testing.TB) []byte {
@@ -125,7 +126,11 @@ func (p pkt) build(t testing.TB) []byte {
 	if p.proto == UDP {
 		udp := &layers.UDP{SrcPort: layers.UDPPort(p.sport), DstPort: layers.UDPPort(p.dport)}
 		udp.SetNetworkLayerForChecksum(net)
-		ls = append(ls, udp, gopacket.Payload("hello"))
+		payload := p.payload
+		if payload == nil {
+			payload = []byte("hello")
+		}
+		ls = append(ls, udp, gopacket.Payload(payload))
 	} else {
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(p.sport), DstPort: layers.TCPPort(p.dport), SYN: true, Window: 1024, Seq: 1}
 		tcp.SetNetworkLayerForChecksum(net)

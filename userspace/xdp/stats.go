@@ -21,6 +21,11 @@ var Reasons = []string{
 	"drop_unsupported",
 	"drop_no_backend",
 	"drop_no_egress",
+	"pass_beacon",
+	"drop_beacon_source",
+	"drop_beacon_malformed",
+	"drop_beacon_domain",
+	"drop_beacon_rate",
 }
 
 // Stats is a snapshot of the datapath's counters, summed over CPUs.

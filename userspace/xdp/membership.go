@@ -1,0 +1,85 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+)
+
+// MembershipFilter says which datagrams are the cluster's membership
+// beacons (Tomcat McastService) and which of them the program lets through
+// to the kernel: from an allowed source, well formed, of the cluster's
+// domain, and within a per-source rate. The zero value turns the filter
+// off.
+type MembershipFilter struct {
+	Group  netip.AddrPort // the multicast group and port
+	Allow  []netip.Prefix
+	Domain string
+	Rate   uint32 // beacons per second per source
+	Burst  uint32 // beacons a source may send back to back
+}
+
+// MaxDomain is the longest domain the filter compares (MAX_DOMAIN).
+const MaxDomain = 64
+
+// SetMembership replaces the filter's configuration. The allowed prefixes
+// are written before the configuration that makes the filter act on
+// them, and removed ones deleted after.
+func (d *Datapath) SetMembership(f MembershipFilter) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := &d.objs.catherdMaps
+	if len(f.Domain) > MaxDomain {
+		return fmt.Errorf("membership domain %q is longer than %d bytes", f.Domain, MaxDomain)
+	}
+	want := map[catherdLpmKey]bool{}
+	for _, p := range f.Allow {
+		k := lpmKey(p)
+		want[k] = true
+		if err := m.MembershipAllow.Put(&k, uint32(1)); err != nil {
+			return fmt.Errorf("write membership_allow %s: %w", p, err)
+		}
+	}
+	var c catherdMembershipConfig
+	if f.Group.IsValid() {
+		c.Family = family(f.Group.Addr())
+		c.Group.Bytes = addrBytes(f.Group.Addr())
+		c.Port = htons(f.Group.Port())
+		c.DomainLen = uint16(len(f.Domain))
+		copy(c.Domain[:], f.Domain)
+		c.Rate, c.Burst = f.Rate, f.Burst
+	}
+	if err := m.Membership.Put(uint32(0), &c); err != nil {
+		return fmt.Errorf("write membership config: %w", err)
+	}
+	var k catherdLpmKey
+	var v uint32
+	var stale []catherdLpmKey
+	it := m.MembershipAllow.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read membership_allow: %w", err)
+	}
+	for i := range stale {
+		if err := m.MembershipAllow.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove from membership_allow: %w", err)
+		}
+	}
+	return nil
+}
+
+// lpmKey lays a prefix out as the trie holds it: IPv4 as IPv4-mapped IPv6.
+func lpmKey(p netip.Prefix) catherdLpmKey {
+	p = p.Masked()
+	k := catherdLpmKey{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}
+	if p.Addr().Is4() {
+		k.Prefixlen += 96
+	}
+	return k
+}
