@@ -4,6 +4,7 @@
 # Usage:
 #   scripts/tomcat-rig.sh up    [--nodes N] [--cluster] [--dir DIR]
 #   scripts/tomcat-rig.sh kill  NODE [--dir DIR]      # kill -9 nodeI's JVM (NODE = nodeI or I)
+  scripts/tomcat-rig.sh stop  NODE [--dir DIR]      # stop nodeI cleanly (SIGTERM: shutdown hook)
 #   scripts/tomcat-rig.sh start NODE [--dir DIR]      # start a killed node again, wait until healthy
 #   scripts/tomcat-rig.sh down  [--dir DIR]           # stop everything, remove netns/links (idempotent)
 #   scripts/tomcat-rig.sh status [--dir DIR]          # one line per node, like `up` prints
@@ -673,6 +674,21 @@ cmd_kill() {
 	log "node$i (PID $pid) killed with SIGKILL"
 }
 
+cmd_stop() {
+	[ ${#POSITIONAL[@]} -eq 1 ] || die "usage: stop NODE [--dir DIR]"
+	load_state
+	local i pid
+	i=$(node_index "${POSITIONAL[0]}")
+	[ "$i" -le "$NODES" ] || die "node$i does not exist (rig has $NODES nodes)"
+	pid=$(node_pid "$i")
+	[ -n "$pid" ] || die "node$i is not running"
+	# SIGTERM runs Tomcat's shutdown hook: a clean stop, in which the cluster
+	# membership announces the node's departure.
+	kill -TERM "$pid" 2>/dev/null || true
+	wait_gone "$pid" 30 || die "node$i (PID $pid) still running 30 s after SIGTERM"
+	log "node$i (PID $pid) stopped cleanly (SIGTERM)"
+}
+
 cmd_start() {
 	[ ${#POSITIONAL[@]} -eq 1 ] || die "usage: start NODE [--dir DIR]"
 	preflight
@@ -704,10 +720,11 @@ main() {
 	up) [ ${#POSITIONAL[@]} -eq 0 ] || die "up takes no arguments besides options"; cmd_up ;;
 	down) [ "$(id -u)" = 0 ] || die "must run as root"; cmd_down ;;
 	kill) cmd_kill ;;
+	stop) cmd_stop ;;
 	start) cmd_start ;;
 	status) cmd_status ;;
 	-h | --help | help) usage ;;
-	*) die "unknown subcommand '$cmd' (up|kill|start|down|status)" ;;
+	*) die "unknown subcommand '$cmd' (up|kill|stop|start|down|status)" ;;
 	esac
 }
 

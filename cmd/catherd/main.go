@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/cluster"
 	"github.com/catherd/catherd/userspace/config"
 	"github.com/catherd/catherd/userspace/health"
 	"github.com/catherd/catherd/userspace/l4"
@@ -132,13 +134,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var ctl *l4.Controller
-	if cfg.L4.Iface != "" {
-		dp, err := openDatapath(cfg, log)
+	var watcher *cluster.Watcher
+	if cfg.Membership.Group.IsValid() {
+		backends := make([]cluster.Backend, len(cfg.Backends))
+		for i, b := range cfg.Backends {
+			backends[i] = cluster.Backend{Member: members[i], Host: b.ClusterHost}
+		}
+		if watcher, err = listenMembership(cfg, backends, log); err != nil {
+			return fail("%v", err)
+		}
+		m.Membership(watcher.Stats)
+	}
+	// One XDP attachment serves the L4 services and the membership filter.
+	xdpIface := cfg.L4.Iface
+	if xdpIface == "" {
+		xdpIface = cfg.Membership.Iface
+	} else if cfg.Membership.Iface != "" && cfg.Membership.Iface != xdpIface {
+		return fail("--membership-iface %s: must be --xdp-iface (%s) when both are given: one XDP attachment serves both", cfg.Membership.Iface, xdpIface)
+	}
+	if xdpIface != "" {
+		dp, err := openDatapath(cfg, xdpIface, log)
 		if err != nil {
 			return fail("%v", err)
 		}
 		defer dp.Close()
 		m.XDP(dp.Stats)
+		if err := dp.SetMembership(membershipFilter(cfg)); err != nil {
+			return fail("--membership: %v", err)
+		}
+		// Even with no --l4, Sync clears services a previous catherd left.
 		ctl = l4.New(dp, l4.NetlinkResolver, cfg.L4.Services, log)
 		if err := ctl.Sync(ctx); err != nil {
 			return fail("--l4: %v", err)
@@ -146,10 +170,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		members = append(members, ctl.Members()...)
 		probes = append(probes, ctl.Probes()...)
 		go ctl.Run(ctx, time.Second)
-		log.Info("XDP datapath attached", "iface", cfg.L4.Iface, "mode", cfg.L4.Mode, "pins", cfg.L4.PinDir)
+		log.Info("XDP datapath attached", "iface", xdpIface, "mode", cfg.L4.Mode, "pins", cfg.L4.PinDir)
 		for _, s := range cfg.L4.Services {
 			log.Info("L4 service", "service", s.String(), "backends", len(s.Backends), "hash_port", s.HashPort)
 		}
+	}
+	if watcher != nil {
+		go watcher.Run(ctx)
+		log.Info("following cluster membership", "group", cfg.Membership.Group, "iface", cfg.Membership.Iface,
+			"domain", cfg.Membership.Domain, "drop_time", cfg.Membership.DropTime)
 	}
 
 	var metricsSrv *http.Server
@@ -228,11 +257,54 @@ func targets(cfg *config.Config) []proxy.Target {
 	return ts
 }
 
+// listenMembership joins the cluster's membership group.
+func listenMembership(cfg *config.Config, backends []cluster.Backend, log *slog.Logger) (*cluster.Watcher, error) {
+	iface, err := net.InterfaceByName(cfg.Membership.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("--membership-iface %s: no such interface", cfg.Membership.Iface)
+	}
+	w, err := cluster.Listen(cluster.Options{Group: cfg.Membership.Group, Iface: iface, DropTime: cfg.Membership.DropTime,
+		Domain: cfg.Membership.Domain}, backends, log)
+	if err != nil {
+		return nil, fmt.Errorf("--membership %s: %v", cfg.Membership.Group, err)
+	}
+	return w, nil
+}
+
+// membershipFilter is the XDP filter's configuration; the zero filter (off)
+// without --membership. Sources default to the membership interface's own
+// prefixes: the cluster's network.
+func membershipFilter(cfg *config.Config) xdp.MembershipFilter {
+	mc := cfg.Membership
+	if !mc.Group.IsValid() {
+		return xdp.MembershipFilter{}
+	}
+	allow := mc.Allow
+	if len(allow) == 0 {
+		if iface, err := net.InterfaceByName(mc.Iface); err == nil {
+			addrs, _ := iface.Addrs()
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok {
+					if p, ok := netip.AddrFromSlice(n.IP); ok {
+						ones, _ := n.Mask.Size()
+						allow = append(allow, netip.PrefixFrom(p.Unmap(), ones).Masked())
+					}
+				}
+			}
+		}
+	}
+	return xdp.MembershipFilter{Group: mc.Group, Allow: allow, Domain: mc.Domain, Rate: mc.Rate, Burst: max(mc.Rate, 5)}
+}
+
 // openDatapath checks the L4 flags against the host and loads and attaches
-// the XDP program. Its errors name the flag they are about.
-func openDatapath(cfg *config.Config, log *slog.Logger) (*xdp.Datapath, error) {
-	if _, err := net.InterfaceByName(cfg.L4.Iface); err != nil {
-		return nil, fmt.Errorf("--xdp-iface %s: no such interface", cfg.L4.Iface)
+// the XDP program to iface. Its errors name the flag they are about.
+func openDatapath(cfg *config.Config, iface string, log *slog.Logger) (*xdp.Datapath, error) {
+	flag := "--xdp-iface"
+	if cfg.L4.Iface == "" {
+		flag = "--membership-iface"
+	}
+	if _, err := net.InterfaceByName(iface); err != nil {
+		return nil, fmt.Errorf("%s %s: no such interface", flag, iface)
 	}
 	if err := l4.CheckVIPs(cfg.L4.Services); err != nil {
 		return nil, fmt.Errorf("--l4 %v", err)
@@ -244,10 +316,10 @@ func openDatapath(cfg *config.Config, log *slog.Logger) (*xdp.Datapath, error) {
 			}
 		}
 	}
-	dp, err := xdp.Open(xdp.Options{Iface: cfg.L4.Iface, Mode: cfg.L4.Mode, PinDir: cfg.L4.PinDir,
+	dp, err := xdp.Open(xdp.Options{Iface: iface, Mode: cfg.L4.Mode, PinDir: cfg.L4.PinDir,
 		ConntrackSize: cfg.L4.ConntrackSize, Log: log})
 	if err != nil {
-		return nil, fmt.Errorf("--xdp-iface %s: %v", cfg.L4.Iface, err)
+		return nil, fmt.Errorf("%s %s: %v", flag, iface, err)
 	}
 	return dp, nil
 }

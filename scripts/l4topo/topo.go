@@ -109,7 +109,10 @@ func Up(prefix string, backends, sources int) (t *Topo, err error) {
 
 // Do runs f on an OS thread inside namespace ns. Sockets f opens stay in
 // ns after it returns, whatever goroutine uses them.
-func (t *Topo) Do(ns string, f func() error) error {
+func (t *Topo) Do(ns string, f func() error) error { return DoIn(ns, f) }
+
+// DoIn runs f on an OS thread inside the named namespace ns.
+func DoIn(ns string, f func() error) error {
 	return onThread(func() (netns.NsHandle, error) {
 		h, err := netns.GetFromName(ns)
 		if err != nil {
@@ -124,6 +127,16 @@ func (t *Topo) Do(ns string, f func() error) error {
 }
 
 func (t *Topo) create(name string) error {
+	if err := Create(name); err != nil {
+		return err
+	}
+	t.made = append(t.made, name)
+	return nil
+}
+
+// Create makes a named network namespace (as ip netns add does); remove
+// it with netns.DeleteNamed.
+func Create(name string) error {
 	if _, err := os.Stat(NetnsPath(name)); err == nil {
 		return fmt.Errorf("namespace %s exists (left by a crashed run? ip netns del %s)", name, name)
 	}
@@ -133,10 +146,7 @@ func (t *Topo) create(name string) error {
 			return h, fmt.Errorf("create namespace %s: %w", name, err)
 		}
 		return h, nil
-	}, func() error {
-		t.made = append(t.made, name)
-		return nil
-	})
+	}, func() error { return nil })
 }
 
 // onThread runs f on a locked OS thread that enter has moved into a

@@ -100,6 +100,10 @@ func (r *Rig) Kill(node string) error { return r.cmd("kill", node) }
 // Start starts a stopped node again and waits until it serves.
 func (r *Rig) Start(node string) error { return r.cmd("start", node) }
 
+// Stop stops a node cleanly (SIGTERM), so that it leaves its cluster the
+// way Tomcat does on shutdown.
+func (r *Rig) Stop(node string) error { return r.cmd("stop", node) }
+
 func (r *Rig) cmd(verb, node string) error {
 	if out, err := r.run(120*time.Second, verb, node); err != nil {
 		return fmt.Errorf("rig %s %s: %w\n%s", verb, node, err, out)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,6 +30,10 @@ type Backend struct {
 	Route  string
 	Weight int
 	Flags  balancer.Flags
+	// ClusterHost is the member's address in the cluster's membership
+	// beacons: the URL's host, or member=IP when replication uses
+	// another network. Invalid when neither is an IP address.
+	ClusterHost netip.Addr
 	// AJP only.
 	Secret     string
 	PacketSize int
@@ -60,6 +65,20 @@ type Config struct {
 
 	// L4 configures the XDP datapath; L4.Iface is empty when it is off.
 	L4 L4
+
+	// Membership follows the cluster's heartbeats; off when Group is not
+	// valid.
+	Membership Membership
+}
+
+// Membership configures following Tomcat's McastService heartbeats.
+type Membership struct {
+	Group    netip.AddrPort
+	Iface    string
+	Allow    []netip.Prefix // empty: the prefixes of Iface's addresses
+	Domain   string
+	DropTime time.Duration
+	Rate     uint32 // beacons per second per source the XDP filter lets through
 }
 
 // FlagError is a usage error: main prints it and exits 2.
@@ -88,10 +107,10 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("catherd run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c := &Config{}
-	var listen, backends, l4, l4hash listFlag
-	var sticky, sep, xdpMode string
+	var listen, backends, l4, l4hash, mcastAllow listFlag
+	var sticky, sep, xdpMode, mcastGroup string
 	fs.Var(&listen, "listen", "address to accept HTTP clients on, e.g. :80 or 127.0.0.1:8080 (repeatable; default :8080)")
-	fs.Var(&backends, "backend", "a backend member (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
+	fs.Var(&backends, "backend", "a backend member (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H][,member=IP], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
 	fs.StringVar(&sticky, "sticky", "JSESSIONID|jsessionid", "session id locations as COOKIE|pathparam, or off to disable stickiness")
 	fs.StringVar(&sep, "sticky-separator", ".", "one character between session id and route (WebLogic uses !)")
 	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "how new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
@@ -127,6 +146,17 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	})
 	fs.StringVar(&c.L4.PinDir, "xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory for the pinned XDP link and maps, which keep flows across restarts")
 
+	fs.StringVar(&mcastGroup, "membership", "", "follow the Tomcat cluster's membership heartbeats (McastService) on GROUP:PORT, e.g. 228.0.0.4:45564;\nmembers out of the group get no new sessions; needs --membership-iface")
+	fs.StringVar(&c.Membership.Iface, "membership-iface", "", "interface the heartbeats arrive on: joined to the group, and its XDP filter drops bad beacons")
+	fs.Var(&mcastAllow, "membership-allow", "source prefix whose beacons are accepted (repeatable; default: the prefixes of --membership-iface's addresses)")
+	fs.StringVar(&c.Membership.Domain, "membership-domain", "", "the cluster's domain attribute; beacons of other domains are dropped")
+	fs.DurationVar(&c.Membership.DropTime, "membership-drop-time", 3*time.Second, "a member silent this long is out of the group (keep it equal to the cluster's dropTime)")
+	fs.Func("membership-rate", "beacons per second a source may send before the XDP filter drops the excess (default 10; Tomcat sends 2)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		c.Membership.Rate = uint32(n)
+		return err
+	})
+
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, usage)
@@ -152,6 +182,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		return nil, &FlagError{"l4-hash", err}
 	}
 	if err := validateL4(&c.L4); err != nil {
+		return nil, err
+	}
+	if err := parseMembership(&c.Membership, mcastGroup, mcastAllow); err != nil {
 		return nil, err
 	}
 	// An instance may steer L4 services only; it then runs no HTTP proxy.
@@ -225,6 +258,13 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 			return nil, &FlagError{name, errors.New("must be positive")}
 		}
 	}
+	if c.Membership.Group.IsValid() {
+		for _, b := range c.Backends {
+			if !b.ClusterHost.IsValid() {
+				return nil, &FlagError{"backend", fmt.Errorf("%s: --membership matches backends by address; give member=IP for a backend named by host name", b.Name)}
+			}
+		}
+	}
 	if c.Pprof && c.Metrics == "" {
 		return nil, &FlagError{"pprof", errors.New("needs a --metrics address to serve on")}
 	}
@@ -259,6 +299,9 @@ func ParseBackend(spec string) (Backend, error) {
 		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "ajp": "8009"}[u.Scheme])
 	}
 	b := Backend{Name: name, Scheme: u.Scheme, Addr: addr, Route: name, Weight: 1}
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		b.ClusterHost = a
+	}
 	isAJP := u.Scheme == "ajp"
 	if isAJP {
 		// mod_jk's advice: CPING new connections and ones idle a while.
@@ -283,6 +326,12 @@ func ParseBackend(spec string) (Backend, error) {
 			if b.Flags, err = balancer.ParseFlags(value); err != nil {
 				return Backend{}, fmt.Errorf("%s: %v", name, err)
 			}
+		case "member":
+			a, err := netip.ParseAddr(value)
+			if err != nil {
+				return Backend{}, fmt.Errorf("%s: member=%q: want the member's IP address in the cluster's heartbeats", name, value)
+			}
+			b.ClusterHost = a
 		case "secret", "packet-size", "ping":
 			if !isAJP {
 				return Backend{}, fmt.Errorf("%s: %s applies to ajp:// backends only", name, key)
@@ -302,7 +351,7 @@ func ParseBackend(spec string) (Backend, error) {
 				}
 			}
 		default:
-			return Backend{}, fmt.Errorf("%s: unknown option %q (want route, weight, status; for ajp also secret, packet-size, ping)", name, key)
+			return Backend{}, fmt.Errorf("%s: unknown option %q (want route, weight, status, member; for ajp also secret, packet-size, ping)", name, key)
 		}
 	}
 	// Tomcat requires a secret on AJP connectors by default since 9.0.31

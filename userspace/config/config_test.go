@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -35,7 +36,8 @@ func TestParseBackendOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Backend{Name: "tc1", Scheme: "http", Addr: "[::1]:8080", Route: "tomcat1", Weight: 5, Flags: balancer.Standby}
+	want := Backend{Name: "tc1", Scheme: "http", Addr: "[::1]:8080", Route: "tomcat1", Weight: 5, Flags: balancer.Standby,
+		ClusterHost: netip.MustParseAddr("::1")}
 	if b != want {
 		t.Fatalf("got %+v, want %+v", b, want)
 	}
@@ -47,7 +49,7 @@ func TestParseAJPBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Backend{Name: "tc1", Scheme: "ajp", Addr: "10.0.0.1:8009", Route: "tomcat1", Weight: 1,
-		Secret: "s3", PacketSize: 65536, Ping: ajp.PingConnect | ajp.PingPrepost | ajp.PingInterval}
+		ClusterHost: netip.MustParseAddr("10.0.0.1"), Secret: "s3", PacketSize: 65536, Ping: ajp.PingConnect | ajp.PingPrepost | ajp.PingInterval}
 	if b != want {
 		t.Fatalf("got %+v, want %+v", b, want)
 	}

@@ -164,3 +164,38 @@ func validateL4(l *L4) error {
 	}
 	return nil
 }
+
+// parseMembership checks the --membership flags.
+func parseMembership(m *Membership, group string, allow []string) error {
+	if group == "" {
+		if m.Iface != "" || len(allow) > 0 {
+			return &FlagError{"membership", errors.New("--membership-iface and --membership-allow need --membership GROUP:PORT")}
+		}
+		return nil
+	}
+	g, err := netip.ParseAddrPort(group)
+	if err != nil || !g.Addr().IsMulticast() || g.Port() == 0 {
+		return &FlagError{"membership", fmt.Errorf("want a multicast GROUP:PORT like 228.0.0.4:45564, got %q", group)}
+	}
+	m.Group = g
+	if m.Iface == "" {
+		return &FlagError{"membership-iface", errors.New("--membership needs the interface the heartbeats arrive on")}
+	}
+	for _, a := range allow {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return &FlagError{"membership-allow", fmt.Errorf("want a CIDR prefix like 10.0.1.0/24, got %q", a)}
+		}
+		m.Allow = append(m.Allow, p.Masked())
+	}
+	if len(m.Domain) > xdp.MaxDomain {
+		return &FlagError{"membership-domain", fmt.Errorf("at most %d bytes", xdp.MaxDomain)}
+	}
+	if m.DropTime <= 0 {
+		return &FlagError{"membership-drop-time", errors.New("must be positive")}
+	}
+	if m.Rate == 0 {
+		m.Rate = 10
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/catherd/catherd/userspace/xdp"
 )
@@ -70,6 +71,39 @@ func TestParseL4Errors(t *testing.T) {
 	} {
 		_, err := Parse(tt.args, nil)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: error %v, want one mentioning %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestParseMembership(t *testing.T) {
+	c, err := Parse([]string{"--backend", "n1=http://10.77.0.11:8080", "--backend", "n2=http://tc2.example:8080,member=10.77.0.12",
+		"--membership", "228.0.0.4:45564", "--membership-iface", "cth-br0", "--membership-allow", "10.77.0.5/24",
+		"--membership-domain", "cluster-a", "--membership-drop-time", "5s"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Membership
+	if m.Group != netip.MustParseAddrPort("228.0.0.4:45564") || m.Iface != "cth-br0" || m.Domain != "cluster-a" ||
+		m.DropTime != 5*time.Second || m.Rate != 10 || len(m.Allow) != 1 || m.Allow[0] != netip.MustParsePrefix("10.77.0.0/24") {
+		t.Errorf("membership %+v", m)
+	}
+	if c.Backends[0].ClusterHost != netip.MustParseAddr("10.77.0.11") || c.Backends[1].ClusterHost != netip.MustParseAddr("10.77.0.12") {
+		t.Errorf("cluster hosts %v %v", c.Backends[0].ClusterHost, c.Backends[1].ClusterHost)
+	}
+	base := []string{"--backend", "n1=http://10.77.0.11:8080"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{append(base, "--membership", "10.0.0.1:45564", "--membership-iface", "eth0"), "multicast"},
+		{append(base, "--membership", "228.0.0.4:45564"), "--membership-iface"},
+		{append(base, "--membership-iface", "eth0"), "need --membership"},
+		{append(base, "--membership", "228.0.0.4:45564", "--membership-iface", "eth0", "--membership-allow", "10.0.0.0"), "CIDR"},
+		{[]string{"--backend", "n1=http://tc1.example:8080", "--membership", "228.0.0.4:45564", "--membership-iface", "eth0"}, "member=IP"},
+		{append(base, "--membership", "228.0.0.4:45564", "--membership-iface", "eth0", "--membership-drop-time", "0s"), "--membership-drop-time"},
+	} {
+		if _, err := Parse(tt.args, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want one mentioning %q", tt.args, err, tt.want)
 		}
 	}
