@@ -55,9 +55,12 @@ bench: build
 	CATHERD=$(BIN) BENCH_OUT=bench-ajp.md scripts/bench/run.sh --ajp
 
 # The XDP datapath: ns per packet by BPF_PROG_TEST_RUN beside a bare
-# XDP_PASS program, then a UDP flood through namespaces steered by catherd
-# and by nftables DNAT (needs root). Results in bench-xdp.md.
+# XDP_PASS program (steering and the membership filter), a UDP flood
+# through namespaces steered by catherd and by nftables DNAT, and catherd's
+# CPU under a beacon flood with the filter dropping it or not (needs root).
+# Results in bench-xdp.md.
 bench-xdp: build
 	scripts/deps.sh bench-xdp
 	$(GO) test -run '^$$' -bench '^BenchmarkPerPacket$$' -benchtime 1x ./userspace/xdp/ | tee bench-xdp.md
 	$(GO) run ./scripts/bench/xdp -catherd $(BIN) | tee -a bench-xdp.md
+	$(GO) run ./scripts/bench/beaconflood -catherd $(BIN) | tee -a bench-xdp.md

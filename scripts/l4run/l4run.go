@@ -47,6 +47,9 @@ func Start(t *l4topo.Topo, bin, pins string, log io.Writer, args ...string) (*Ca
 	return c, nil
 }
 
+// Pid is the catherd process's ID (nsenter execs catherd in place).
+func (c *Catherd) Pid() int { return c.cmd.Process.Pid }
+
 // Stop sends sig and waits (SIGKILL after 5 s). With SIGKILL the XDP
 // program stays attached and keeps steering: that is the point of pinning.
 func (c *Catherd) Stop(sig syscall.Signal) {

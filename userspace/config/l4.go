@@ -197,5 +197,8 @@ func parseMembership(m *Membership, group string, allow []string) error {
 	if m.Rate == 0 {
 		m.Rate = 10
 	}
+	if m.Rate > xdp.MaxBeaconRate {
+		return &FlagError{"membership-rate", fmt.Errorf("at most %d", xdp.MaxBeaconRate)}
+	}
 	return nil
 }

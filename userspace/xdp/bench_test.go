@@ -19,6 +19,7 @@ import (
 // one packet a million times in the kernel (as Katran measures); new flows
 // need a fresh packet each, so they are timed one run per packet over many
 // clients, and established flows are timed the same way for comparison.
+// The membership filter's cost is measured on a valid and a spoofed beacon.
 // Rounds are interleaved and medians reported. Run it with -benchtime 1x
 // (make bench-xdp); it ignores b.N.
 func BenchmarkPerPacket(b *testing.B) {
@@ -41,6 +42,16 @@ func BenchmarkPerPacket(b *testing.B) {
 		nonVIP := other.build(b) // to a service's port: the worst case
 		other.dport = 22
 		otherPort := other.build(b) // to a port no service uses
+
+		// The membership filter: a valid beacon runs every check (and its
+		// token bucket is refilled by a rate far above the test's); a
+		// spoofed one stops at the source lookup.
+		if err := d.SetMembership(MembershipFilter{Group: group, Allow: []netip.Prefix{netip.MustParsePrefix("10.77.0.0/24")},
+			Rate: MaxBeaconRate, Burst: MaxBeaconRate}); err != nil {
+			b.Fatal(err)
+		}
+		validBeacon := beaconFrame(b, "10.77.0.11", beacon("10.77.0.11", ""), nil)
+		spoofedBeacon := beaconFrame(b, "192.0.2.66", beacon("192.0.2.66", ""), nil)
 
 		const rounds, repeat = 7, 1_000_000
 		const clients = 20000
@@ -73,6 +84,8 @@ func BenchmarkPerPacket(b *testing.B) {
 			measure("established", d.objs.CatherdXdp, established, repeat)
 			measure("non-VIP", d.objs.CatherdXdp, nonVIP, repeat)
 			measure("non-VIP-other-port", d.objs.CatherdXdp, otherPort, repeat)
+			measure("beacon-valid", d.objs.CatherdXdp, validBeacon, repeat)
+			measure("beacon-spoofed", d.objs.CatherdXdp, spoofedBeacon, repeat)
 			if err := d.purgeFlows(allBackends(d)); err != nil {
 				b.Fatal(err)
 			}

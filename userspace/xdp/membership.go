@@ -24,6 +24,10 @@ type MembershipFilter struct {
 // MaxDomain is the longest domain the filter compares (MAX_DOMAIN).
 const MaxDomain = 64
 
+// MaxBeaconRate bounds Rate and Burst, so that the program's token
+// arithmetic (nanobeacons in 64 bits) cannot overflow.
+const MaxBeaconRate = 1_000_000
+
 // SetMembership replaces the filter's configuration. The allowed prefixes
 // are written before the configuration that makes the filter act on
 // them, and removed ones deleted after.
@@ -33,6 +37,9 @@ func (d *Datapath) SetMembership(f MembershipFilter) error {
 	m := &d.objs.catherdMaps
 	if len(f.Domain) > MaxDomain {
 		return fmt.Errorf("membership domain %q is longer than %d bytes", f.Domain, MaxDomain)
+	}
+	if f.Rate > MaxBeaconRate || f.Burst > MaxBeaconRate {
+		return fmt.Errorf("membership rate and burst must be at most %d", MaxBeaconRate)
 	}
 	want := map[catherdLpmKey]bool{}
 	for _, p := range f.Allow {
