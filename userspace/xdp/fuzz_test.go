@@ -12,7 +12,8 @@ import (
 // FuzzDatapath runs the program on arbitrary frames and checks what it may
 // do with them: never abort; pass frames untouched; forward only TCP or UDP
 // packets addressed to a declared service, changing nothing but the
-// Ethernet addresses; drop only packets addressed to a VIP.
+// Ethernet addresses; drop only packets addressed to a VIP or to the
+// membership group.
 func FuzzDatapath(f *testing.F) {
 	l4topo.Require(f)
 	for _, p := range []pkt{
@@ -37,6 +38,11 @@ func FuzzDatapath(f *testing.F) {
 	if err := d.Sync([]Service{v4, v6, udp}); err != nil {
 		f.Fatal(err)
 	}
+	if err := d.SetMembership(MembershipFilter{Group: group, Allow: []netip.Prefix{netip.MustParsePrefix("10.77.0.0/24")},
+		Rate: 100, Burst: 100}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(beaconFrame(f, "10.77.0.11", beacon("10.77.0.11", ""), nil))
 	services := map[serviceKey]bool{{vip4, 80, TCP}: true, {vip6, 443, TCP}: true, {vip4, 53, UDP}: true}
 
 	f.Fuzz(func(t *testing.T, frame []byte) {
@@ -51,8 +57,8 @@ func FuzzDatapath(f *testing.F) {
 				t.Fatalf("passed frame modified:\n in %x\nout %x", frame, out)
 			}
 		case xdpDrop:
-			if !ok || (dst != vip4 && dst != vip6) {
-				t.Fatalf("dropped a frame not addressed to a VIP (to %v): %x", dst, frame)
+			if !ok || (dst != vip4 && dst != vip6 && dst != group.Addr()) {
+				t.Fatalf("dropped a frame not addressed to a VIP or the membership group (to %v): %x", dst, frame)
 			}
 		case xdpTX:
 			if !ok || !services[key] {
