@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/catherd/catherd/ajp"
+	"github.com/catherd/catherd/userspace/admin"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/cluster"
 	"github.com/catherd/catherd/userspace/config"
@@ -38,8 +39,9 @@ const usage = `Usage: catherd <command> [flags]
 
 Commands:
   run       run the balancer (see: catherd run --help)
-  status    show the XDP datapath's L4 services, backends and counters
-            [--xdp-pin-dir DIR] [--json]
+  status    show a running catherd's members, cluster membership and XDP
+            datapath [--admin ADDR] [--json]; with no catherd running, the
+            XDP state pinned in [--xdp-pin-dir DIR]
   unload    detach the XDP datapath and remove its pinned maps (after
             catherd run has stopped) [--xdp-pin-dir DIR]
   help      show this text
@@ -123,6 +125,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		listeners = append(listeners, ln)
 	}
+	var adminLn net.Listener
+	if cfg.Admin != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+			return fail("--admin %s: %v", cfg.Admin, err)
+		}
+		listeners = append(listeners, adminLn)
+	}
 	var metricsLn net.Listener
 	if cfg.Metrics != "" {
 		if metricsLn, err = net.Listen("tcp", cfg.Metrics); err != nil {
@@ -135,6 +144,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	var ctl *l4.Controller
 	var watcher *cluster.Watcher
+	var dpStats func() (xdp.Stats, error)
 	if cfg.Membership.Group.IsValid() {
 		backends := make([]cluster.Backend, len(cfg.Backends))
 		for i, b := range cfg.Backends {
@@ -159,6 +169,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer dp.Close()
 		m.XDP(dp.Stats)
+		dpStats = dp.Stats
 		if err := dp.SetMembership(membershipFilter(cfg)); err != nil {
 			return fail("--membership: %v", err)
 		}
@@ -181,6 +192,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			"domain", cfg.Membership.Domain, "drop_time", cfg.Membership.DropTime)
 	}
 
+	src := admin.Sources{Pool: pool}
+	if watcher != nil {
+		src.Membership = watcher.Members
+	}
+	if dpStats != nil {
+		src.XDP = dpStats
+	}
+	var adminSrv *http.Server
+	if adminLn != nil {
+		adminSrv = &http.Server{Handler: admin.Handler(src), ReadHeaderTimeout: 10 * time.Second}
+		go adminSrv.Serve(adminLn)
+	}
 	var metricsSrv *http.Server
 	if metricsLn != nil {
 		mux := http.NewServeMux()
@@ -194,7 +217,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	errc := make(chan error, len(listeners))
 	for _, ln := range listeners {
-		if ln == metricsLn {
+		if ln == metricsLn || ln == adminLn {
 			continue
 		}
 		go func() { errc <- px.Serve(ln) }()
@@ -234,10 +257,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log.Warn("shutdown grace period over; dropping requests still in flight")
 		}
 	}
-	if metricsSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		metricsSrv.Shutdown(ctx)
-		cancel()
+	for _, srv := range []*http.Server{metricsSrv, adminSrv} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			srv.Shutdown(ctx)
+			cancel()
+		}
 	}
 	if ctl != nil {
 		log.Info("XDP datapath left attached: it keeps steering until the next catherd takes over (catherd unload removes it)")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -36,8 +37,8 @@ func TestTomcatMembership(t *testing.T) {
 
 	pins := fmt.Sprintf("/sys/fs/bpf/catherd-mc-%d", os.Getpid())
 	t.Cleanup(func() { xdp.Unload(pins) }) // runs after catherd has stopped
-	listen, metricsAddr := tcFreeAddr(t), tcFreeAddr(t)
-	args := []string{"run", "--listen", listen, "--metrics", metricsAddr, "--health-interval", "0",
+	listen, metricsAddr, adminAddr := tcFreeAddr(t), tcFreeAddr(t), tcFreeAddr(t)
+	args := []string{"run", "--listen", listen, "--metrics", metricsAddr, "--admin", adminAddr, "--health-interval", "0",
 		"--membership", "228.0.0.4:45564", "--membership-iface", "cth-br0", "--membership-drop-time", "3s",
 		"--xdp-mode", "generic", "--xdp-pin-dir", pins}
 	for _, n := range r.Nodes {
@@ -91,9 +92,18 @@ func TestTomcatMembership(t *testing.T) {
 	if err := r.Kill("node2"); err != nil {
 		t.Fatal(err)
 	}
-	out := waitFor("node2 out of the group", 6*time.Second, func(m string) bool { return members(2)(m) && isolated("node2", 1)(m) })
-	if d := out.Sub(killed); d > 3500*time.Millisecond {
+	left := waitFor("node2 out of the group", 6*time.Second, func(m string) bool { return members(2)(m) && isolated("node2", 1)(m) })
+	if d := left.Sub(killed); d > 3500*time.Millisecond {
 		t.Errorf("node2 left the group %v after kill -9, want within dropTime + 0.5s", d.Round(time.Millisecond))
+	}
+	out, err := exec.Command(bin, "status", "--admin", adminAddr).CombinedOutput()
+	for _, want := range []string{`node2\s+node2\s+isolated`, "CLUSTER MEMBER", `10\.77\.0\.11 `, `10\.77\.0\.13 `, "pass_beacon"} {
+		if err != nil || !regexp.MustCompile(want).Match(out) {
+			t.Fatalf("catherd status lacks %q (%v):\n%s", want, err, out)
+		}
+	}
+	if strings.Contains(string(out), "10.77.0.12 ") {
+		t.Fatalf("catherd status still lists the killed node's member:\n%s", out)
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	errorsBefore := metricValue(metrics(), `catherd_backend_errors_total{kind="connect",member="node2"}`)

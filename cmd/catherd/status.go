@@ -5,26 +5,38 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"text/tabwriter"
+	"time"
 
+	"github.com/catherd/catherd/userspace/admin"
+	"github.com/catherd/catherd/userspace/config"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
-// status prints the XDP datapath's state from its pinned maps. It needs no
-// running catherd: the program keeps steering between two of them.
+// status prints a running catherd's state from its admin API: members,
+// the cluster membership, the XDP datapath. With no catherd answering, it
+// prints the XDP state from the pinned maps, which outlive the process (the
+// program keeps steering between two catherds).
 func status(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("catherd status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory of the pinned XDP maps")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	addr := fs.String("admin", config.DefaultAdmin, "admin address of the running catherd")
+	dir := fs.String("xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory of the pinned XDP maps (when no catherd answers)")
+	asJSON := fs.Bool("json", false, "print JSON instead of tables")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	st, err := xdp.ReadPinnedStats(*dir)
+	st, err := fetchStatus(*addr)
 	if err != nil {
-		fmt.Fprintf(stderr, "catherd status: no XDP datapath in %s (is catherd run with --xdp-iface?): %v\n", *dir, err)
-		return 1
+		x, perr := xdp.ReadPinnedStats(*dir)
+		if perr != nil {
+			fmt.Fprintf(stderr, "catherd status: no catherd answers on %s (%v), and no XDP datapath is pinned in %s\n", *addr, err, *dir)
+			return 1
+		}
+		fmt.Fprintf(stderr, "catherd status: no catherd answers on %s; XDP state from %s\n", *addr, *dir)
+		st = admin.Status{Time: time.Now(), XDP: &x}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -35,8 +47,57 @@ func status(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SERVICE\tBACKEND\tUSABLE\tPACKETS\tBYTES\tCONN HITS\tCONN MISSES\tNO BACKEND")
+	printStatus(stdout, st)
+	return 0
+}
+
+func fetchStatus(addr string) (admin.Status, error) {
+	var st admin.Status
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + addr + "/api/v1/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET /api/v1/status: %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func printStatus(out io.Writer, st admin.Status) {
+	if len(st.Members) > 0 {
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "MEMBER\tROUTE\tSTATE\tFLAGS\tWEIGHT\tIN FLIGHT")
+		for _, m := range st.Members {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", m.Name, m.Route, m.State, m.Flags, m.Weight, m.InFlight)
+		}
+		w.Flush()
+		fmt.Fprintln(out)
+	}
+	if st.Membership != nil {
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "CLUSTER MEMBER\tPORT\tUNIQUE ID\tUP\tLAST HEARD")
+		for _, m := range st.Membership {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%v\t%v ago\n", m.Host, m.Port, m.UniqueID, time.Duration(m.AliveMillis)*time.Millisecond,
+				st.Time.Sub(m.LastHeard).Round(time.Millisecond))
+		}
+		w.Flush()
+		fmt.Fprintln(out)
+	}
+	if st.XDPError != "" {
+		fmt.Fprintf(out, "XDP counters unreadable: %s\n", st.XDPError)
+	}
+	if st.XDP != nil {
+		printXDP(out, *st.XDP)
+	}
+}
+
+func printXDP(out io.Writer, st xdp.Stats) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if len(st.Services) > 0 {
+		fmt.Fprintln(w, "SERVICE\tBACKEND\tUSABLE\tPACKETS\tBYTES\tCONN HITS\tCONN MISSES\tNO BACKEND")
+	}
 	for _, s := range st.Services {
 		key := "ip"
 		if s.HashPort {
@@ -48,19 +109,20 @@ func status(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	w.Flush()
-	fmt.Fprintln(stdout)
+	if len(st.Services) > 0 {
+		fmt.Fprintln(out)
+	}
 	reasons := make([]string, 0, len(st.Verdicts))
 	for r := range st.Verdicts {
 		reasons = append(reasons, r)
 	}
 	sort.Strings(reasons)
-	w = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "VERDICT\tPACKETS")
 	for _, r := range reasons {
 		fmt.Fprintf(w, "%s\t%d\n", r, st.Verdicts[r])
 	}
 	w.Flush()
-	return 0
 }
 
 func yesNo(b bool) string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/catherd/catherd/scripts/l4run"
 	"github.com/catherd/catherd/scripts/l4topo"
+	"github.com/catherd/catherd/userspace/admin"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
@@ -157,13 +158,13 @@ func TestL4SteeringEndToEnd(t *testing.T) {
 	if s.ConnHits == 0 || s.ConnMisses == 0 || st.Verdicts["forwarded"] < uint64(4*200) {
 		t.Fatalf("counters do not show the traffic: %+v, verdicts %v", s, st.Verdicts)
 	}
-	out, err := exec.Command(bin, "status", "--xdp-pin-dir", pins).CombinedOutput()
+	out, err := exec.Command(bin, "status", "--admin", "127.0.0.1:1", "--xdp-pin-dir", pins).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "10.99.0.250:80/tcp") || !strings.Contains(string(out), "forwarded") {
 		t.Fatalf("catherd status: %v\n%s", err, out)
 	}
-	var js xdp.Stats
-	out, err = exec.Command(bin, "status", "--json", "--xdp-pin-dir", pins).Output()
-	if err != nil || json.Unmarshal(out, &js) != nil || len(js.Services) != 1 {
+	var js admin.Status
+	out, err = exec.Command(bin, "status", "--json", "--admin", "127.0.0.1:1", "--xdp-pin-dir", pins).Output()
+	if err != nil || json.Unmarshal(out, &js) != nil || js.XDP == nil || len(js.XDP.Services) != 1 {
 		t.Fatalf("catherd status --json: %v\n%s", err, out)
 	}
 }

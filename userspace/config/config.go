@@ -46,6 +46,7 @@ type Config struct {
 	Backends []Backend
 	LBMethod string
 	Metrics  string
+	Admin    string
 
 	NoFailover bool
 	Retry      time.Duration
@@ -81,6 +82,10 @@ type Membership struct {
 	Rate     uint32 // beacons per second per source the XDP filter lets through
 }
 
+// DefaultAdmin is where the admin API listens, and where catherd status
+// looks for it.
+const DefaultAdmin = "127.0.0.1:9181"
+
 // FlagError is a usage error: main prints it and exits 2.
 type FlagError struct {
 	Flag string
@@ -115,6 +120,7 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.StringVar(&sep, "sticky-separator", ".", "one character between session id and route (WebLogic uses !)")
 	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "how new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
 	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9180", "address of the Prometheus /metrics endpoint (empty disables it)")
+	fs.StringVar(&c.Admin, "admin", DefaultAdmin, "address of the admin API (GET /api/v1/status, read by catherd status); keep it on loopback (empty disables it)")
 	fs.BoolVar(&c.NoFailover, "nofailover", false, "answer 503 instead of moving a session whose member is unusable")
 	fs.IntVar(&c.Proxy.MaxAttempts, "max-attempts", 0, "members tried per request on connect errors (0 = every member once)")
 	fs.DurationVar(&c.Retry, "retry", 60*time.Second, "how long a failed member is skipped before it is tried again")
