@@ -4,7 +4,7 @@
 # Usage:
 #   scripts/tomcat-rig.sh up    [--nodes N] [--cluster] [--dir DIR]
 #   scripts/tomcat-rig.sh kill  NODE [--dir DIR]      # kill -9 nodeI's JVM (NODE = nodeI or I)
-  scripts/tomcat-rig.sh stop  NODE [--dir DIR]      # stop nodeI cleanly (SIGTERM: shutdown hook)
+#   scripts/tomcat-rig.sh stop  NODE [--dir DIR]      # stop nodeI cleanly (SIGTERM: shutdown hook)
 #   scripts/tomcat-rig.sh start NODE [--dir DIR]      # start a killed node again, wait until healthy
 #   scripts/tomcat-rig.sh down  [--dir DIR]           # stop everything, remove netns/links (idempotent)
 #   scripts/tomcat-rig.sh status [--dir DIR]          # one line per node, like `up` prints
