@@ -20,6 +20,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -155,15 +157,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		m.Membership(watcher.Stats)
 	}
-	// One XDP attachment serves the L4 services and the membership filter.
-	xdpIface := cfg.L4.Iface
-	if xdpIface == "" {
-		xdpIface = cfg.Membership.Iface
-	} else if cfg.Membership.Iface != "" && cfg.Membership.Iface != xdpIface {
-		return fail("--membership-iface %s: must be --xdp-iface (%s) when both are given: one XDP attachment serves both", cfg.Membership.Iface, xdpIface)
-	}
-	if xdpIface != "" {
-		dp, err := openDatapath(cfg, xdpIface, log)
+	// One XDP program serves the L4 services and the membership filter.
+	if cfg.L4.Iface != "" || cfg.Membership.Iface != "" {
+		dp, err := openDatapath(cfg, log)
 		if err != nil {
 			return fail("%v", err)
 		}
@@ -181,7 +177,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		members = append(members, ctl.Members()...)
 		probes = append(probes, ctl.Probes()...)
 		go ctl.Run(ctx, time.Second)
-		log.Info("XDP datapath attached", "iface", xdpIface, "mode", cfg.L4.Mode, "pins", cfg.L4.PinDir)
+		log.Info("XDP datapath attached", "l4_iface", cfg.L4.Iface, "membership_iface", cfg.Membership.Iface,
+			"mode", cfg.L4.Mode, "pins", cfg.L4.PinDir)
 		for _, s := range cfg.L4.Services {
 			log.Info("L4 service", "service", s.String(), "backends", len(s.Backends), "hash_port", s.HashPort)
 		}
@@ -321,15 +318,20 @@ func membershipFilter(cfg *config.Config) xdp.MembershipFilter {
 	return xdp.MembershipFilter{Group: mc.Group, Allow: allow, Domain: mc.Domain, Rate: mc.Rate, Burst: max(mc.Rate, 5)}
 }
 
-// openDatapath checks the L4 flags against the host and loads and attaches
-// the XDP program to iface. Its errors name the flag they are about.
-func openDatapath(cfg *config.Config, iface string, log *slog.Logger) (*xdp.Datapath, error) {
-	flag := "--xdp-iface"
-	if cfg.L4.Iface == "" {
-		flag = "--membership-iface"
-	}
-	if _, err := net.InterfaceByName(iface); err != nil {
-		return nil, fmt.Errorf("%s %s: no such interface", flag, iface)
+// openDatapath checks the XDP flags against the host and loads and
+// attaches the program to the L4 interface and the membership interface
+// (one program and one set of maps; one attachment when they are the
+// same). Its errors name the flag they are about.
+func openDatapath(cfg *config.Config, log *slog.Logger) (*xdp.Datapath, error) {
+	var ifaces []string
+	for _, f := range []struct{ flag, iface string }{{"--xdp-iface", cfg.L4.Iface}, {"--membership-iface", cfg.Membership.Iface}} {
+		if f.iface == "" || slices.Contains(ifaces, f.iface) {
+			continue
+		}
+		if _, err := net.InterfaceByName(f.iface); err != nil {
+			return nil, fmt.Errorf("%s %s: no such interface", f.flag, f.iface)
+		}
+		ifaces = append(ifaces, f.iface)
 	}
 	if err := l4.CheckVIPs(cfg.L4.Services); err != nil {
 		return nil, fmt.Errorf("--l4 %v", err)
@@ -341,10 +343,10 @@ func openDatapath(cfg *config.Config, iface string, log *slog.Logger) (*xdp.Data
 			}
 		}
 	}
-	dp, err := xdp.Open(xdp.Options{Iface: iface, Mode: cfg.L4.Mode, PinDir: cfg.L4.PinDir,
+	dp, err := xdp.Open(xdp.Options{Ifaces: ifaces, Mode: cfg.L4.Mode, PinDir: cfg.L4.PinDir,
 		ConntrackSize: cfg.L4.ConntrackSize, Log: log})
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %v", flag, iface, err)
+		return nil, fmt.Errorf("--xdp-mode %s on %s: %v", cfg.L4.Mode, strings.Join(ifaces, ", "), err)
 	}
 	return dp, nil
 }

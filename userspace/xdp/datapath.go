@@ -43,7 +43,10 @@ const (
 
 // Options say where and how to run the datapath.
 type Options struct {
-	Iface         string
+	// Ifaces are the devices the program is attached to: the edge NIC of
+	// the L4 services and, when the cluster's heartbeats arrive on
+	// another, that one (one program, one set of maps, a link each).
+	Ifaces        []string
 	Mode          Mode
 	PinDir        string // a directory on a bpf filesystem
 	ConntrackSize uint32
@@ -53,8 +56,7 @@ type Options struct {
 // Datapath is the loaded, attached program and its maps.
 type Datapath struct {
 	objs  catherdObjects
-	link  link.Link
-	iface *net.Interface
+	links []link.Link
 	log   *slog.Logger
 
 	ringSize    uint32 // slots per service in the maglev map
@@ -66,28 +68,66 @@ type Datapath struct {
 }
 
 // Open loads the program, reopening the maps pinned in o.PinDir when they
-// are compatible (so established flows survive), and attaches it to
-// o.Iface, atomically replacing a previous catherd program there.
+// are compatible (so established flows survive), and attaches it to each
+// of o.Ifaces, atomically replacing a previous catherd program there. A
+// device an earlier catherd attached to and this one does not want is
+// given back to plain kernel networking.
 func Open(o Options) (*Datapath, error) {
+	var ifaces []*net.Interface
+	for _, name := range o.Ifaces {
+		iface, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("no interface named %q", name)
+		}
+		ifaces = append(ifaces, iface)
+	}
 	d, err := load(o)
 	if err != nil {
 		return nil, err
 	}
-	if d.link, err = attach(d.objs.CatherdXdp, d.iface, o.Mode, o.PinDir, d.log); err != nil {
-		d.objs.Close()
+	wanted := map[string]bool{}
+	for _, iface := range ifaces {
+		l, err := attach(d.objs.CatherdXdp, iface, o.Mode, o.PinDir, d.log)
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		d.links = append(d.links, l)
+		wanted[linkPin(iface)] = true
+	}
+	if err := detachStale(o.PinDir, wanted, d.log); err != nil {
+		d.Close()
 		return nil, err
 	}
 	return d, nil
+}
+
+// linkPin names the pinned link of iface.
+func linkPin(iface *net.Interface) string { return "link-" + iface.Name }
+
+// detachStale removes pinned links other than the wanted ones, which
+// detaches their program once no process holds them.
+func detachStale(dir string, wanted map[string]bool, log *slog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read pin directory: %w", err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "link-") || wanted[e.Name()] {
+			continue
+		}
+		log.Info("detaching XDP from a device no longer wanted", "link", e.Name())
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("unpin %s: %w", e.Name(), err)
+		}
+	}
+	return nil
 }
 
 // load does all of Open but attaching.
 func load(o Options) (*Datapath, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
-	}
-	iface, err := net.InterfaceByName(o.Iface)
-	if err != nil {
-		return nil, fmt.Errorf("no interface named %q", o.Iface)
 	}
 	spec, err := loadCatherd()
 	if err != nil {
@@ -102,7 +142,7 @@ func load(o Options) (*Datapath, error) {
 	if err := dropIncompatiblePins(spec, o.PinDir, o.Log); err != nil {
 		return nil, err
 	}
-	d := &Datapath{iface: iface, log: o.Log}
+	d := &Datapath{log: o.Log}
 	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: o.PinDir}}); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -124,15 +164,12 @@ func load(o Options) (*Datapath, error) {
 // the maps stay pinned: that is what lets the next catherd carry on with
 // every flow. Use Unload to take the datapath away.
 func (d *Datapath) Close() error {
-	var err error
-	if d.link != nil {
-		err = d.link.Close()
+	var errs []error
+	for _, l := range d.links {
+		errs = append(errs, l.Close())
 	}
-	return errors.Join(err, d.objs.Close())
+	return errors.Join(append(errs, d.objs.Close())...)
 }
-
-// Interface is the device the program is attached to.
-func (d *Datapath) Interface() *net.Interface { return d.iface }
 
 // bpffsRoot is where Linux distributions mount the bpf filesystem.
 const bpffsRoot = "/sys/fs/bpf"
@@ -192,7 +229,7 @@ func dropIncompatiblePins(spec *ebpf.CollectionSpec, dir string, log *slog.Logge
 // same device and mode is updated in place, which swaps programs atomically:
 // no packet sees a device without a program. Otherwise a new link is made.
 func attach(prog *ebpf.Program, iface *net.Interface, mode Mode, dir string, log *slog.Logger) (link.Link, error) {
-	path := filepath.Join(dir, "link")
+	path := filepath.Join(dir, linkPin(iface))
 	old, err := link.LoadPinnedLink(path, nil)
 	switch {
 	case err == nil:
@@ -256,18 +293,18 @@ func Unload(dir string) error {
 	if err != nil {
 		return fmt.Errorf("read pin directory: %w", err)
 	}
-	// The link first: removing its pin detaches the program (no process
-	// holds it open once catherd has stopped).
+	// Links first: removing their pins detaches the program (no process
+	// holds them open once catherd has stopped).
 	var errs []error
 	for _, e := range entries {
-		if e.Name() == "link" {
-			if err := os.Remove(filepath.Join(dir, "link")); err != nil {
+		if strings.HasPrefix(e.Name(), "link-") {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	for _, e := range entries {
-		if e.Name() != "link" {
+		if !strings.HasPrefix(e.Name(), "link-") {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 				errs = append(errs, err)
 			}

@@ -61,7 +61,7 @@ func testDatapath(t testing.TB) *Datapath {
 	t.Helper()
 	pin := pinDirOf(t)
 	t.Cleanup(func() { Unload(pin) })
-	d, err := load(Options{Iface: "lo", PinDir: pin, ConntrackSize: 65536})
+	d, err := load(Options{Ifaces: []string{"lo"}, PinDir: pin, ConntrackSize: 65536})
 	if err != nil {
 		t.Fatal(err)
 	}

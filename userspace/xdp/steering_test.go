@@ -145,7 +145,7 @@ func TestRestartKeepsFlows(t *testing.T) {
 		indexes := d.state.backends
 		d.Close()
 
-		d2, err := load(Options{Iface: "lo", PinDir: pinDirOf(t), ConntrackSize: 65536})
+		d2, err := load(Options{Ifaces: []string{"lo"}, PinDir: pinDirOf(t), ConntrackSize: 65536})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,24 +281,24 @@ func TestAttachAndReplace(t *testing.T) {
 	inNewNetns(t, func(*net.Interface) {
 		pins := pinDirOf(t)
 		t.Cleanup(func() { Unload(pins) })
-		_, err := Open(Options{Iface: "lo", Mode: Native, PinDir: pins})
+		_, err := Open(Options{Ifaces: []string{"lo"}, Mode: Native, PinDir: pins})
 		if err == nil || !strings.Contains(err.Error(), "no native XDP (use --xdp-mode generic)") {
 			t.Fatalf("native XDP on lo: %v", err)
 		}
-		first, err := Open(Options{Iface: "lo", Mode: Generic, PinDir: pins})
+		first, err := Open(Options{Ifaces: []string{"lo"}, Mode: Generic, PinDir: pins})
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := first.link.Info()
+		info, err := first.links[0].Info()
 		if err != nil {
 			t.Fatal(err)
 		}
 		first.Close()
-		second, err := Open(Options{Iface: "lo", Mode: Generic, PinDir: pins})
+		second, err := Open(Options{Ifaces: []string{"lo"}, Mode: Generic, PinDir: pins})
 		if err != nil {
 			t.Fatal(err)
 		}
-		info2, err := second.link.Info()
+		info2, err := second.links[0].Info()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,6 +323,39 @@ func TestAttachAndReplace(t *testing.T) {
 		}
 		if _, err := os.Stat(pins); !os.IsNotExist(err) {
 			t.Fatalf("pin directory left behind: %v", err)
+		}
+	})
+}
+
+// One program on two devices (the L4 NIC and the membership NIC); a device
+// the next catherd does not want is given back.
+func TestAttachToSeveralDevices(t *testing.T) {
+	l4topo.Require(t)
+	inNewNetns(t, func(egress *net.Interface) {
+		pins := pinDirOf(t)
+		t.Cleanup(func() { Unload(pins) })
+		attached := func(name string) bool {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
+		}
+		both, err := Open(Options{Ifaces: []string{"lo", egress.Name}, Mode: Generic, PinDir: pins})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !attached("lo") || !attached(egress.Name) || len(both.links) != 2 {
+			t.Fatalf("not attached to both devices")
+		}
+		both.Close()
+		one, err := Open(Options{Ifaces: []string{"lo"}, Mode: Generic, PinDir: pins})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer one.Close()
+		if !attached("lo") || attached(egress.Name) {
+			t.Fatalf("lo attached %v, %s attached %v; want only lo", attached("lo"), egress.Name, attached(egress.Name))
 		}
 	})
 }

@@ -219,7 +219,9 @@ func (d *Datapath) Sync(services []Service) error {
 			} else {
 				unusable = append(unusable, bi)
 			}
-			if b.Usable && b.NextHop.Ifindex != d.iface.Index {
+			// Every egress device goes in the map, the program's own
+			// included: frames may come in on any device it is attached to.
+			if b.Usable {
 				wantEgress[uint32(b.NextHop.Ifindex)] = true
 				if err := d.syncEgress(uint32(b.NextHop.Ifindex)); err != nil {
 					return err
