@@ -662,26 +662,27 @@ cmd_up() {
 	print_nodes
 }
 
-cmd_kill() {
-	[ ${#POSITIONAL[@]} -eq 1 ] || die "usage: kill NODE [--dir DIR]"
+# running_node VERB: checks the NODE argument of VERB and sets NODE_I and
+# NODE_PID for a running node.
+running_node() {
+	[ ${#POSITIONAL[@]} -eq 1 ] || die "usage: $1 NODE [--dir DIR]"
 	load_state
-	local i pid
-	i=$(node_index "${POSITIONAL[0]}")
-	[ "$i" -le "$NODES" ] || die "node$i does not exist (rig has $NODES nodes)"
-	pid=$(node_pid "$i")
-	[ -n "$pid" ] || die "node$i is not running"
+	NODE_I=$(node_index "${POSITIONAL[0]}")
+	[ "$NODE_I" -le "$NODES" ] || die "node$NODE_I does not exist (rig has $NODES nodes)"
+	NODE_PID=$(node_pid "$NODE_I")
+	[ -n "$NODE_PID" ] || die "node$NODE_I is not running"
+}
+
+cmd_kill() {
+	running_node kill
+	local i=$NODE_I pid=$NODE_PID
 	kill_pid "$pid"
 	log "node$i (PID $pid) killed with SIGKILL"
 }
 
 cmd_stop() {
-	[ ${#POSITIONAL[@]} -eq 1 ] || die "usage: stop NODE [--dir DIR]"
-	load_state
-	local i pid
-	i=$(node_index "${POSITIONAL[0]}")
-	[ "$i" -le "$NODES" ] || die "node$i does not exist (rig has $NODES nodes)"
-	pid=$(node_pid "$i")
-	[ -n "$pid" ] || die "node$i is not running"
+	running_node stop
+	local i=$NODE_I pid=$NODE_PID
 	# SIGTERM runs Tomcat's shutdown hook: a clean stop, in which the cluster
 	# membership announces the node's departure.
 	kill -TERM "$pid" 2>/dev/null || true

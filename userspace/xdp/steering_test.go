@@ -45,15 +45,21 @@ func stayed(t testing.TB, before, after map[string]int, when string) {
 	}
 }
 
+// syncFirstTwo syncs the fixtures' service with its first two backends.
+func syncFirstTwo(t *testing.T, d *Datapath, egress *net.Interface) {
+	t.Helper()
+	two := l4Service(egress)
+	two.Backends = two.Backends[:2]
+	if err := d.Sync([]Service{two}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestFlowsStayWhenBackendsChange(t *testing.T) {
 	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
-		two := l4Service(egress)
-		two.Backends = two.Backends[:2]
-		if err := d.Sync([]Service{two}); err != nil {
-			t.Fatal(err)
-		}
+		syncFirstTwo(t, d, egress)
 		old := clients(0, 200)
 		before := steerAll(t, d, old, 1000)
 
@@ -135,11 +141,7 @@ func TestRestartKeepsFlows(t *testing.T) {
 	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
-		two := l4Service(egress)
-		two.Backends = two.Backends[:2]
-		if err := d.Sync([]Service{two}); err != nil {
-			t.Fatal(err)
-		}
+		syncFirstTwo(t, d, egress)
 		cs := clients(0, 100)
 		before := steerAll(t, d, cs, 1000)
 		indexes := d.state.backends
