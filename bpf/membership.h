@@ -141,13 +141,15 @@ static __always_inline int source_allowed(const struct flow_key *k)
  * floods, not an exact count. */
 static __always_inline int within_rate(const struct flow_key *k, const struct membership_config *c)
 {
+	if (c->burst == 0)
+		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 cap = (__u64)c->burst * NS_PER_BEACON;
 	struct bucket *b = bpf_map_lookup_elem(&membership_rate, &k->src);
 	if (!b) {
 		struct bucket fresh = { .tokens = cap - NS_PER_BEACON, .last = now };
 		bpf_map_update_elem(&membership_rate, &k->src, &fresh, BPF_ANY);
-		return c->burst > 0;
+		return 1;
 	}
 	__u64 elapsed = now - b->last;
 	if (elapsed > 10 * NS_PER_BEACON)

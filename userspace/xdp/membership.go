@@ -38,8 +38,8 @@ func (d *Datapath) SetMembership(f MembershipFilter) error {
 	if len(f.Domain) > MaxDomain {
 		return fmt.Errorf("membership domain %q is longer than %d bytes", f.Domain, MaxDomain)
 	}
-	if f.Rate > MaxBeaconRate || f.Burst > MaxBeaconRate {
-		return fmt.Errorf("membership rate and burst must be at most %d", MaxBeaconRate)
+	if f.Group.IsValid() && (f.Rate == 0 || f.Burst == 0 || f.Rate > MaxBeaconRate || f.Burst > MaxBeaconRate) {
+		return fmt.Errorf("membership rate and burst must be 1..%d", MaxBeaconRate)
 	}
 	want := map[catherdLpmKey]bool{}
 	for _, p := range f.Allow {

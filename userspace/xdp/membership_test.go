@@ -102,6 +102,14 @@ func TestMembershipFilter(t *testing.T) {
 			// The allow list was replaced: the /24 is gone.
 			expectVerdict(t, d, beaconFrame(t, "10.77.0.12", beacon("10.77.0.12", "cluster-a"), nil), xdpDrop, "drop_beacon_source")
 		})
+		t.Run("rate and burst must be positive and bounded", func(t *testing.T) {
+			for _, f := range []MembershipFilter{{Group: group, Rate: 0, Burst: 5}, {Group: group, Rate: 5, Burst: 0},
+				{Group: group, Rate: MaxBeaconRate + 1, Burst: 5}} {
+				if err := d.SetMembership(f); err == nil {
+					t.Errorf("SetMembership(rate %d, burst %d) accepted", f.Rate, f.Burst)
+				}
+			}
+		})
 		t.Run("off again", func(t *testing.T) {
 			if err := d.SetMembership(MembershipFilter{}); err != nil {
 				t.Fatal(err)
