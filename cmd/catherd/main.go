@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/catherd/catherd/ajp"
+	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/admin"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/cluster"
@@ -105,16 +106,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "catherd run: "+format+"\n", a...)
 		return 2
 	}
+	movedSessions := moved.New(cfg.SessionTTL, cfg.SessionTableSize)
 	if len(cfg.Backends) > 0 {
 		for _, b := range cfg.Backends {
-			members = append(members, balancer.NewMember(b.Name, b.Route, b.Weight, b.Flags))
+			m := balancer.NewMember(b.Name, b.Route, b.Weight, b.Flags)
+			m.Domain = b.Domain
+			members = append(members, m)
 		}
-		if pool, err = balancer.NewPool(members, cfg.LBMethod, balancer.Options{Retry: cfg.Retry, NoFailover: cfg.NoFailover}); err != nil {
+		opts := balancer.Options{Retry: cfg.Retry, NoFailover: cfg.NoFailover, AnyDomain: cfg.AnyDomain, Moved: movedSessions}
+		if pool, err = balancer.NewPool(members, cfg.LBMethod, opts); err != nil {
 			return fail("--backend: %v", err)
 		}
 	}
 	m := metrics.New(pool)
 	if pool != nil {
+		m.MovedSessions(movedSessions.Stats)
 		px = proxy.New(pool, targets(cfg), m, cfg.Proxy, log)
 		for i := range members {
 			probes = append(probes, px.Probe(i, cfg.HealthURI))
@@ -182,6 +188,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, s := range cfg.L4.Services {
 			log.Info("L4 service", "service", s.String(), "backends", len(s.Backends), "hash_port", s.HashPort)
 		}
+	}
+	if pool != nil {
+		go expireMoved(ctx, movedSessions)
 	}
 	if watcher != nil {
 		go watcher.Run(ctx)
@@ -265,6 +274,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("XDP datapath left attached: it keeps steering until the next catherd takes over (catherd unload removes it)")
 	}
 	return code
+}
+
+// expireMoved sweeps sessions idle past their TTL out of the moved-session
+// table once a minute (lookups also drop them, one at a time).
+func expireMoved(ctx context.Context, t *moved.Table) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			t.Expire(now)
+		}
+	}
 }
 
 // targets describes each --backend's transport.

@@ -68,9 +68,9 @@ func fetchStatus(addr string) (admin.Status, error) {
 func printStatus(out io.Writer, st admin.Status) {
 	if len(st.Members) > 0 {
 		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "MEMBER\tROUTE\tSTATE\tFLAGS\tWEIGHT\tIN FLIGHT")
+		fmt.Fprintln(w, "MEMBER\tROUTE\tDOMAIN\tSTATE\tFLAGS\tWEIGHT\tIN FLIGHT")
 		for _, m := range st.Members {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", m.Name, m.Route, m.State, m.Flags, m.Weight, m.InFlight)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", m.Name, m.Route, m.Domain, m.State, m.Flags, m.Weight, m.InFlight)
 		}
 		w.Flush()
 		fmt.Fprintln(out)

@@ -258,6 +258,38 @@ func TestTomcatClusterStickyAndFailover(t *testing.T) {
 	} else if !regexp.MustCompile(`(?m)^catherd_sticky_total\{outcome="failover"\} [1-9]`).MatchString(body) {
 		t.Errorf("metrics: want catherd_sticky_total{outcome=\"failover\"} >= 1, got:\n%s", tcGrep(body, "catherd_sticky_total"))
 	}
+
+	// Phase 3: the victim comes back. It takes new sessions again, but the
+	// sessions that moved stay on their partner (its copy on the returning
+	// node would be stale): tcSessionStep fails any that flaps back.
+	if err := r.Start(tcVictim); err != nil {
+		t.Fatal(err)
+	}
+	back := false
+	for deadline := time.Now().Add(60 * time.Second); !back && time.Now().Before(deadline); {
+		if c, err := tcGetCounter(client, base+"/counter.jsp", ""); err == nil && c.node == tcVictim {
+			back = true
+		} else {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if !back {
+		t.Fatalf("%s restarted but got no new session within 60s", tcVictim)
+	}
+	sessErrs = nil
+	for round := 0; round < 2; round++ {
+		for _, s := range sessions {
+			tcSessionStep(client, base, s, &killStart, &killEnd, sessErr)
+		}
+	}
+	if len(sessErrs) > 0 {
+		t.Errorf("after %s returned:\n  %s", tcVictim, strings.Join(sessErrs, "\n  "))
+	}
+	if _, body, err := tcGet(client, "http://"+metricsAddr+"/metrics", ""); err != nil ||
+		!regexp.MustCompile(`(?m)^catherd_sticky_total\{outcome="moved"\} [1-9]`).MatchString(body) {
+		t.Errorf("metrics: want catherd_sticky_total{outcome=\"moved\"} >= 1, got:\n%s", tcGrep(body, "catherd_sticky_total"))
+	}
+	t.Logf("phase 3: %s back, %d moved sessions stayed on their partners", tcVictim, moved)
 	t.Logf("whole test: %v", time.Since(t0).Round(time.Millisecond))
 }
 

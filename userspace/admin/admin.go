@@ -37,6 +37,7 @@ type Status struct {
 type Member struct {
 	Name     string `json:"name"`
 	Route    string `json:"route"`
+	Domain   string `json:"domain"`
 	State    string `json:"state"`
 	Flags    string `json:"flags"`
 	Weight   int    `json:"weight"`
@@ -70,7 +71,7 @@ func Collect(src Sources, now time.Time) Status {
 	if src.Pool != nil {
 		pnow := src.Pool.Now()
 		for _, m := range src.Pool.Members() {
-			st.Members = append(st.Members, Member{Name: m.Name, Route: m.Route, State: m.State(pnow).String(),
+			st.Members = append(st.Members, Member{Name: m.Name, Route: m.Route, Domain: m.Domain, State: m.State(pnow).String(),
 				Flags: m.Flags().String(), Weight: m.Weight(), InFlight: m.Active()})
 		}
 	}

@@ -80,6 +80,9 @@ type Member struct {
 	Name string
 	// Route is the jvmRoute that session ids carry for this member.
 	Route string
+	// Domain is the member's replication domain: the members that hold
+	// copies of its sessions (mod_jk's domain). "" is the default domain.
+	Domain string
 	// Index is the member's position in its Pool.
 	Index int
 

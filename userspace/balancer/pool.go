@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/catherd/catherd/session/moved"
 )
 
 // Outcome says how a request's member was chosen.
@@ -19,13 +21,19 @@ const (
 	// UnknownRoute: the session named a route no member has; it was
 	// balanced as a new session.
 	UnknownRoute
+	// Moved: the session moved earlier (its member failed) and the member
+	// it moved to took it, whether or not its old member is back.
+	Moved
 )
 
+// NumOutcomes is the number of outcomes, for arrays indexed by Outcome.
+const NumOutcomes = int(Moved) + 1
+
 // Outcomes lists every outcome, in the order of their values.
-var Outcomes = []Outcome{New, Hit, Failover, UnknownRoute}
+var Outcomes = []Outcome{New, Hit, Failover, UnknownRoute, Moved}
 
 func (o Outcome) String() string {
-	return [...]string{"new", "hit", "failover", "unknown_route"}[o]
+	return [...]string{"new", "hit", "failover", "unknown_route", "moved"}[o]
 }
 
 // Errors a pick can end with; the proxy answers both with 503.
@@ -34,6 +42,9 @@ var (
 	ErrNoMember = errors.New("no usable member")
 	// ErrNoFailover: the session's member is unusable and failover is off.
 	ErrNoFailover = errors.New("session member unusable and failover disabled")
+	// ErrNoPartner: the session's member is unusable and no member of its
+	// replication domain is left to take it (failover scope "domain").
+	ErrNoPartner = errors.New("session member unusable and no member of its replication domain usable")
 )
 
 // Request is what the balancer needs to know about a request.
@@ -58,6 +69,13 @@ type Options struct {
 	// NoFailover answers 503 instead of moving a session whose member is
 	// unusable (Apache's nofailover).
 	NoFailover bool
+	// AnyDomain lets a session move to a member of another replication
+	// domain when none of its own is usable (--failover-scope any); by
+	// default it moves only within its domain, where its copies are.
+	AnyDomain bool
+	// Moved, if set, remembers where sessions moved, so that they stay
+	// there when their member returns (no flap-back to a stale copy).
+	Moved *moved.Table
 }
 
 // Pool is a set of members and the rules to choose among them.
@@ -110,23 +128,29 @@ func (p *Pool) Member(name string) *Member {
 func (p *Pool) Now() time.Time { return p.now() }
 
 // Pick chooses the member for r. A session whose member can serve it stays
-// there (Hit). Otherwise, unless failover is off, it moves (Failover) to the
-// member that weighted rendezvous hashing of the session key ranks first
-// among those that could take a new session: every request of the session,
-// on every catherd with the same view of the pool, goes to that same
-// partner, instead of being spread by the balancing method. A session whose
-// route no member has is balanced like a new one. Members in r.Tried are
-// never picked.
+// there (Hit), unless it moved earlier: then the member it moved to keeps
+// it (Moved) for as long as that member can. Otherwise, unless failover is
+// off, it moves (Failover) to the member that weighted rendezvous hashing
+// of the session key ranks first among those of its replication domain
+// that could take a new session: every request of the session, on every
+// catherd with the same view of the pool, goes to that same partner,
+// instead of being spread by the balancing method. A session whose route
+// no member has is balanced like a new one. Members in r.Tried are never
+// picked.
 func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 	now := p.now()
 	outcome := New
+	var home *Member
 	if r.Route != nil {
-		m := p.byRoute[string(r.Route)]
+		home = p.byRoute[string(r.Route)]
+		if m, ok := p.movedTo(r, home, now); ok {
+			return m, Moved, nil
+		}
 		switch {
-		case m == nil:
+		case home == nil:
 			outcome = UnknownRoute
-		case !r.Tried.Has(m.Index) && m.servesSessions(now):
-			return m, Hit, nil
+		case !r.Tried.Has(home.Index) && home.servesSessions(now):
+			return home, Hit, nil
 		case p.opts.NoFailover:
 			return nil, Failover, ErrNoFailover
 		default:
@@ -143,9 +167,62 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 		}
 	}
 	if outcome == Failover && len(r.SessionKey) > 0 {
-		return p.partner.pickKey(p.members, &candidates, hashBytes(r.SessionKey)), outcome, nil
+		if !p.opts.AnyDomain {
+			if candidates = p.inDomain(candidates, home.Domain); candidates.Empty() {
+				return nil, outcome, ErrNoPartner
+			}
+		}
+		partner := p.partner.pickKey(p.members, &candidates, hashBytes(r.SessionKey))
+		if p.opts.Moved != nil {
+			p.opts.Moved.Move(r.SessionKey, partner.Index, moveReason(home), now)
+		}
+		return partner, outcome, nil
 	}
 	return p.policy.Pick(p.members, &candidates, r), outcome, nil
+}
+
+// movedTo returns the member r's session moved to, when it moved and that
+// member can serve it. A client that now carries that member's route needs
+// the entry no more (the backend renamed the session), so it is dropped.
+func (p *Pool) movedTo(r *Request, home *Member, now time.Time) (*Member, bool) {
+	if p.opts.Moved == nil || len(r.SessionKey) == 0 {
+		return nil, false
+	}
+	i, ok := p.opts.Moved.Lookup(r.SessionKey, now)
+	if !ok {
+		return nil, false
+	}
+	m := p.members[i]
+	if m == home {
+		p.opts.Moved.Forget(r.SessionKey)
+		return nil, false
+	}
+	if r.Tried.Has(i) || !m.servesSessions(now) {
+		return nil, false // it failed too: the session moves again, from home
+	}
+	return m, true
+}
+
+// inDomain keeps the members of set in domain.
+func (p *Pool) inDomain(set Set, domain string) Set {
+	var out Set
+	for i, m := range p.members {
+		if set.Has(i) && m.Domain == domain {
+			out.Add(i)
+		}
+	}
+	return out
+}
+
+// moveReason says why a session leaves m.
+func moveReason(m *Member) moved.Reason {
+	switch {
+	case m.Flags()&(Disabled|Stopped) != 0:
+		return moved.Evacuated
+	case m.Isolated() && !m.Down():
+		return moved.Isolated
+	}
+	return moved.Down
 }
 
 // newSessionCandidates is the set of members that may take a new session:

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/catherd/catherd/session/moved"
 )
 
 // newTestPool builds a pool from specs "name:weight[:flags]" with a fixed clock.
@@ -345,5 +347,89 @@ func TestIsolatedMemberTakesNoNewSessions(t *testing.T) {
 	p.Member("a").SetIsolated(true)
 	if n := pickName(t, p, &Request{}); n != "a" && n != "b" {
 		t.Fatalf("with every member isolated, picked %s", n)
+	}
+}
+
+// A moved session stays where it moved when its member returns, and the
+// entry goes once the client carries the new member's route.
+func TestMovedSessionsDoNotFlapBack(t *testing.T) {
+	table := moved.New(30*time.Minute, 100)
+	p, now := newTestPool(t, "byrequests", Options{Moved: table}, "a:1", "b:1", "c:1")
+	key := []byte("SESSION1")
+	p.Member("a").SetDown(true)
+	m, o, err := p.Pick(&Request{Route: []byte("a"), SessionKey: key})
+	if err != nil || o != Failover {
+		t.Fatalf("failover: %v %v", o, err)
+	}
+	partner := m.Name
+	p.Member("a").SetDown(false) // a returns
+	for i := 0; i < 5; i++ {
+		m, o, _ := p.Pick(&Request{Route: []byte("a"), SessionKey: key})
+		if m.Name != partner || o != Moved {
+			t.Fatalf("request %d after a returned: %s (%v), want %s (moved)", i, m.Name, o, partner)
+		}
+	}
+	if st := table.Stats(); st.Size != 1 || st.Moves[moved.Down] != 1 {
+		t.Fatalf("table %+v", st)
+	}
+	// The partner renamed the session to its route: the entry is redundant.
+	if m, o, _ := p.Pick(&Request{Route: []byte(partner), SessionKey: key}); m.Name != partner || o != Hit {
+		t.Fatalf("renamed session went to %s (%v)", m.Name, o)
+	}
+	if table.Stats().Size != 0 {
+		t.Fatal("entry kept after the session was renamed")
+	}
+	// The partner fails too: the session moves again (from its home) and
+	// the entry follows.
+	p.Member("a").SetDown(true)
+	p.Pick(&Request{Route: []byte("a"), SessionKey: key})
+	first, _ := table.Lookup(key, *now)
+	p.Members()[first].SetDown(true)
+	m, o, _ = p.Pick(&Request{Route: []byte("a"), SessionKey: key})
+	if o != Failover || m.Index == first || m.Name == "a" {
+		t.Fatalf("second move: %s (%v)", m.Name, o)
+	}
+	if again, _ := table.Lookup(key, *now); again != m.Index {
+		t.Fatalf("table points at %d, the session is on %d", again, m.Index)
+	}
+	// Idle past the TTL: forgotten, and the returned home serves it.
+	p.Members()[first].SetDown(false)
+	p.Member("a").SetDown(false)
+	*now = now.Add(31 * time.Minute)
+	if m, o, _ := p.Pick(&Request{Route: []byte("a"), SessionKey: key}); m.Name != "a" || o != Hit {
+		t.Fatalf("after the TTL: %s (%v), want a (hit)", m.Name, o)
+	}
+}
+
+// Sessions move within their replication domain; with none of it left,
+// they are refused unless failover may cross domains.
+func TestFailoverStaysInDomain(t *testing.T) {
+	build := func(opts Options) *Pool {
+		p, _ := newTestPool(t, "byrequests", opts, "a1:1", "a2:1", "b1:1", "b2:1")
+		for _, m := range p.Members() {
+			m.Domain = m.Name[:1]
+		}
+		return p
+	}
+	p := build(Options{})
+	p.Member("a1").SetDown(true)
+	for i := 0; i < 50; i++ {
+		m, o, err := p.Pick(&Request{Route: []byte("a1"), SessionKey: []byte(fmt.Sprint("k", i))})
+		if err != nil || o != Failover || m.Name != "a2" {
+			t.Fatalf("session of a1 moved to %v (%v, %v), want a2", m, o, err)
+		}
+	}
+	p.Member("a2").SetDown(true)
+	if _, _, err := p.Pick(&Request{Route: []byte("a1"), SessionKey: []byte("k")}); !errors.Is(err, ErrNoPartner) {
+		t.Fatalf("no member of domain a left: %v, want ErrNoPartner", err)
+	}
+	if n := pickName(t, p, &Request{}); n[0] != 'b' {
+		t.Fatalf("a new session went to %s", n)
+	}
+	any := build(Options{AnyDomain: true})
+	any.Member("a1").SetDown(true)
+	any.Member("a2").SetDown(true)
+	if m, o, err := any.Pick(&Request{Route: []byte("a1"), SessionKey: []byte("k")}); err != nil || o != Failover || m.Name[0] != 'b' {
+		t.Fatalf("scope any: %v %v %v", m, o, err)
 	}
 }

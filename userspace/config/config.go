@@ -28,6 +28,7 @@ type Backend struct {
 	Scheme string // "http" or "ajp"
 	Addr   string // host:port
 	Route  string
+	Domain string // replication domain ("" is the default one)
 	Weight int
 	Flags  balancer.Flags
 	// ClusterHost is the member's address in the cluster's membership
@@ -50,6 +51,11 @@ type Config struct {
 
 	NoFailover bool
 	Retry      time.Duration
+	// AnyDomain lets sessions fail over across replication domains.
+	AnyDomain bool
+	// SessionTTL and SessionTableSize bound the moved-session table.
+	SessionTTL       time.Duration
+	SessionTableSize int
 
 	// Proxy holds the proxy's settings (session locations, timeouts,
 	// limits), filled straight from their flags.
@@ -115,13 +121,17 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	var listen, backends, l4, l4hash, mcastAllow listFlag
 	var sticky, sep, xdpMode, mcastGroup string
 	fs.Var(&listen, "listen", "address to accept HTTP clients on, e.g. :80 or 127.0.0.1:8080 (repeatable; default :8080)")
-	fs.Var(&backends, "backend", "a backend member (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H][,member=IP], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
+	fs.Var(&backends, "backend", "a backend member (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H][,domain=D][,member=IP], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
 	fs.StringVar(&sticky, "sticky", "JSESSIONID|jsessionid", "session id locations as COOKIE|pathparam, or off to disable stickiness")
 	fs.StringVar(&sep, "sticky-separator", ".", "one character between session id and route (WebLogic uses !)")
 	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "how new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
 	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9180", "address of the Prometheus /metrics endpoint (empty disables it)")
 	fs.StringVar(&c.Admin, "admin", DefaultAdmin, "address of the admin API (GET /api/v1/status, read by catherd status); keep it on loopback (empty disables it)")
 	fs.BoolVar(&c.NoFailover, "nofailover", false, "answer 503 instead of moving a session whose member is unusable")
+	var scope string
+	fs.StringVar(&scope, "failover-scope", "domain", "where a session may move: domain (members of its member's replication domain, which hold its copies) or any")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 30*time.Minute, "a moved session stays on the member it moved to until idle this long (match the session timeout)")
+	fs.IntVar(&c.SessionTableSize, "session-table-size", 262144, "moved sessions remembered at most (least recently used forgotten first)")
 	fs.IntVar(&c.Proxy.MaxAttempts, "max-attempts", 0, "members tried per request on connect errors (0 = every member once)")
 	fs.DurationVar(&c.Retry, "retry", 60*time.Second, "how long a failed member is skipped before it is tried again")
 	fs.DurationVar(&c.Proxy.ConnectTimeout, "connect-timeout", 5*time.Second, "timeout to connect to a backend")
@@ -235,6 +245,19 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		names[b.Name], routes[b.Route] = true, b.Name
 		c.Backends = append(c.Backends, b)
 	}
+	switch scope {
+	case "domain":
+	case "any":
+		c.AnyDomain = true
+	default:
+		return nil, &FlagError{"failover-scope", fmt.Errorf("want domain or any, got %q", scope)}
+	}
+	if c.SessionTTL <= 0 {
+		return nil, &FlagError{"session-ttl", errors.New("must be positive")}
+	}
+	if c.SessionTableSize <= 0 {
+		return nil, &FlagError{"session-table-size", errors.New("must be positive")}
+	}
 	if _, err := balancer.NewPolicy(c.LBMethod, nil); err != nil {
 		return nil, &FlagError{"lbmethod", err}
 	}
@@ -332,6 +355,11 @@ func ParseBackend(spec string) (Backend, error) {
 			if b.Flags, err = balancer.ParseFlags(value); err != nil {
 				return Backend{}, fmt.Errorf("%s: %v", name, err)
 			}
+		case "domain":
+			if strings.ContainsAny(value, " \t") {
+				return Backend{}, fmt.Errorf("%s: bad domain %q", name, value)
+			}
+			b.Domain = value
 		case "member":
 			a, err := netip.ParseAddr(value)
 			if err != nil {
@@ -357,7 +385,7 @@ func ParseBackend(spec string) (Backend, error) {
 				}
 			}
 		default:
-			return Backend{}, fmt.Errorf("%s: unknown option %q (want route, weight, status, member; for ajp also secret, packet-size, ping)", name, key)
+			return Backend{}, fmt.Errorf("%s: unknown option %q (want route, weight, status, domain, member; for ajp also secret, packet-size, ping)", name, key)
 		}
 	}
 	// Tomcat requires a secret on AJP connectors by default since 9.0.31

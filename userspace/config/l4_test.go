@@ -108,3 +108,23 @@ func TestParseMembership(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFailoverFlags(t *testing.T) {
+	c, err := Parse([]string{"--backend", "a=http://10.0.0.1:8080,domain=dc1", "--failover-scope", "any",
+		"--session-ttl", "10m", "--session-table-size", "1000"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Backends[0].Domain != "dc1" || !c.AnyDomain || c.SessionTTL != 10*time.Minute || c.SessionTableSize != 1000 {
+		t.Errorf("parsed %+v, any %v, ttl %v, size %d", c.Backends[0], c.AnyDomain, c.SessionTTL, c.SessionTableSize)
+	}
+	c, _ = Parse([]string{"--backend", "a=http://10.0.0.1:8080"}, nil)
+	if c.AnyDomain || c.SessionTTL != 30*time.Minute {
+		t.Errorf("defaults: any %v, ttl %v", c.AnyDomain, c.SessionTTL)
+	}
+	for _, args := range [][]string{{"--failover-scope", "cluster"}, {"--session-ttl", "0s"}, {"--session-table-size", "0"}} {
+		if _, err := Parse(append([]string{"--backend", "a=http://10.0.0.1:8080"}, args...), nil); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/catherd/catherd/session/membership"
+	"github.com/catherd/catherd/session/moved"
 )
 
 // Membership exports what the cluster's membership heartbeats told catherd,
@@ -50,4 +51,36 @@ func (c membershipCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(membershipEventsDesc, st.Restarts, "restart")
 	counter(membershipEventsDesc, st.Leaves, "leave")
 	counter(membershipEventsDesc, st.Expiries, "expire")
+}
+
+// MovedSessions exports the moved-session table, read at scrape time.
+func (m *Metrics) MovedSessions(read func() moved.Stats) {
+	m.reg.MustRegister(movedCollector{read})
+}
+
+type movedCollector struct{ read func() moved.Stats }
+
+var (
+	movedSizeDesc = prometheus.NewDesc("catherd_moved_sessions",
+		"Sessions kept on the member they moved to (no flap-back), in the moved-session table.", nil, nil)
+	movesDesc = prometheus.NewDesc("catherd_session_moves_total",
+		"Sessions moved to a failover partner, by why their member could not keep them: down, evacuated, isolated.",
+		[]string{"reason"}, nil)
+	movedEvictedDesc = prometheus.NewDesc("catherd_moved_sessions_evicted_total",
+		"Moved sessions forgotten before their TTL to make room (raise --session-table-size if this grows).", nil, nil)
+)
+
+func (c movedCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- movedSizeDesc
+	ch <- movesDesc
+	ch <- movedEvictedDesc
+}
+
+func (c movedCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.read()
+	ch <- prometheus.MustNewConstMetric(movedSizeDesc, prometheus.GaugeValue, float64(st.Size))
+	for _, r := range moved.Reasons {
+		ch <- prometheus.MustNewConstMetric(movesDesc, prometheus.CounterValue, float64(st.Moves[r]), r.String())
+	}
+	ch <- prometheus.MustNewConstMetric(movedEvictedDesc, prometheus.CounterValue, float64(st.Evicted))
 }

@@ -36,7 +36,7 @@ type Metrics struct {
 	active   *prometheus.GaugeVec
 	errors   *prometheus.CounterVec
 	attempts *prometheus.CounterVec
-	sticky   [4]prometheus.Counter // by balancer.Outcome
+	sticky   [balancer.NumOutcomes]prometheus.Counter // by balancer.Outcome
 }
 
 // New registers catherd's metrics, the member-state collector over pool

@@ -294,8 +294,11 @@ func (x *exchange) respond(ctx *fasthttp.RequestCtx, n int) error {
 // refuse answers a request no member could take.
 func (p *Proxy) refuse(c *call, err error) {
 	msg := "503 no backend available\n"
-	if errors.Is(err, balancer.ErrNoFailover) {
+	switch {
+	case errors.Is(err, balancer.ErrNoFailover):
 		msg = "503 the member holding this session is unavailable\n"
+	case errors.Is(err, balancer.ErrNoPartner):
+		msg = "503 no member of this session's replication domain is available\n"
 	}
 	p.plain(c.ctx, fasthttp.StatusServiceUnavailable, msg)
 	p.none.Done(fasthttp.StatusServiceUnavailable, c.start, 0, 0, false)

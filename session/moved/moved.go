@@ -1,0 +1,139 @@
+// Package moved remembers where sessions went when their node failed, so
+// that they stay there: when the node returns, its copy of a moved session
+// may be stale (it missed the updates made on the partner), and sending the
+// session back would serve that stale copy. A session is forgotten after
+// it has been idle for the TTL, or when its client comes back carrying the
+// new node's route (the backend renamed it, as JvmRouteBinderValve does),
+// which makes the entry redundant. The table is bounded: past its size the
+// least recently used sessions are forgotten first.
+package moved
+
+import (
+	"container/list"
+	"sync"
+	"time"
+)
+
+// Reason says why a session moved.
+type Reason uint8
+
+const (
+	// Down: its node failed (health checks, errors, out of the group).
+	Down Reason = iota
+	// Evacuated: an operator is emptying its node.
+	Evacuated
+	// Isolated: its node left its replication group.
+	Isolated
+)
+
+// Reasons lists every reason, in the order of their values.
+var Reasons = []Reason{Down, Evacuated, Isolated}
+
+func (r Reason) String() string { return [...]string{"down", "evacuated", "isolated"}[r] }
+
+// Table maps session keys (ids without their route) to the member a
+// session moved to. It is safe for concurrent use.
+type Table struct {
+	ttl  time.Duration
+	size int
+
+	mu    sync.Mutex
+	byKey map[string]*list.Element
+	lru   *list.List // front: most recently used
+	moves [3]uint64  // by Reason
+	evict uint64     // dropped for room
+}
+
+type entry struct {
+	key      string
+	member   int // the member's index in its pool
+	lastUsed time.Time
+}
+
+// New returns a table that forgets sessions idle for ttl and holds at most
+// size of them.
+func New(ttl time.Duration, size int) *Table {
+	return &Table{ttl: ttl, size: size, byKey: map[string]*list.Element{}, lru: list.New()}
+}
+
+// Move records that the session key now lives on member.
+func (t *Table) Move(key []byte, member int, why Reason, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.moves[why]++
+	if e, ok := t.byKey[string(key)]; ok {
+		en := e.Value.(*entry)
+		en.member, en.lastUsed = member, now
+		t.lru.MoveToFront(e)
+		return
+	}
+	if t.lru.Len() >= t.size {
+		t.remove(t.lru.Back())
+		t.evict++
+	}
+	t.byKey[string(key)] = t.lru.PushFront(&entry{key: string(key), member: member, lastUsed: now})
+}
+
+// Lookup returns the member the session moved to, if it did and has not
+// been idle past the TTL; a hit counts as use.
+func (t *Table) Lookup(key []byte, now time.Time) (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byKey[string(key)]
+	if !ok {
+		return 0, false
+	}
+	en := e.Value.(*entry)
+	if now.Sub(en.lastUsed) > t.ttl {
+		t.remove(e)
+		return 0, false
+	}
+	en.lastUsed = now
+	t.lru.MoveToFront(e)
+	return en.member, true
+}
+
+// Forget drops the session.
+func (t *Table) Forget(key []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.byKey[string(key)]; ok {
+		t.remove(e)
+	}
+}
+
+// Expire drops the sessions idle past the TTL, oldest first; callers run
+// it now and then so that idle sessions do not wait for eviction.
+func (t *Table) Expire(now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for e := t.lru.Back(); e != nil && now.Sub(e.Value.(*entry).lastUsed) > t.ttl; e = t.lru.Back() {
+		t.remove(e)
+		n++
+	}
+	return n
+}
+
+func (t *Table) remove(e *list.Element) {
+	delete(t.byKey, e.Value.(*entry).key)
+	t.lru.Remove(e)
+}
+
+// Stats are the table's size and its counters.
+type Stats struct {
+	Size    int
+	Moves   map[Reason]uint64
+	Evicted uint64 // forgotten for room, before their TTL
+}
+
+// Stats reports the table's size and counters.
+func (t *Table) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := Stats{Size: t.lru.Len(), Moves: map[Reason]uint64{}, Evicted: t.evict}
+	for _, r := range Reasons {
+		st.Moves[r] = t.moves[r]
+	}
+	return st
+}
