@@ -152,7 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	var ctl *l4.Controller
 	var watcher *cluster.Watcher
-	var dpStats func() (xdp.Stats, error)
+	src := admin.Sources{Pool: pool}
 	if cfg.Membership.Group.IsValid() {
 		backends := make([]cluster.Backend, len(cfg.Backends))
 		for i, b := range cfg.Backends {
@@ -162,6 +162,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail("%v", err)
 		}
 		m.Membership(watcher.Stats)
+		src.Membership = watcher.Members
 	}
 	// One XDP program serves the L4 services and the membership filter.
 	if cfg.L4.Iface != "" || cfg.Membership.Iface != "" {
@@ -171,7 +172,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer dp.Close()
 		m.XDP(dp.Stats)
-		dpStats = dp.Stats
+		src.XDP = dp.Stats
 		if err := dp.SetMembership(membershipFilter(cfg)); err != nil {
 			return fail("--membership: %v", err)
 		}
@@ -198,13 +199,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			"domain", cfg.Membership.Domain, "drop_time", cfg.Membership.DropTime)
 	}
 
-	src := admin.Sources{Pool: pool}
-	if watcher != nil {
-		src.Membership = watcher.Members
-	}
-	if dpStats != nil {
-		src.XDP = dpStats
-	}
 	var adminSrv *http.Server
 	if adminLn != nil {
 		adminSrv = &http.Server{Handler: admin.Handler(src), ReadHeaderTimeout: 10 * time.Second}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -47,14 +46,10 @@ func TestTomcatMembership(t *testing.T) {
 	logPath := filepath.Join(tmp, "catherd.log")
 	start := time.Now()
 	tcStartCatherd(t, bin, args, logPath, r.Dir)
-	metrics := func() string {
-		resp, err := http.Get("http://" + metricsAddr + "/metrics")
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
+	client := &http.Client{Timeout: 5 * time.Second}
+	metrics := func() string { // "" until catherd answers
+		_, body, _ := tcGet(client, "http://"+metricsAddr+"/metrics", "")
+		return body
 	}
 	// waitFor polls the metrics until cond holds and returns when it did.
 	waitFor := func(what string, limit time.Duration, cond func(m string) bool) time.Time {
@@ -105,7 +100,6 @@ func TestTomcatMembership(t *testing.T) {
 	if strings.Contains(string(out), "10.77.0.12 ") {
 		t.Fatalf("catherd status still lists the killed node's member:\n%s", out)
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
 	errorsBefore := metricValue(metrics(), `catherd_backend_errors_total{kind="connect",member="node2"}`)
 	for i := 0; i < 30; i++ {
 		code, body, err := tcGet(client, "http://"+listen+"/counter.jsp", "")

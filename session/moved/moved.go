@@ -11,6 +11,7 @@ package moved
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +37,10 @@ func (r Reason) String() string { return [...]string{"down", "evacuated", "isola
 type Table struct {
 	ttl  time.Duration
 	size int
+
+	// entries mirrors lru.Len() so that Lookup, on every request of a
+	// session, takes no lock while nothing has moved (the usual case).
+	entries atomic.Int64
 
 	mu    sync.Mutex
 	byKey map[string]*list.Element
@@ -72,11 +77,15 @@ func (t *Table) Move(key []byte, member int, why Reason, now time.Time) {
 		t.evict++
 	}
 	t.byKey[string(key)] = t.lru.PushFront(&entry{key: string(key), member: member, lastUsed: now})
+	t.entries.Add(1)
 }
 
 // Lookup returns the member the session moved to, if it did and has not
 // been idle past the TTL; a hit counts as use.
 func (t *Table) Lookup(key []byte, now time.Time) (int, bool) {
+	if t.entries.Load() == 0 {
+		return 0, false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.byKey[string(key)]
@@ -118,6 +127,7 @@ func (t *Table) Expire(now time.Time) int {
 func (t *Table) remove(e *list.Element) {
 	delete(t.byKey, e.Value.(*entry).key)
 	t.lru.Remove(e)
+	t.entries.Add(-1)
 }
 
 // Stats are the table's size and its counters.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -94,7 +95,8 @@ type backendKey struct {
 // restarts too (flows in the connection table refer to it by index).
 type tables struct {
 	services map[serviceKey]catherdService
-	rings    map[uint32][]uint32 // service index -> Maglev table as written; nil: unknown
+	rings    map[uint32][]uint32         // service index -> Maglev table as written; nil: unknown
+	inputs   map[uint32][]maglev.Backend // service index -> what its table was built from
 	backends map[backendKey]uint32
 	entries  map[uint32]catherdBackend // backend index -> entry as written
 	staged   map[uint32]catherdBackend // backend index -> entry as wanted (indexes in use)
@@ -109,6 +111,7 @@ func readTables(m *catherdMaps) (*tables, error) {
 	t := &tables{
 		services: map[serviceKey]catherdService{},
 		rings:    map[uint32][]uint32{},
+		inputs:   map[uint32][]maglev.Backend{},
 		backends: map[backendKey]uint32{},
 		entries:  map[uint32]catherdBackend{},
 		staged:   map[uint32]catherdBackend{},
@@ -199,6 +202,7 @@ func (d *Datapath) Sync(services []Service) error {
 			}
 			svc = catherdService{Index: index, RingBase: index * d.ringSize, RingSize: d.ringSize}
 			delete(t.rings, index)
+			delete(t.inputs, index)
 		}
 		svc.Flags = 0
 		if s.HashPort {
@@ -369,8 +373,13 @@ func (d *Datapath) syncEgress(ifindex uint32) error {
 }
 
 // syncRing rebuilds a service's Maglev table and writes the slots that
-// changed: one backend's health flipping touches about 1/N of them.
+// changed: one backend's health flipping touches about 1/N of them. The
+// control plane syncs every second; a table whose backends, weights and
+// usability did not change is not rebuilt.
 func (d *Datapath) syncRing(svc catherdService, backends []maglev.Backend) error {
+	if d.state.rings[svc.Index] != nil && slices.Equal(d.state.inputs[svc.Index], backends) {
+		return nil
+	}
 	ring, err := maglev.Build(backends, svc.RingSize)
 	if err != nil {
 		return fmt.Errorf("build Maglev table: %w", err)
@@ -388,6 +397,7 @@ func (d *Datapath) syncRing(svc catherdService, backends []maglev.Backend) error
 		}
 	}
 	d.state.rings[svc.Index] = ring
+	d.state.inputs[svc.Index] = backends
 	return nil
 }
 
@@ -409,6 +419,7 @@ func (d *Datapath) removeLeftovers(services map[serviceKey]bool, backends map[ba
 		}
 		delete(t.services, key)
 		delete(t.rings, svc.Index)
+		delete(t.inputs, svc.Index)
 	}
 	for va := range t.vips {
 		if !vips[va] {
