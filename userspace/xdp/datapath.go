@@ -105,8 +105,34 @@ func Open(o Options) (*Datapath, error) {
 // linkPin names the pinned link of iface.
 func linkPin(iface *net.Interface) string { return "link-" + iface.Name }
 
-// detachStale removes pinned links other than the wanted ones, which
-// detaches their program once no process holds them.
+// detachPinned detaches the pinned link at path and removes its pin. The
+// detach is explicit: dropping the pin alone lets the kernel release the link
+// later, from a work queue, so the device could still run the program when
+// catherd says it is gone (and a new attach could find it busy).
+func detachPinned(path string) error {
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		// Not a link we can open (a kernel too old to load it back, or a
+		// stray file): the pin is still ours to remove.
+		if rmErr := os.Remove(path); rmErr != nil {
+			return fmt.Errorf("open pinned link %s: %w", path, errors.Join(err, rmErr))
+		}
+		return nil
+	}
+	defer l.Close()
+	return release(l)
+}
+
+// release detaches l and removes its pin.
+func release(l link.Link) error {
+	// A link whose device has gone is already detached: ENOLINK is fine.
+	if err := l.Detach(); err != nil && !errors.Is(err, unix.ENOLINK) {
+		return fmt.Errorf("detach XDP link: %w", err)
+	}
+	return l.Unpin()
+}
+
+// detachStale detaches pinned links other than the wanted ones.
 func detachStale(dir string, wanted map[string]bool, log *slog.Logger) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -117,8 +143,8 @@ func detachStale(dir string, wanted map[string]bool, log *slog.Logger) error {
 			continue
 		}
 		log.Info("detaching XDP from a device no longer wanted", "link", e.Name())
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("unpin %s: %w", e.Name(), err)
+		if err := detachPinned(filepath.Join(dir, e.Name())); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -239,8 +265,11 @@ func attach(prog *ebpf.Program, iface *net.Interface, mode Mode, dir string, log
 			}
 		}
 		log.Info("replacing the pinned XDP link", "iface", iface.Name, "mode", mode)
-		old.Unpin()
+		err := release(old)
 		old.Close()
+		if err != nil {
+			return nil, fmt.Errorf("replace the XDP link of %s: %w", iface.Name, err)
+		}
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("open pinned link %s: %w", path, err)
 	}
@@ -293,12 +322,11 @@ func Unload(dir string) error {
 	if err != nil {
 		return fmt.Errorf("read pin directory: %w", err)
 	}
-	// Links first: removing their pins detaches the program (no process
-	// holds them open once catherd has stopped).
+	// Links first, detached before the maps they use are unpinned.
 	var errs []error
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "link-") {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			if err := detachPinned(filepath.Join(dir, e.Name())); err != nil {
 				errs = append(errs, err)
 			}
 		}
