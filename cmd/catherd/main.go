@@ -45,6 +45,8 @@ Commands:
   status    show a running catherd's members, cluster membership and XDP
             datapath [--admin ADDR] [--json]; with no catherd running, the
             XDP state pinned in [--xdp-pin-dir DIR]
+  member    change a running catherd's members (see: catherd member help):
+            list, enable, disable, drain, evacuate, recover, weight
   unload    detach the XDP datapath and remove its pinned maps (after
             catherd run has stopped) [--xdp-pin-dir DIR]
   help      show this text
@@ -66,13 +68,15 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return run(args[1:], stdout, stderr)
 	case "status":
 		return status(args[1:], stdout, stderr)
+	case "member":
+		return member(args[1:], stdout, stderr)
 	case "unload":
 		return unload(args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "catherd: unknown command %q (want run, status, unload or help)\n", args[0])
+	fmt.Fprintf(stderr, "catherd: unknown command %q (want run, status, member, unload or help)\n", args[0])
 	return 2
 }
 
@@ -113,7 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			m.Domain = b.Domain
 			members = append(members, m)
 		}
-		opts := balancer.Options{Retry: cfg.Retry, NoFailover: cfg.NoFailover, AnyDomain: cfg.AnyDomain, Moved: movedSessions}
+		opts := balancer.Options{Retry: cfg.Retry, NoFailover: cfg.NoFailover, AnyDomain: cfg.AnyDomain, Moved: movedSessions,
+			RejoinSettle: cfg.RejoinSettle, SlowStart: cfg.SlowStart}
 		if pool, err = balancer.NewPool(members, cfg.LBMethod, opts); err != nil {
 			return fail("--backend: %v", err)
 		}
@@ -153,6 +158,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ctl *l4.Controller
 	var watcher *cluster.Watcher
 	src := admin.Sources{Pool: pool}
+	if pool != nil {
+		src.Moved = movedSessions.Stats
+	}
 	if cfg.Membership.Group.IsValid() {
 		backends := make([]cluster.Backend, len(cfg.Backends))
 		for i, b := range cfg.Backends {
@@ -201,7 +209,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: admin.Handler(src), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(src, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
 		go adminSrv.Serve(adminLn)
 	}
 	var metricsSrv *http.Server

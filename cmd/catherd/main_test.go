@@ -3,8 +3,14 @@ package main
 import (
 	"bytes"
 	"net"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/catherd/catherd/userspace/admin"
+	"github.com/catherd/catherd/userspace/balancer"
 )
 
 func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
@@ -26,6 +32,10 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", "--xdp-iface", "nope0", "--l4", "192.0.2.1:80/tcp=192.0.2.11"}, "--xdp-iface nope0: no such interface"},
 		{[]string{"run", "--xdp-iface", "lo", "--l4", "192.0.2.1:80/tcp=192.0.2.11"}, "--l4 192.0.2.1:80/tcp: VIP 192.0.2.1 is not an address of this host"},
 		{[]string{"run", "--xdp-iface", "lo", "--l4", "127.0.0.1:80/tcp=127.0.0.2"}, "is an address of this host, not a backend"},
+		{[]string{"run", ok, "--admin", "0.0.0.0:9181"}, "--admin: 0.0.0.0:9181 is not a loopback address: give --admin-token-file too"},
+		{[]string{"member", "frob", "a"}, "want list, or one of enable"},
+		{[]string{"member", "weight", "a"}, "want list, or one of enable"},
+		{[]string{"member", "enable", "a", "--nope"}, "flag provided but not defined"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
@@ -41,5 +51,53 @@ func TestHelpExitsZero(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := dispatch([]string{"run", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "--backend") {
 		t.Fatalf("exit %d, stdout %q", code, stdout.String())
+	}
+}
+
+// catherd member against a live admin API: flags after the words, actions
+// answered with the member, errors with the API's message.
+func TestMemberCommand(t *testing.T) {
+	a := balancer.NewMember("a", "a", 1, 0)
+	b := balancer.NewMember("b", "b", 1, 0)
+	pool, err := balancer.NewPool([]*balancer.Member{a, b}, "byrequests", balancer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(admin.Handler(admin.Sources{Pool: pool}, ""))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	run := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := dispatch(append([]string{"member"}, args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	if code, out, _ := run("evacuate", "a", "--admin", addr); code != 0 || !strings.Contains(out, "a has no request in flight") ||
+		a.Flags() != balancer.Disabled {
+		t.Fatalf("evacuate a: %d %q, flags %v", code, out, a.Flags())
+	}
+	if code, _, errOut := run("evacuate", "b", "--admin", addr); code != 1 || !strings.Contains(errOut, "cannot evacuate b") {
+		t.Fatalf("evacuate the last member: %d %q", code, errOut)
+	}
+	if code, _, errOut := run("enable", "c", "--admin", addr); code != 1 || !strings.Contains(errOut, `no member "c" (members: a, b)`) {
+		t.Fatalf("enable c: %d %q", code, errOut)
+	}
+	if code, out, _ := run("--admin", addr, "weight", "b", "5", "--json"); code != 0 || !strings.Contains(out, `"weight": 5`) {
+		t.Fatalf("weight: %d %q", code, out)
+	}
+	if code, out, _ := run("list", "--admin", addr); code != 0 || !regexp.MustCompile(`(?m)^a\s+a\s+disabled\s+D\s+1\s`).MatchString(out) {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+	// Requests in flight hold evacuate until they end, or until --wait.
+	b.Begin()
+	a.SetFlags(0)
+	if code, _, errOut := run("evacuate", "b", "--admin", addr, "--wait", "300ms"); code != 1 || !strings.Contains(errOut, "still has 1 requests in flight") {
+		t.Fatalf("evacuate with a request in flight: %d %q", code, errOut)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		b.End(0)
+	}()
+	if code, _, errOut := run("evacuate", "b", "--admin", addr, "--wait", "5s"); code != 0 {
+		t.Fatalf("evacuate once the request ended: %d %q", code, errOut)
 	}
 }

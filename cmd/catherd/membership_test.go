@@ -131,7 +131,7 @@ func TestTomcatMembership(t *testing.T) {
 	// Spoofed beacons from a host on the segment: outside the allowed
 	// prefix (and a 10k/s flood of them), or inside it with the wrong
 	// domain. The XDP filter drops them all; none becomes a member.
-	sp := spoofer(t, "cth-spoof", "192.0.2.66/24", "10.77.0.66/24")
+	sp := bridgeHost(t, "cth-spoof", "cth-spoof0", "192.0.2.66/24", "10.77.0.66/24")
 	fake := membership.Beacon{AliveMillis: 1, Port: 4000, SecurePort: -1, UDPPort: -1,
 		Host: netip.MustParseAddr("10.77.0.99"), UniqueID: [16]byte{0xee}}
 	valid := membership.Append(nil, &fake)
@@ -183,11 +183,13 @@ func xdpVerdicts(t *testing.T, pins string) map[string]uint64 {
 	return st.Verdicts
 }
 
-// spoofNS is a namespace on the rig's bridge from which the test sends
-// beacons with addresses of its choosing.
-type spoofNS struct{ name string }
+// nsHost is a namespace on the rig's bridge, with its own addresses: a
+// host that sends spoofed beacons, or a second edge host.
+type nsHost struct{ name string }
 
-func spoofer(t *testing.T, name string, addrs ...string) *spoofNS {
+// bridgeHost creates namespace name, plugged into the rig's bridge by a
+// veth called vethName on the bridge side and eth0 inside, with addrs.
+func bridgeHost(t *testing.T, name, vethName string, addrs ...string) *nsHost {
 	t.Helper()
 	if err := l4topo.Create(name); err != nil {
 		t.Fatal(err)
@@ -202,7 +204,7 @@ func spoofer(t *testing.T, name string, addrs ...string) *spoofNS {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cth-spoof0", MasterIndex: br.Attrs().Index}, PeerName: "eth0",
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: vethName, MasterIndex: br.Attrs().Index}, PeerName: "eth0",
 		PeerNamespace: netlink.NsFd(h)}
 	if err := netlink.LinkAdd(veth); err != nil {
 		t.Fatal(err)
@@ -234,12 +236,12 @@ func spoofer(t *testing.T, name string, addrs ...string) *spoofNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &spoofNS{name: name}
+	return &nsHost{name: name}
 }
 
 // flood sends payload from src to the membership group at rate per
 // second for d, and returns how many it sent.
-func (s *spoofNS) flood(t *testing.T, src string, payload []byte, rate int, d time.Duration) int {
+func (s *nsHost) flood(t *testing.T, src string, payload []byte, rate int, d time.Duration) int {
 	t.Helper()
 	var conn *net.UDPConn
 	err := l4topo.DoIn(s.name, func() (err error) {

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/admin"
 	"github.com/catherd/catherd/userspace/config"
 	"github.com/catherd/catherd/userspace/xdp"
@@ -67,13 +69,15 @@ func fetchStatus(addr string) (admin.Status, error) {
 
 func printStatus(out io.Writer, st admin.Status) {
 	if len(st.Members) > 0 {
-		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "MEMBER\tROUTE\tDOMAIN\tSTATE\tFLAGS\tWEIGHT\tIN FLIGHT")
-		for _, m := range st.Members {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", m.Name, m.Route, m.Domain, m.State, m.Flags, m.Weight, m.InFlight)
-		}
-		w.Flush()
+		printMembers(out, st.Members)
 		fmt.Fprintln(out)
+	}
+	if mv := st.Moved; mv != nil {
+		fmt.Fprintf(out, "moved sessions: %d remembered; moves:", mv.Size)
+		for _, r := range moved.Reasons {
+			fmt.Fprintf(out, " %s %d", r, mv.Moves[r])
+		}
+		fmt.Fprintf(out, "; evicted for room: %d\n\n", mv.Evicted)
 	}
 	if st.Membership != nil {
 		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -91,6 +95,26 @@ func printStatus(out io.Writer, st admin.Status) {
 	if st.XDP != nil {
 		printXDP(out, *st.XDP)
 	}
+}
+
+// printMembers prints members as a table. A ramping member's weight shows
+// the share it has reached; FAILED OVER TO says where its sessions went.
+func printMembers(out io.Writer, ms []admin.Member) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MEMBER\tROUTE\tDOMAIN\tSTATE\tFLAGS\tWEIGHT\tIN FLIGHT\tFAILED OVER TO")
+	for _, m := range ms {
+		weight := fmt.Sprint(m.Weight)
+		if m.Ramp < 1 {
+			weight += fmt.Sprintf(" (%.0f%%)", 100*m.Ramp)
+		}
+		var to []string
+		for name, n := range m.Failovers {
+			to = append(to, fmt.Sprintf("%s:%d", name, n))
+		}
+		sort.Strings(to)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.Route, m.Domain, m.State, m.Flags, weight, m.InFlight, strings.Join(to, " "))
+	}
+	w.Flush()
 }
 
 func printXDP(out io.Writer, st xdp.Stats) {

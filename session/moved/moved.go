@@ -10,6 +10,7 @@ package moved
 
 import (
 	"container/list"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,20 @@ const (
 var Reasons = []Reason{Down, Evacuated, Isolated}
 
 func (r Reason) String() string { return [...]string{"down", "evacuated", "isolated"}[r] }
+
+// MarshalText names the reason, so that JSON maps are keyed by name.
+func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText reads a reason's name.
+func (r *Reason) UnmarshalText(b []byte) error {
+	for _, x := range Reasons {
+		if x.String() == string(b) {
+			*r = x
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown move reason %q", b)
+}
 
 // Table maps session keys (ids without their route) to the member a
 // session moved to. It is safe for concurrent use.
@@ -132,9 +147,9 @@ func (t *Table) remove(e *list.Element) {
 
 // Stats are the table's size and its counters.
 type Stats struct {
-	Size    int
-	Moves   map[Reason]uint64
-	Evicted uint64 // forgotten for room, before their TTL
+	Size    int               `json:"size"`
+	Moves   map[Reason]uint64 `json:"moves"`
+	Evicted uint64            `json:"evicted"` // forgotten for room, before their TTL
 }
 
 // Stats reports the table's size and counters.

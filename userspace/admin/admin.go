@@ -1,18 +1,26 @@
-// Package admin serves catherd's state to operators as JSON: the members
-// and their states, the cluster membership as the heartbeats tell it, and
-// the XDP datapath's services and counters. `catherd status` reads it. It
-// listens on loopback by default; actions (enable, drain, evacuate, ...)
-// are to come, behind a token and a nonce.
+// Package admin is catherd's operator interface over HTTP: the state of the
+// members, the cluster membership and the XDP datapath as JSON, and the
+// actions that change members (enable, disable, drain, evacuate, recover,
+// weight). `catherd status` and `catherd member` speak it. It listens on
+// loopback by default; actions carry a bearer token whenever one is set,
+// which catherd requires when the admin address is not on loopback.
 package admin
 
 import (
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/catherd/catherd/session/membership"
+	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/xdp"
 )
@@ -20,6 +28,7 @@ import (
 // Sources are where the status comes from; nil ones are left out.
 type Sources struct {
 	Pool       *balancer.Pool
+	Moved      func() moved.Stats
 	Membership func() []membership.Member
 	XDP        func() (xdp.Stats, error)
 }
@@ -28,6 +37,7 @@ type Sources struct {
 type Status struct {
 	Time       time.Time       `json:"time"`
 	Members    []Member        `json:"members,omitempty"`
+	Moved      *moved.Stats    `json:"moved_sessions,omitempty"`
 	Membership []ClusterMember `json:"membership,omitempty"`
 	XDP        *xdp.Stats      `json:"xdp,omitempty"`
 	XDPError   string          `json:"xdp_error,omitempty"`
@@ -42,6 +52,13 @@ type Member struct {
 	Flags    string `json:"flags"`
 	Weight   int    `json:"weight"`
 	InFlight int64  `json:"in_flight"`
+	// Ramp is the fraction of its weight the member gets while it ramps
+	// up after a return (slow start); 1 otherwise.
+	Ramp float64 `json:"ramp"`
+	// Failovers counts, by partner, the requests of this member's
+	// sessions that failed over (once per session when moves are
+	// remembered): where its sessions went.
+	Failovers map[string]uint64 `json:"failovers,omitempty"`
 }
 
 // ClusterMember is one member of the cluster's replication group.
@@ -53,27 +70,159 @@ type ClusterMember struct {
 	LastHeard   time.Time  `json:"last_heard"`
 }
 
-// Handler serves the API.
-func Handler(src Sources) http.Handler {
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+	// Members lists the member names when the one asked for is unknown.
+	Members []string `json:"members,omitempty"`
+}
+
+// Actions are the member actions, by the name in their URL.
+var Actions = []string{"enable", "disable", "drain", "evacuate", "recover", "weight"}
+
+// Handler serves the API. token, if not empty, must come with every action
+// as "Authorization: Bearer <token>".
+func Handler(src Sources, token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(Collect(src, time.Now()))
+		reply(w, http.StatusOK, Collect(src, time.Now()))
+	})
+	mux.HandleFunc("GET /api/v1/members", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, describeAll(src.Pool))
+	})
+	mux.HandleFunc("GET /api/v1/members/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if m := member(w, src.Pool, r.PathValue("name")); m != nil {
+			reply(w, http.StatusOK, describe(src.Pool, m))
+		}
+	})
+	mux.HandleFunc("POST /api/v1/members/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		if err := authorize(r, token); err != nil {
+			reply(w, http.StatusForbidden, Error{Error: err.Error()})
+			return
+		}
+		m := member(w, src.Pool, r.PathValue("name"))
+		if m == nil {
+			return
+		}
+		if status, err := act(src.Pool, m, r.PathValue("action"), r.URL.Query()); err != nil {
+			reply(w, status, Error{Error: err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, describe(src.Pool, m))
 	})
 	return mux
+}
+
+// authorize lets an action through when it carries the token, or, with no
+// token set (loopback only), when it does not come from another site's
+// page in a browser: a page may send a POST to 127.0.0.1 but cannot hide
+// where it comes from (Origin, Sec-Fetch-Site).
+func authorize(r *http.Request, token string) error {
+	if token != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			return errors.New("this action needs the admin token (Authorization: Bearer, from --admin-token-file)")
+		}
+		return nil
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return fmt.Errorf("cross-site request refused (Sec-Fetch-Site: %s)", site)
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
+			return fmt.Errorf("cross-origin request refused (Origin: %s)", origin)
+		}
+	}
+	return nil
+}
+
+// member finds the named member, or answers 404 with the names there are.
+func member(w http.ResponseWriter, pool *balancer.Pool, name string) *balancer.Member {
+	if pool != nil {
+		if m := pool.Member(name); m != nil {
+			return m
+		}
+	}
+	e := Error{Error: fmt.Sprintf("no member %q", name)}
+	if pool != nil {
+		for _, m := range pool.Members() {
+			e.Members = append(e.Members, m.Name)
+		}
+	}
+	reply(w, http.StatusNotFound, e)
+	return nil
+}
+
+// act applies an action to m; on error it also returns the HTTP status.
+func act(pool *balancer.Pool, m *balancer.Member, action string, q url.Values) (int, error) {
+	switch action {
+	case "enable": // back through the rejoin path: settle, then slow start
+		m.SetFlags(m.Flags() &^ (balancer.Disabled | balancer.Stopped | balancer.Drain))
+	case "disable":
+		m.SetFlags(m.Flags() | balancer.Disabled)
+	case "drain":
+		m.SetFlags(m.Flags() | balancer.Drain)
+	case "evacuate":
+		if err := pool.Evacuate(m); err != nil {
+			return http.StatusConflict, fmt.Errorf("cannot evacuate %s: %w", m.Name, err)
+		}
+	case "recover":
+		pool.Recover(m)
+	case "weight":
+		w, err := strconv.Atoi(q.Get("value"))
+		if err != nil || w < 1 || w > 100 {
+			return http.StatusBadRequest, fmt.Errorf("weight: want ?value=1..100, got %q", q.Get("value"))
+		}
+		m.SetWeight(w)
+	default:
+		return http.StatusNotFound, fmt.Errorf("no action %q (want one of %s)", action, strings.Join(Actions, ", "))
+	}
+	return 0, nil
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// describe is m as the API shows it.
+func describe(pool *balancer.Pool, m *balancer.Member) Member {
+	now := pool.Now()
+	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain, State: m.State(now).String(),
+		Flags: m.Flags().String(), Weight: m.Weight(), InFlight: m.Active(), Ramp: m.Ramp(now)}
+	for _, to := range pool.Members() {
+		if n := pool.Failovers(m, to); n > 0 {
+			if d.Failovers == nil {
+				d.Failovers = map[string]uint64{}
+			}
+			d.Failovers[to.Name] = n
+		}
+	}
+	return d
+}
+
+// describeAll describes every member of pool (none without a pool).
+func describeAll(pool *balancer.Pool) []Member {
+	if pool == nil {
+		return nil
+	}
+	ms := make([]Member, 0, len(pool.Members()))
+	for _, m := range pool.Members() {
+		ms = append(ms, describe(pool, m))
+	}
+	return ms
 }
 
 // Collect builds the status document.
 func Collect(src Sources, now time.Time) Status {
 	st := Status{Time: now}
-	if src.Pool != nil {
-		pnow := src.Pool.Now()
-		for _, m := range src.Pool.Members() {
-			st.Members = append(st.Members, Member{Name: m.Name, Route: m.Route, Domain: m.Domain, State: m.State(pnow).String(),
-				Flags: m.Flags().String(), Weight: m.Weight(), InFlight: m.Active()})
-		}
+	st.Members = describeAll(src.Pool)
+	if src.Moved != nil {
+		m := src.Moved()
+		st.Moved = &m
 	}
 	if src.Membership != nil {
 		for _, m := range src.Membership() {

@@ -93,13 +93,16 @@ type Member struct {
 	errorUntil atomic.Int64 // unix nanoseconds; in error state (E) until then
 	active     atomic.Int64 // requests in flight, for bybusyness
 	traffic    atomic.Uint64
+	rejoin     rejoin
+	clock      func() time.Time // its pool's clock
 }
 
 // NewMember returns a member with the given weight (lbfactor) and flags.
 func NewMember(name, route string, weight int, flags Flags) *Member {
-	m := &Member{Name: name, Route: route}
+	m := &Member{Name: name, Route: route, clock: time.Now}
 	m.weight.Store(int32(weight))
 	m.flags.Store(uint32(flags))
+	m.reassess()
 	return m
 }
 
@@ -110,17 +113,29 @@ func (m *Member) Weight() int { return int(m.weight.Load()) }
 func (m *Member) Flags() Flags { return Flags(m.flags.Load()) }
 
 // SetFlags replaces the operator-set flags.
-func (m *Member) SetFlags(f Flags) { m.flags.Store(uint32(f)) }
+func (m *Member) SetFlags(f Flags) {
+	m.flags.Store(uint32(f))
+	m.reassess()
+}
+
+// SetWeight changes the member's weight (lbfactor), at least 1.
+func (m *Member) SetWeight(w int) { m.weight.Store(int32(max(w, 1))) }
 
 // SetDown records the verdict of the member's health checks.
-func (m *Member) SetDown(down bool) { m.down.Store(down) }
+func (m *Member) SetDown(down bool) {
+	m.down.Store(down)
+	m.reassess()
+}
 
 // Down reports whether the member failed its health checks.
 func (m *Member) Down() bool { return m.down.Load() }
 
 // SetIsolated records whether the member is out of its cluster's
 // replication group (absent from the membership heartbeats it should be in).
-func (m *Member) SetIsolated(isolated bool) { m.isolated.Store(isolated) }
+func (m *Member) SetIsolated(isolated bool) {
+	m.isolated.Store(isolated)
+	m.reassess()
+}
 
 // Isolated reports whether the member is out of its replication group: its
 // sessions are not copied anywhere, so it takes no new ones (and no moved
@@ -155,6 +170,8 @@ func (m *Member) State(now time.Time) State {
 		return StateDown
 	case m.Isolated():
 		return StateIsolated
+	case m.phase(now) == Settling:
+		return StateSettling
 	case m.InError(now):
 		return StateError
 	case f&Drain != 0:
@@ -178,17 +195,18 @@ const (
 	StateStandby
 	StateDown
 	StateIsolated
+	StateSettling
 )
 
 // States lists every state, in the order of their values.
-var States = []State{StateOK, StateError, StateDisabled, StateStopped, StateDrain, StateStandby, StateDown, StateIsolated}
+var States = []State{StateOK, StateError, StateDisabled, StateStopped, StateDrain, StateStandby, StateDown, StateIsolated, StateSettling}
 
 func (s State) String() string {
-	return [...]string{"ok", "error", "disabled", "stopped", "drain", "standby", "down", "isolated"}[s]
+	return [...]string{"ok", "error", "disabled", "stopped", "drain", "standby", "down", "isolated", "settling"}[s]
 }
 
 // servesSessions reports whether the member may take requests of sessions it
-// already owns.
+// already owns. A settling member may not: its partners have their copies.
 func (m *Member) servesSessions(now time.Time) bool {
-	return m.Flags()&(Stopped|Disabled) == 0 && !m.Down() && !m.InError(now)
+	return m.Flags()&(Stopped|Disabled) == 0 && !m.Down() && !m.InError(now) && m.phase(now) != Settling
 }

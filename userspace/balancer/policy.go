@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 )
 
 // Policy picks a member for a new session among candidates. members is the
@@ -45,7 +46,7 @@ type smoothWRR struct {
 
 func newSmoothWRR(n int) *smoothWRR { return &smoothWRR{credit: make([]int64, n)} }
 
-func (p *smoothWRR) Pick(members []*Member, candidates *Set, _ *Request) *Member {
+func (p *smoothWRR) Pick(members []*Member, candidates *Set, r *Request) *Member {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var best *Member
@@ -54,7 +55,7 @@ func (p *smoothWRR) Pick(members []*Member, candidates *Set, _ *Request) *Member
 		if !candidates.Has(i) {
 			continue
 		}
-		w := int64(m.Weight())
+		w := m.share(r.now)
 		p.credit[i] += w
 		total += w
 		if best == nil || p.credit[i] > p.credit[best.Index] {
@@ -69,14 +70,14 @@ func (p *smoothWRR) Pick(members []*Member, candidates *Set, _ *Request) *Member
 // relative to its weight.
 type byTraffic struct{}
 
-func (byTraffic) Pick(members []*Member, candidates *Set, _ *Request) *Member {
+func (byTraffic) Pick(members []*Member, candidates *Set, r *Request) *Member {
 	var best *Member
 	var bestLoad float64
 	for i, m := range members {
 		if !candidates.Has(i) {
 			continue
 		}
-		load := float64(m.traffic.Load()) / float64(m.Weight())
+		load := float64(m.traffic.Load()) / float64(m.share(r.now))
 		if best == nil || load < bestLoad {
 			best, bestLoad = m, load
 		}
@@ -94,16 +95,17 @@ type byBusyness struct {
 func (p *byBusyness) Pick(members []*Member, candidates *Set, r *Request) *Member {
 	var least Set
 	var best *Member
+	var bestShare int64
 	for i, m := range members {
 		if !candidates.Has(i) {
 			continue
 		}
 		// a/wa < b/wb without division: a*wb < b*wa.
 		switch {
-		case best == nil || m.Active()*int64(best.Weight()) < best.Active()*int64(m.Weight()):
-			best, least = m, Set{}
+		case best == nil || m.Active()*bestShare < best.Active()*m.share(r.now):
+			best, bestShare, least = m, m.share(r.now), Set{}
 			least.Add(i)
-		case m.Active()*int64(best.Weight()) == best.Active()*int64(m.Weight()):
+		case m.Active()*bestShare == best.Active()*m.share(r.now):
 			least.Add(i)
 		}
 	}
@@ -182,11 +184,14 @@ func newRendezvous(members []*Member) *rendezvous {
 
 func (p *rendezvous) Pick(members []*Member, candidates *Set, r *Request) *Member {
 	a := r.ClientIP.As16()
-	return p.pickKey(members, candidates, hashBytes(a[:]))
+	return p.pickKey(members, candidates, hashBytes(a[:]), r.now)
 }
 
-// pickKey returns the candidate with the highest weighted score for key.
-func (p *rendezvous) pickKey(members []*Member, candidates *Set, key uint64) *Member {
+// pickKey returns the candidate with the highest weighted score for key:
+// weighted by share at rampedAt, or by plain weight when rampedAt is zero.
+// Failover partners are picked by plain weight, so that every catherd
+// instance agrees on them whenever each saw a member return.
+func (p *rendezvous) pickKey(members []*Member, candidates *Set, key uint64, rampedAt time.Time) *Member {
 	var best *Member
 	bestScore := math.Inf(-1)
 	for i, m := range members {
@@ -196,7 +201,11 @@ func (p *rendezvous) pickKey(members []*Member, candidates *Set, key uint64) *Me
 		// u is uniform in (0,1); -w/ln(u) is the weighted score whose
 		// maximum falls on each member with probability w/sum(w).
 		u := (float64(mix(key^p.seeds[i])>>11) + 0.5) / (1 << 53)
-		score := -float64(m.Weight()) / math.Log(u)
+		w := int64(m.Weight()) * shareScale
+		if !rampedAt.IsZero() {
+			w = m.share(rampedAt)
+		}
+		score := -float64(w) / math.Log(u)
 		if score > bestScore {
 			best, bestScore = m, score
 		}

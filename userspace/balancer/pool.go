@@ -3,6 +3,8 @@ package balancer
 import (
 	"errors"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/catherd/catherd/session/moved"
@@ -59,6 +61,8 @@ type Request struct {
 	// Tried holds members already tried for this request; they are not
 	// picked again.
 	Tried Set
+
+	now time.Time // of the pick, for policies that weigh by share
 }
 
 // Options are the pool-wide settings.
@@ -76,6 +80,12 @@ type Options struct {
 	// Moved, if set, remembers where sessions moved, so that they stay
 	// there when their member returns (no flap-back to a stale copy).
 	Moved *moved.Table
+	// RejoinSettle is how long a member that was lost must be healthy,
+	// enabled and in its group before it takes requests again.
+	RejoinSettle time.Duration
+	// SlowStart is how long, after settling, a returning member's share
+	// of new sessions takes to ramp up to its weight.
+	SlowStart time.Duration
 }
 
 // Pool is a set of members and the rules to choose among them.
@@ -86,6 +96,10 @@ type Pool struct {
 	partner *rendezvous // picks failover members by session
 	opts    Options
 	now     func() time.Time
+	// failovers counts failover picks from member i to member j at
+	// [i*len(members)+j]: where each member's sessions went.
+	failovers  []atomic.Uint64
+	evacuating sync.Mutex
 }
 
 // NewPool builds a pool; members must have distinct names and routes (the
@@ -97,10 +111,13 @@ func NewPool(members []*Member, method string, opts Options) (*Pool, error) {
 	if len(members) > MaxMembers {
 		return nil, errors.New("too many members")
 	}
-	p := &Pool{members: members, byRoute: make(map[string]*Member, len(members)), opts: opts, now: time.Now}
+	p := &Pool{members: members, byRoute: make(map[string]*Member, len(members)), opts: opts, now: time.Now,
+		failovers: make([]atomic.Uint64, len(members)*len(members))}
 	for i, m := range members {
 		m.Index = i
 		p.byRoute[m.Route] = m
+		m.clock = p.Now
+		m.rejoin.settle, m.rejoin.slowStart = opts.RejoinSettle, opts.SlowStart
 	}
 	p.partner = newRendezvous(members)
 	var err error
@@ -139,6 +156,7 @@ func (p *Pool) Now() time.Time { return p.now() }
 // picked.
 func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 	now := p.now()
+	r.now = now
 	outcome := New
 	var home *Member
 	if r.Route != nil {
@@ -172,7 +190,11 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 				return nil, outcome, ErrNoPartner
 			}
 		}
-		partner := p.partner.pickKey(p.members, &candidates, hashBytes(r.SessionKey))
+		partner := p.partner.pickKey(p.members, &candidates, hashBytes(r.SessionKey), time.Time{})
+		if partner == home {
+			return home, Hit, nil // a settling home, and no one else left
+		}
+		p.failovers[home.Index*len(p.members)+partner.Index].Add(1)
 		if p.opts.Moved != nil {
 			p.opts.Moved.Move(r.SessionKey, partner.Index, moveReason(home), now)
 		}
@@ -193,12 +215,12 @@ func (p *Pool) movedTo(r *Request, home *Member, now time.Time) (*Member, bool) 
 		return nil, false
 	}
 	m := p.members[i]
-	if m == home {
+	if m == home || r.Tried.Has(i) || !m.servesSessions(now) {
+		// Renamed to its new member's route, or that member failed too
+		// (then the session goes home if home serves again, or moves
+		// anew): either way the entry is done with.
 		p.opts.Moved.Forget(r.SessionKey)
 		return nil, false
-	}
-	if r.Tried.Has(i) || !m.servesSessions(now) {
-		return nil, false // it failed too: the session moves again, from home
 	}
 	return m, true
 }
@@ -227,18 +249,21 @@ func moveReason(m *Member) moved.Reason {
 
 // newSessionCandidates is the set of members that may take a new session:
 // those serving sessions and not draining, leaving hot standbys out unless
-// no one else is left, and members isolated from their replication group
-// out unless nobody in a group is left (better an unreplicated session
-// than none, e.g. while catherd has not heard the cluster yet). With
+// no one else is left, members isolated from their replication group out
+// unless nobody in a group is left (better an unreplicated session than
+// none, e.g. while catherd has not heard the cluster yet), and settling
+// members out unless there is nobody else at all. With
 // ignoreErrors, members in the error state count as usable; members that
 // failed their health checks never are.
 func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool) (Set, bool) {
-	var primary, standby, isolated Set
+	var primary, standby, isolated, settling Set
 	for i, m := range p.members {
 		if tried.Has(i) || m.Flags()&(Stopped|Disabled|Drain) != 0 || m.Down() || (!ignoreErrors && m.InError(now)) {
 			continue
 		}
 		switch {
+		case m.phase(now) == Settling:
+			settling.Add(i)
 		case m.Isolated():
 			isolated.Add(i)
 		case m.Flags()&Standby != 0:
@@ -247,13 +272,52 @@ func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool
 			primary.Add(i)
 		}
 	}
-	for _, s := range []Set{primary, standby, isolated} {
+	for _, s := range []Set{primary, standby, isolated, settling} {
 		if !s.Empty() {
 			return s, true
 		}
 	}
-	return isolated, false
+	return settling, false
 }
+
+// Failovers returns how many requests of from's sessions failed over to
+// to (each moved session counts once when a moved-session table is set).
+func (p *Pool) Failovers(from, to *Member) uint64 {
+	return p.failovers[from.Index*len(p.members)+to.Index].Load()
+}
+
+// ErrLastInDomain refuses to evacuate a member whose sessions would have
+// nowhere to go.
+var ErrLastInDomain = errors.New("no other member of its replication domain can take its sessions")
+
+// Evacuate disables m so that its sessions move to their partners, as on
+// failover (recorded as evacuated), and it takes no new ones. It refuses
+// when no other member could take m's sessions: none usable in m's
+// replication domain (or at all, with failover scope any).
+func (p *Pool) Evacuate(m *Member) error {
+	p.evacuating.Lock() // two evacuations must not both count on each other
+	defer p.evacuating.Unlock()
+	now := p.now()
+	takers := 0
+	for _, o := range p.members {
+		if o != m && (p.opts.AnyDomain || o.Domain == m.Domain) &&
+			o.Flags()&(Stopped|Disabled|Drain) == 0 && !o.Down() && o.phase(now) != Settling {
+			takers++
+		}
+	}
+	if takers == 0 {
+		if p.opts.AnyDomain {
+			return errors.New("no other member can take its sessions")
+		}
+		return ErrLastInDomain
+	}
+	m.SetFlags(m.Flags() | Disabled)
+	return nil
+}
+
+// Recover takes m out of the error state at once, instead of at the end
+// of its retry period.
+func (p *Pool) Recover(m *Member) { m.errorUntil.Store(0) }
 
 // MarkError puts m in the error state for the retry period: it gets no
 // requests until then, after which the next request tries it again.

@@ -433,3 +433,70 @@ func TestFailoverStaysInDomain(t *testing.T) {
 		t.Fatalf("scope any: %v %v %v", m, o, err)
 	}
 }
+
+// Evacuation moves a member's sessions to their partners (reason
+// evacuated), counts where they went, and is refused for the last member
+// of a domain.
+func TestEvacuate(t *testing.T) {
+	table := moved.New(time.Hour, 100)
+	p, _ := newTestPool(t, "byrequests", Options{Moved: table}, "a1:1", "a2:1", "b1:1")
+	for _, m := range p.Members() {
+		m.Domain = m.Name[:1]
+	}
+	a1, a2, b1 := p.Member("a1"), p.Member("a2"), p.Member("b1")
+	if err := p.Evacuate(b1); !errors.Is(err, ErrLastInDomain) {
+		t.Fatalf("evacuating the only member of domain b: %v", err)
+	}
+	if b1.Flags() != 0 {
+		t.Fatal("a refused evacuation changed the member")
+	}
+	if err := p.Evacuate(a1); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		m, o, err := p.Pick(&Request{Route: []byte("a1"), SessionKey: []byte(fmt.Sprint("k", i))})
+		if err != nil || m != a2 || o != Failover {
+			t.Fatalf("session of evacuated a1: %v %v %v, want a2 by failover", m, o, err)
+		}
+	}
+	if n := pickName(t, p, &Request{}); n == "a1" {
+		t.Fatal("an evacuated member took a new session")
+	}
+	if st := table.Stats(); st.Moves[moved.Evacuated] != 10 {
+		t.Fatalf("moves %+v, want 10 evacuated", st.Moves)
+	}
+	if got := p.Failovers(a1, a2); got != 10 {
+		t.Fatalf("failovers a1->a2: %d, want 10", got)
+	}
+	if err := p.Evacuate(a2); !errors.Is(err, ErrLastInDomain) {
+		t.Fatalf("evacuating a2 after a1: %v", err)
+	}
+	any, _ := newTestPool(t, "byrequests", Options{AnyDomain: true}, "a:1", "b:1")
+	any.Member("b").SetDown(true)
+	if err := any.Evacuate(any.Member("a")); err == nil {
+		t.Fatal("evacuated the only usable member with scope any")
+	}
+}
+
+// A moved session whose new member goes away while its home is back goes
+// home, and the entry goes with it: it must not pull the session back to
+// the other member when that one returns.
+func TestMovedSessionGoesHomeWhenItsPartnerLeaves(t *testing.T) {
+	table := moved.New(time.Hour, 100)
+	p, _ := newTestPool(t, "byrequests", Options{Moved: table}, "a:1", "b:1")
+	a, b := p.Member("a"), p.Member("b")
+	key := []byte("S")
+	a.SetDown(true)
+	if m, _, _ := p.Pick(&Request{Route: []byte("a"), SessionKey: key}); m != b {
+		t.Fatalf("failover to %v, want b", m)
+	}
+	a.SetDown(false)
+	b.SetFlags(Disabled)
+	if m, o, _ := p.Pick(&Request{Route: []byte("a"), SessionKey: key}); m != a || o != Hit {
+		t.Fatalf("with b disabled: %v (%v), want a (hit)", m, o)
+	}
+	b.SetFlags(0)
+	if m, o, _ := p.Pick(&Request{Route: []byte("a"), SessionKey: key}); m != a || o != Hit {
+		t.Fatalf("with b back: %v (%v), want a (hit): the session stays where it is", m, o)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,13 @@ type Config struct {
 	// SessionTTL and SessionTableSize bound the moved-session table.
 	SessionTTL       time.Duration
 	SessionTableSize int
+	// RejoinSettle and SlowStart pace a member's return (see balancer).
+	RejoinSettle time.Duration
+	SlowStart    time.Duration
+	// AdminToken, read from --admin-token-file, authorizes admin actions;
+	// "" when there is none (then only loopback admin addresses are
+	// allowed).
+	AdminToken string
 
 	// Proxy holds the proxy's settings (session locations, timeouts,
 	// limits), filled straight from their flags.
@@ -127,6 +135,10 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "how new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
 	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9180", "address of the Prometheus /metrics endpoint (empty disables it)")
 	fs.StringVar(&c.Admin, "admin", DefaultAdmin, "address of the admin API (GET /api/v1/status, read by catherd status); keep it on loopback (empty disables it)")
+	var tokenFile string
+	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the token that admin actions must carry (Authorization: Bearer); required when --admin is not on loopback")
+	fs.DurationVar(&c.RejoinSettle, "rejoin-settle", 5*time.Second, "a member that returns (after failing its health checks, or being disabled) takes no requests until it has been healthy, enabled and in its replication group this long")
+	fs.DurationVar(&c.SlowStart, "slow-start", 30*time.Second, "after settling, a returning member's share of new sessions ramps up to its weight over this long (0: at once)")
 	fs.BoolVar(&c.NoFailover, "nofailover", false, "answer 503 instead of moving a session whose member is unusable")
 	var scope string
 	fs.StringVar(&scope, "failover-scope", "domain", "where a session may move: domain (members of its member's replication domain, which hold its copies) or any")
@@ -255,6 +267,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if c.SessionTTL <= 0 {
 		return nil, &FlagError{"session-ttl", errors.New("must be positive")}
 	}
+	if err := c.readAdminToken(tokenFile); err != nil {
+		return nil, err
+	}
 	if c.SessionTableSize <= 0 {
 		return nil, &FlagError{"session-table-size", errors.New("must be positive")}
 	}
@@ -267,7 +282,8 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if c.Proxy.MaxAttempts == 0 || c.Proxy.MaxAttempts > len(c.Backends) {
 		c.Proxy.MaxAttempts = len(c.Backends)
 	}
-	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout, "health-interval": c.HealthInterval} {
+	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout, "health-interval": c.HealthInterval,
+		"rejoin-settle": c.RejoinSettle, "slow-start": c.SlowStart} {
 		if d < 0 {
 			return nil, &FlagError{name, errors.New("must not be negative")}
 		}
@@ -407,4 +423,30 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	})
+}
+
+// readAdminToken loads --admin-token-file and refuses an admin address off
+// loopback without one: the admin API changes what the balancer does.
+func (c *Config) readAdminToken(path string) error {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return &FlagError{"admin-token-file", err}
+		}
+		c.AdminToken = strings.TrimSpace(string(b))
+		if len(c.AdminToken) < 16 {
+			return &FlagError{"admin-token-file", errors.New("the token must be at least 16 characters")}
+		}
+	}
+	if c.Admin == "" || c.AdminToken != "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(c.Admin)
+	if err != nil {
+		return &FlagError{"admin", err}
+	}
+	if ip, err := netip.ParseAddr(host); (err != nil && host != "localhost") || (err == nil && !ip.IsLoopback()) {
+		return &FlagError{"admin", fmt.Errorf("%s is not a loopback address: give --admin-token-file too", c.Admin)}
+	}
+	return nil
 }

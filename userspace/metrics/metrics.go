@@ -73,7 +73,7 @@ func New(pool *balancer.Pool) *Metrics {
 	}
 	sticky := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "catherd_sticky_total",
-		Help: "How each request's member was chosen: hit (its session's member), new (balanced), failover (its session's member was unusable), unknown_route.",
+		Help: "How each request's member was chosen: hit (its session's member), new (balanced), failover (its session's member was unusable), unknown_route, moved (to where its session moved earlier).",
 	}, []string{"outcome"})
 	for _, o := range balancer.Outcomes {
 		m.sticky[o] = sticky.WithLabelValues(o.String())
@@ -180,15 +180,24 @@ func (mm *Member) Retried() { mm.retries.Inc() }
 type stateCollector struct{ pool *balancer.Pool }
 
 var stateDesc = prometheus.NewDesc("catherd_member_state",
-	"1 for the member's current state (ok, error, disabled, stopped, drain, standby, down), 0 for the others.",
+	"1 for the member's current state (ok, error, disabled, stopped, drain, standby, down, isolated, settling), 0 for the others.",
 	[]string{"member", "state"}, nil)
 
 var weightDesc = prometheus.NewDesc("catherd_member_weight",
 	"The member's weight (lbfactor) for new sessions.", []string{"member"}, nil)
 
+var rampDesc = prometheus.NewDesc("catherd_member_ramp_ratio",
+	"The fraction of its weight a returning member gets while its slow start lasts (1 otherwise).", []string{"member"}, nil)
+
+var failoverDesc = prometheus.NewDesc("catherd_failovers_total",
+	"Requests of a member's sessions that failed over, by the partner that took them (once per session while moves are remembered).",
+	[]string{"member", "partner"}, nil)
+
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
 	ch <- weightDesc
+	ch <- rampDesc
+	ch <- failoverDesc
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -203,5 +212,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, mem.Name, s.String())
 		}
 		ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(mem.Weight()), mem.Name)
+		ch <- prometheus.MustNewConstMetric(rampDesc, prometheus.GaugeValue, mem.Ramp(now), mem.Name)
+		for _, to := range c.pool.Members() {
+			if n := c.pool.Failovers(mem, to); n > 0 {
+				ch <- prometheus.MustNewConstMetric(failoverDesc, prometheus.CounterValue, float64(n), mem.Name, to.Name)
+			}
+		}
 	}
 }

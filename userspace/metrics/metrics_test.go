@@ -14,9 +14,14 @@ import (
 func TestSeries(t *testing.T) {
 	a := balancer.NewMember("a", "a", 3, 0)
 	b := balancer.NewMember("b", "b", 1, balancer.Drain)
-	pool, err := balancer.NewPool([]*balancer.Member{a, b}, "byrequests", balancer.Options{Retry: time.Minute})
+	c := balancer.NewMember("c", "c", 1, 0)
+	pool, err := balancer.NewPool([]*balancer.Member{a, b, c}, "byrequests", balancer.Options{Retry: time.Minute})
 	if err != nil {
 		t.Fatal(err)
+	}
+	c.SetDown(true)
+	if m, _, err := pool.Pick(&balancer.Request{Route: []byte("c"), SessionKey: []byte("s")}); err != nil || m != a {
+		t.Fatalf("failover of c's session: %v %v", m, err)
 	}
 	m := New(pool)
 	ma := m.Member("a")
@@ -44,6 +49,9 @@ func TestSeries(t *testing.T) {
 		`catherd_member_state{member="a",state="ok"} 0`,
 		`catherd_member_state{member="b",state="drain"} 1`,
 		`catherd_member_weight{member="a"} 3`,
+		`catherd_member_ramp_ratio{member="a"} 1`,
+		`catherd_member_state{member="c",state="down"} 1`,
+		`catherd_failovers_total{member="c",partner="a"} 1`,
 		`catherd_request_duration_seconds_count{member="a"} 1`,
 		`process_cpu_seconds_total`,
 	} {

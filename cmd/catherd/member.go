@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/catherd/catherd/userspace/admin"
+	"github.com/catherd/catherd/userspace/config"
+)
+
+const memberUsage = `Usage: catherd member <action> [NAME] [VALUE] [flags]
+
+Actions, against the admin API of a running catherd:
+  list              the members and their states
+  enable NAME       back in service (through settling and slow start)
+  disable NAME      no requests at all; its sessions fail over (Apache's D)
+  drain NAME        its own sessions only, no new ones (Apache's N)
+  evacuate NAME     its sessions move to their replication partners, as on
+                    failover, and stay there; waits until it has no request
+                    in flight (--wait), after which it can be stopped with no
+                    session lost. Refused for the last member of a domain.
+  recover NAME      out of the error state now, not after --retry
+  weight NAME N     set its weight (1..100)
+
+Flags:
+`
+
+// member runs `catherd member ACTION ...`.
+func member(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("catherd member", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are printed as one line, below
+	addr := fs.String("admin", config.DefaultAdmin, "admin address of the running catherd")
+	tokenFile := fs.String("admin-token-file", "", "file holding the admin token (when catherd has one)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	wait := fs.Duration("wait", time.Minute, "evacuate: how long to wait for the member's requests in flight to end (0: do not wait)")
+	words, err := parseInterleaved(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp) || (err == nil && len(words) > 0 && words[0] == "help"):
+		fmt.Fprint(stdout, memberUsage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "catherd member: %v (see catherd member help)\n", err)
+		return 2
+	case len(words) == 0:
+		fmt.Fprintln(stderr, "catherd member: want an action (see catherd member help)")
+		return 2
+	}
+	c := &adminClient{base: "http://" + *addr, http: http.Client{Timeout: 5 * time.Second}}
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "catherd member: --admin-token-file: %v\n", err)
+			return 2
+		}
+		c.token = strings.TrimSpace(string(b))
+	}
+	action, rest := words[0], words[1:]
+	if action == "list" {
+		var ms []admin.Member
+		if err := c.do("GET", "/api/v1/members", &ms); err != nil {
+			fmt.Fprintf(stderr, "catherd member list: %v\n", err)
+			return 1
+		}
+		if *asJSON {
+			return printJSON(stdout, stderr, ms)
+		}
+		printMembers(stdout, ms)
+		return 0
+	}
+	want := 1
+	if action == "weight" {
+		want = 2
+	}
+	if !slices.Contains(admin.Actions, action) || len(rest) != want {
+		fmt.Fprintf(stderr, "catherd member: want list, or one of %s with a member name (weight: and a value); got %q\n",
+			strings.Join(admin.Actions, ", "), strings.Join(words, " "))
+		return 2
+	}
+	path := "/api/v1/members/" + url.PathEscape(rest[0]) + "/" + action
+	if action == "weight" {
+		path += "?value=" + url.QueryEscape(rest[1])
+	}
+	var m admin.Member
+	if err := c.do("POST", path, &m); err != nil {
+		fmt.Fprintf(stderr, "catherd member %s: %v\n", action, err)
+		return 1
+	}
+	if action == "evacuate" && *wait > 0 {
+		if err := c.waitIdle(&m, *wait); err != nil {
+			fmt.Fprintf(stderr, "catherd member evacuate: %v\n", err)
+			return 1
+		}
+	}
+	if *asJSON {
+		return printJSON(stdout, stderr, m)
+	}
+	printMembers(stdout, []admin.Member{m})
+	if action == "evacuate" && *wait > 0 {
+		fmt.Fprintf(stdout, "%s has no request in flight: it can be stopped with no session lost\n", m.Name)
+	}
+	return 0
+}
+
+// parseInterleaved parses flags wherever they are among the words, as
+// operators type them ("evacuate node2 --wait 2m").
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return words, nil
+		}
+		words = append(words, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// adminClient calls a running catherd's admin API.
+type adminClient struct {
+	base  string
+	token string
+	http  http.Client
+}
+
+// do sends a request and decodes the JSON answer into out; an error answer
+// becomes an error carrying its message (and the member names, if any).
+func (c *adminClient) do(method, path string, out any) error {
+	req, err := http.NewRequest(method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("no catherd answers: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e admin.Error
+		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
+		}
+		if len(e.Members) > 0 {
+			return fmt.Errorf("%s (members: %s)", e.Error, strings.Join(e.Members, ", "))
+		}
+		return errors.New(e.Error)
+	}
+	return json.Unmarshal(body, out)
+}
+
+// waitIdle polls the member until it has no request in flight.
+func (c *adminClient) waitIdle(m *admin.Member, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for m.InFlight > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still has %d requests in flight after %v", m.Name, m.InFlight, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := c.do("GET", "/api/v1/members/"+url.PathEscape(m.Name), m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(stderr, "catherd: %v\n", err)
+		return 1
+	}
+	return 0
+}
