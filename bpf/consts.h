@@ -19,6 +19,9 @@
 /* The longest cluster domain the membership filter compares. */
 #define MAX_DOMAIN 64
 
+/* membership_config.flags */
+#define MEMBERSHIP_ANY_DOMAIN (1u << 0) /* beacons of every domain pass */
+
 /* A Maglev slot with no backend (the service has no usable backend). */
 #define NO_BACKEND 0xffffffffu
 

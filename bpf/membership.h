@@ -108,6 +108,8 @@ static __always_inline __u32 beacon_reason(void *beacon, __u32 n, void *data_end
 	if (off != n - BEACON_MARKER_LEN || !marker_at(beacon, off, data_end, 'E'))
 		return REASON_DROP_BEACON_MALFORMED;
 
+	if (c->flags & MEMBERSHIP_ANY_DOMAIN)
+		return REASON_PASS_BEACON;
 	if (dlen != c->domain_len)
 		return REASON_DROP_BEACON_DOMAIN;
 	for (__u32 i = 0; i < MAX_DOMAIN; i++) {

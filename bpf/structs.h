@@ -88,6 +88,7 @@ struct membership_config {
 	__u16 domain_len;
 	__u32 rate;  /* beacons per second and source */
 	__u32 burst; /* beacons a source may send at once */
+	__u32 flags; /* MEMBERSHIP_* */
 	__u8 domain[MAX_DOMAIN];
 };
 

@@ -27,6 +27,7 @@
 # waits up to $CTH_RIG_WAIT seconds (default 180) for another live rig to go down, and
 # `down` never touches a network owned by another live rig. `down` deletes DIR only if `up` created it
 # (set CTH_RIG_KEEP=1 to keep it, e.g. to read the logs). Extra JVM flags: $CTH_RIG_JAVA_OPTS.
+# $CTH_RIG_DOMAIN sets the cluster's domain attribute (carried by every heartbeat).
 #
 # Traffic: only to the node addresses in our own namespaces (and multicast inside the bridge).
 # Needs root, iproute2, curl, tomcat10 (which pulls in libeclipse-jdt-core-java for JSPs).
@@ -280,6 +281,8 @@ net_up() {
 
 cluster_xml() {
 	local ip=$1
+	local domain_attr=""
+	[ -n "${CTH_RIG_DOMAIN:-}" ] && domain_attr=" domain=\"$CTH_RIG_DOMAIN\""
 	# channelSendOptions=6 = SEND_OPTIONS_USE_ACK (2) + SEND_OPTIONS_SYNCHRONIZED_ACK (4),
 	# without ASYNCHRONOUS (8). In Tribes, 2 makes the sending thread wait for an ACK and 4
 	# makes the receiver ACK only after it has applied the message (ChannelData.sendAckSync
@@ -295,7 +298,7 @@ cluster_xml() {
 		           stateTransferTimeout="30"/>
 		  <Channel className="org.apache.catalina.tribes.group.GroupChannel">
 		    <Membership className="org.apache.catalina.tribes.membership.McastService"
-		                address="$MCAST_ADDR" port="$MCAST_PORT" bind="$ip"
+		                address="$MCAST_ADDR" port="$MCAST_PORT" bind="$ip"$domain_attr
 		                frequency="500" dropTime="3000"/>
 		    <Receiver className="org.apache.catalina.tribes.transport.nio.NioReceiver"
 		              address="$ip" port="$REPL_PORT" autoBind="0" selectorTimeout="100" maxThreads="6"/>

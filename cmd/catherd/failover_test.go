@@ -20,7 +20,8 @@ import (
 )
 
 // Replication-aware failover against a real 3-node DeltaManager cluster
-// with synchronous replication (so a lost update is the balancer's fault),
+// (domain "east", learnt from its heartbeats) with synchronous
+// replication (so a lost update is the balancer's fault),
 // behind two catherd instances, one on this host and one in a namespace of
 // its own on the cluster's segment (a second edge host). 200 sessions stay
 // busy throughout, each request of a session going through the other
@@ -32,6 +33,9 @@ func TestTomcatReplicationFailover(t *testing.T) {
 	rig.Require(t)
 	tmp := t.TempDir()
 	bin := tcBuild(t, tmp)
+	// The cluster names its domain in its heartbeats; catherd follows every
+	// domain and puts each backend (none has domain=) in its heartbeats'.
+	t.Setenv("CTH_RIG_DOMAIN", "east")
 	r := rig.Up(t, 3, true)
 
 	edge := bridgeHost(t, "cth-edge2", "cth-edge2", "10.77.0.200/24")
@@ -40,7 +44,7 @@ func TestTomcatReplicationFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	common := []string{"run", "--health-interval", "500ms", "--retry", "5s", "--rejoin-settle", "2s", "--slow-start", "5s",
-		"--membership", "228.0.0.4:45564", "--membership-drop-time", "3s", "--xdp-mode", "generic"}
+		"--membership", "228.0.0.4:45564", "--membership-domain", "*", "--membership-drop-time", "3s", "--xdp-mode", "generic"}
 	for _, n := range r.Nodes {
 		common = append(common, "--backend", n.Name+"=http://"+n.HTTP)
 	}
@@ -95,6 +99,17 @@ func TestTomcatReplicationFailover(t *testing.T) {
 	}
 	for _, n := range r.Nodes {
 		states(n.Name, "ok", 10*time.Second)
+	}
+	for _, in := range instances {
+		var ms []admin.Member
+		if err := in.admin.do("GET", "/api/v1/members", &ms); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.Domain != "east" {
+				t.Fatalf("%s: %s in domain %q, want east (from its heartbeats)", in.name, m.Name, m.Domain)
+			}
+		}
 	}
 	// memberCLI runs `catherd member ARGS` against every instance at once,
 	// as an operator's script would.

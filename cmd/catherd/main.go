@@ -114,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(cfg.Backends) > 0 {
 		for _, b := range cfg.Backends {
 			m := balancer.NewMember(b.Name, b.Route, b.Weight, b.Flags)
-			m.Domain = b.Domain
+			m.SetDomain(b.Domain)
 			members = append(members, m)
 		}
 		opts := balancer.Options{Retry: cfg.Retry, NoFailover: cfg.NoFailover, AnyDomain: cfg.AnyDomain, Moved: movedSessions,
@@ -164,7 +164,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.Membership.Group.IsValid() {
 		backends := make([]cluster.Backend, len(cfg.Backends))
 		for i, b := range cfg.Backends {
-			backends[i] = cluster.Backend{Member: members[i], Host: b.ClusterHost}
+			backends[i] = cluster.Backend{Member: members[i], Host: b.ClusterHost,
+				DomainFromGroup: cfg.Membership.AnyDomain && !b.DomainSet}
 		}
 		if watcher, err = listenMembership(cfg, backends, log); err != nil {
 			return fail("%v", err)
@@ -312,7 +313,7 @@ func listenMembership(cfg *config.Config, backends []cluster.Backend, log *slog.
 		return nil, fmt.Errorf("--membership-iface %s: no such interface", cfg.Membership.Iface)
 	}
 	w, err := cluster.Listen(cluster.Options{Group: cfg.Membership.Group, Iface: iface, DropTime: cfg.Membership.DropTime,
-		Domain: cfg.Membership.Domain}, backends, log)
+		Domain: cfg.Membership.Domain, AnyDomain: cfg.Membership.AnyDomain}, backends, log)
 	if err != nil {
 		return nil, fmt.Errorf("--membership %s: %v", cfg.Membership.Group, err)
 	}
@@ -341,7 +342,8 @@ func membershipFilter(cfg *config.Config) xdp.MembershipFilter {
 			}
 		}
 	}
-	return xdp.MembershipFilter{Group: mc.Group, Allow: allow, Domain: mc.Domain, Rate: mc.Rate, Burst: max(mc.Rate, 5)}
+	return xdp.MembershipFilter{Group: mc.Group, Allow: allow, Domain: mc.Domain, AnyDomain: mc.AnyDomain,
+		Rate: mc.Rate, Burst: max(mc.Rate, 5)}
 }
 
 // openDatapath checks the XDP flags against the host and loads and

@@ -29,6 +29,11 @@ type Config struct {
 	// multicast group from becoming catherd's backends by accident.
 	Domain string
 
+	// AnyDomain accepts beacons of every domain (Domain is unused), for
+	// a catherd in front of several clusters that share the group; each
+	// member's domain is then what its beacons say.
+	AnyDomain bool
+
 	// MaxMembers bounds the table: beacons are unauthenticated, and each
 	// new host and port would otherwise cost memory for as long as it is
 	// repeated. When full, beacons of new members are refused (and
@@ -44,6 +49,8 @@ type Member struct {
 	Host     netip.Addr
 	Port     int32
 	UniqueID [16]byte
+	// Domain is the cluster domain its beacons carry.
+	Domain string
 	// AliveMillis is the uptime the member reported in its last beacon.
 	AliveMillis int64
 	// FirstHeard and LastHeard are receive times as passed by the caller.
@@ -186,7 +193,7 @@ func (t *Table) Observe(b *Beacon, now time.Time) Event {
 	defer t.mu.Unlock()
 	t.stats.Observed++
 
-	if string(b.Domain) != t.cfg.Domain {
+	if !t.cfg.AnyDomain && string(b.Domain) != t.cfg.Domain {
 		t.stats.IgnoredWrongDomain++
 		return Event{Kind: Ignored, Reason: WrongDomain}
 	}
@@ -232,6 +239,7 @@ func newMember(b *Beacon, now time.Time) *Member {
 		Host:        b.Host,
 		Port:        b.Port,
 		UniqueID:    b.UniqueID,
+		Domain:      string(b.Domain),
 		AliveMillis: b.AliveMillis,
 		FirstHeard:  now,
 		LastHeard:   now,
@@ -277,15 +285,22 @@ func (t *Table) Members() []Member {
 // ignored (beacons carry none). It is a linear scan: the table is small
 // and bounded by MaxMembers.
 func (t *Table) InGroup(host netip.Addr) bool {
+	_, in := t.DomainOf(host)
+	return in
+}
+
+// DomainOf returns the domain of the live member with address host (as
+// InGroup matches it), and whether there is one.
+func (t *Table) DomainOf(host netip.Addr) (string, bool) {
 	host = host.Unmap().WithZone("")
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for key := range t.members {
+	for key, m := range t.members {
 		if key.host.Unmap() == host {
-			return true
+			return m.Domain, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // Stats returns a snapshot of the counters.

@@ -212,6 +212,21 @@ func TestDomainFilter(t *testing.T) {
 	}
 	observe(t, prod, inDomain(b, "prod"), at(0), Joined)
 	assertStats(t, prod, Stats{Observed: 5, IgnoredWrongDomain: 4, Joins: 1})
+
+	// Any domain: every beacon counts, and the member keeps its domain.
+	all := NewTable(Config{AnyDomain: true})
+	observe(t, all, inDomain(b, "east"), at(0), Joined)
+	other := beacon("10.0.0.9", 4000, 7)
+	observe(t, all, other, at(0), Joined)
+	if d, ok := all.DomainOf(b.Host); !ok || d != "east" {
+		t.Errorf("DomainOf(%s) = %q, %v; want east", b.Host, d, ok)
+	}
+	if d, ok := all.DomainOf(other.Host); !ok || d != "" {
+		t.Errorf("DomainOf(%s) = %q, %v; want the empty domain", other.Host, d, ok)
+	}
+	if _, ok := all.DomainOf(netip.MustParseAddr("10.0.0.99")); ok {
+		t.Error("DomainOf a host never heard: found")
+	}
 }
 
 func TestMaxMembers(t *testing.T) {

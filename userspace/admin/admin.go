@@ -191,7 +191,7 @@ func reply(w http.ResponseWriter, status int, v any) {
 // describe is m as the API shows it.
 func describe(pool *balancer.Pool, m *balancer.Member) Member {
 	now := pool.Now()
-	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain, State: m.State(now).String(),
+	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain(), State: m.State(now).String(),
 		Flags: m.Flags().String(), Weight: m.Weight(), InFlight: m.Active(), Ramp: m.Ramp(now)}
 	for _, to := range pool.Members() {
 		if n := pool.Failovers(m, to); n > 0 {

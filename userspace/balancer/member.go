@@ -80,9 +80,6 @@ type Member struct {
 	Name string
 	// Route is the jvmRoute that session ids carry for this member.
 	Route string
-	// Domain is the member's replication domain: the members that hold
-	// copies of its sessions (mod_jk's domain). "" is the default domain.
-	Domain string
 	// Index is the member's position in its Pool.
 	Index int
 
@@ -95,6 +92,7 @@ type Member struct {
 	traffic    atomic.Uint64
 	rejoin     rejoin
 	clock      func() time.Time // its pool's clock
+	domain     atomic.Pointer[string]
 }
 
 // NewMember returns a member with the given weight (lbfactor) and flags.
@@ -105,6 +103,19 @@ func NewMember(name, route string, weight int, flags Flags) *Member {
 	m.reassess()
 	return m
 }
+
+// Domain is the member's replication domain: the members that hold copies
+// of its sessions (mod_jk's domain). "" is the default domain.
+func (m *Member) Domain() string {
+	if d := m.domain.Load(); d != nil {
+		return *d
+	}
+	return ""
+}
+
+// SetDomain moves the member to another replication domain (the cluster's
+// heartbeats may say which it is in).
+func (m *Member) SetDomain(d string) { m.domain.Store(&d) }
 
 // Weight is the member's share of new sessions relative to the others.
 func (m *Member) Weight() int { return int(m.weight.Load()) }

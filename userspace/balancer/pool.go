@@ -186,7 +186,7 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 	}
 	if outcome == Failover && len(r.SessionKey) > 0 {
 		if !p.opts.AnyDomain {
-			if candidates = p.inDomain(candidates, home.Domain); candidates.Empty() {
+			if candidates = p.inDomain(candidates, home.Domain()); candidates.Empty() {
 				return nil, outcome, ErrNoPartner
 			}
 		}
@@ -229,7 +229,7 @@ func (p *Pool) movedTo(r *Request, home *Member, now time.Time) (*Member, bool) 
 func (p *Pool) inDomain(set Set, domain string) Set {
 	var out Set
 	for i, m := range p.members {
-		if set.Has(i) && m.Domain == domain {
+		if set.Has(i) && m.Domain() == domain {
 			out.Add(i)
 		}
 	}
@@ -300,7 +300,7 @@ func (p *Pool) Evacuate(m *Member) error {
 	now := p.now()
 	takers := 0
 	for _, o := range p.members {
-		if o != m && (p.opts.AnyDomain || o.Domain == m.Domain) &&
+		if o != m && (p.opts.AnyDomain || o.Domain() == m.Domain()) &&
 			o.Flags()&(Stopped|Disabled|Drain) == 0 && !o.Down() && o.phase(now) != Settling {
 			takers++
 		}

@@ -407,7 +407,7 @@ func TestFailoverStaysInDomain(t *testing.T) {
 	build := func(opts Options) *Pool {
 		p, _ := newTestPool(t, "byrequests", opts, "a1:1", "a2:1", "b1:1", "b2:1")
 		for _, m := range p.Members() {
-			m.Domain = m.Name[:1]
+			m.SetDomain(m.Name[:1])
 		}
 		return p
 	}
@@ -441,7 +441,7 @@ func TestEvacuate(t *testing.T) {
 	table := moved.New(time.Hour, 100)
 	p, _ := newTestPool(t, "byrequests", Options{Moved: table}, "a1:1", "a2:1", "b1:1")
 	for _, m := range p.Members() {
-		m.Domain = m.Name[:1]
+		m.SetDomain(m.Name[:1])
 	}
 	a1, a2, b1 := p.Member("a1"), p.Member("a2"), p.Member("b1")
 	if err := p.Evacuate(b1); !errors.Is(err, ErrLastInDomain) {

@@ -25,6 +25,9 @@ import (
 type Backend struct {
 	Member *balancer.Member
 	Host   netip.Addr
+	// DomainFromGroup: the member's replication domain is the one its
+	// heartbeats carry (followed when it changes).
+	DomainFromGroup bool
 }
 
 // Options configure a Watcher.
@@ -33,6 +36,8 @@ type Options struct {
 	Iface    *net.Interface // where to join the group
 	DropTime time.Duration  // the cluster's dropTime (default 3s)
 	Domain   string         // the cluster's domain attribute ("" by default)
+	// AnyDomain follows the members of every domain in the group.
+	AnyDomain bool
 }
 
 // Watcher listens to the group and keeps members' isolation current.
@@ -60,7 +65,7 @@ func Listen(o Options, backends []Backend, log *slog.Logger) (*Watcher, error) {
 		return nil, fmt.Errorf("join %s on %s: %w", o.Group, o.Iface.Name, err)
 	}
 	w := &Watcher{conn: conn, backends: backends, log: log,
-		table: membership.NewTable(membership.Config{DropTime: o.DropTime, Domain: o.Domain})}
+		table: membership.NewTable(membership.Config{DropTime: o.DropTime, Domain: o.Domain, AnyDomain: o.AnyDomain})}
 	for _, b := range backends {
 		b.Member.SetIsolated(true)
 	}
@@ -122,10 +127,16 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-// update sets each backend's isolation from the table, logging changes.
+// update sets each backend's isolation, and domain if it follows the
+// group's, from the table, logging changes.
 func (w *Watcher) update() {
 	for _, b := range w.backends {
-		in := w.table.InGroup(b.Host)
+		domain, in := w.table.DomainOf(b.Host)
+		if in && b.DomainFromGroup && domain != b.Member.Domain() {
+			w.log.Info("member's replication domain from its heartbeats", "member", b.Member.Name, "domain", domain,
+				"was", b.Member.Domain())
+			b.Member.SetDomain(domain)
+		}
 		if b.Member.Isolated() == !in {
 			continue
 		}

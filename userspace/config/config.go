@@ -30,8 +30,11 @@ type Backend struct {
 	Addr   string // host:port
 	Route  string
 	Domain string // replication domain ("" is the default one)
-	Weight int
-	Flags  balancer.Flags
+	// DomainSet: domain= was given (else, with --membership-domain '*',
+	// the member's domain is what its heartbeats say).
+	DomainSet bool
+	Weight    int
+	Flags     balancer.Flags
 	// ClusterHost is the member's address in the cluster's membership
 	// beacons: the URL's host, or member=IP when replication uses
 	// another network. Invalid when neither is an IP address.
@@ -88,12 +91,15 @@ type Config struct {
 
 // Membership configures following Tomcat's McastService heartbeats.
 type Membership struct {
-	Group    netip.AddrPort
-	Iface    string
-	Allow    []netip.Prefix // empty: the prefixes of Iface's addresses
-	Domain   string
-	DropTime time.Duration
-	Rate     uint32 // beacons per second per source the XDP filter lets through
+	Group  netip.AddrPort
+	Iface  string
+	Allow  []netip.Prefix // empty: the prefixes of Iface's addresses
+	Domain string
+	// AnyDomain (--membership-domain '*'): heartbeats of every domain
+	// count, and each backend without domain= takes its member's.
+	AnyDomain bool
+	DropTime  time.Duration
+	Rate      uint32 // beacons per second per source the XDP filter lets through
 }
 
 // DefaultAdmin is where the admin API listens, and where catherd status
@@ -177,7 +183,7 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.StringVar(&mcastGroup, "membership", "", "follow the Tomcat cluster's membership heartbeats (McastService) on GROUP:PORT, e.g. 228.0.0.4:45564;\nmembers out of the group get no new sessions; needs --membership-iface")
 	fs.StringVar(&c.Membership.Iface, "membership-iface", "", "interface the heartbeats arrive on: joined to the group, and its XDP filter drops bad beacons")
 	fs.Var(&mcastAllow, "membership-allow", "source prefix whose beacons are accepted (repeatable; default: the prefixes of --membership-iface's addresses)")
-	fs.StringVar(&c.Membership.Domain, "membership-domain", "", "the cluster's domain attribute; beacons of other domains are dropped")
+	fs.StringVar(&c.Membership.Domain, "membership-domain", "", "the cluster's domain attribute; beacons of other domains are dropped. '*': every domain, and a --backend without domain= is in the domain its heartbeats name")
 	fs.DurationVar(&c.Membership.DropTime, "membership-drop-time", 3*time.Second, "a member silent this long is out of the group (keep it equal to the cluster's dropTime)")
 	fs.Func("membership-rate", "beacons per second a source may send before the XDP filter drops the excess (default 10; Tomcat sends 2)", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
@@ -375,7 +381,7 @@ func ParseBackend(spec string) (Backend, error) {
 			if strings.ContainsAny(value, " \t") {
 				return Backend{}, fmt.Errorf("%s: bad domain %q", name, value)
 			}
-			b.Domain = value
+			b.Domain, b.DomainSet = value, true
 		case "member":
 			a, err := netip.ParseAddr(value)
 			if err != nil {

@@ -188,6 +188,9 @@ func parseMembership(m *Membership, group string, allow []string) error {
 		}
 		m.Allow = append(m.Allow, p.Masked())
 	}
+	if m.Domain == "*" {
+		m.Domain, m.AnyDomain = "", true
+	}
 	if len(m.Domain) > xdp.MaxDomain {
 		return &FlagError{"membership-domain", fmt.Errorf("at most %d bytes", xdp.MaxDomain)}
 	}

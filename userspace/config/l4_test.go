@@ -91,6 +91,14 @@ func TestParseMembership(t *testing.T) {
 	if c.Backends[0].ClusterHost != netip.MustParseAddr("10.77.0.11") || c.Backends[1].ClusterHost != netip.MustParseAddr("10.77.0.12") {
 		t.Errorf("cluster hosts %v %v", c.Backends[0].ClusterHost, c.Backends[1].ClusterHost)
 	}
+	any, err := Parse([]string{"--backend", "n1=http://10.77.0.11:8080", "--backend", "n2=http://10.77.0.12:8080,domain=west",
+		"--membership", "228.0.0.4:45564", "--membership-iface", "cth-br0", "--membership-domain", "*"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !any.Membership.AnyDomain || any.Membership.Domain != "" || any.Backends[0].DomainSet || !any.Backends[1].DomainSet {
+		t.Errorf("--membership-domain '*': %+v, backends %+v", any.Membership, any.Backends)
+	}
 	base := []string{"--backend", "n1=http://10.77.0.11:8080"}
 	for _, tt := range []struct {
 		args []string

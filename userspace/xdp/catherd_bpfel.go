@@ -73,6 +73,7 @@ type catherdMembershipConfig struct {
 	DomainLen uint16
 	Rate      uint32
 	Burst     uint32
+	Flags     uint32
 	Domain    [64]uint8
 }
 

@@ -17,8 +17,11 @@ type MembershipFilter struct {
 	Group  netip.AddrPort // the multicast group and port
 	Allow  []netip.Prefix
 	Domain string
-	Rate   uint32 // beacons per second per source
-	Burst  uint32 // beacons a source may send back to back
+	// AnyDomain lets beacons of every domain through (Domain unused):
+	// catherd follows several clusters sharing the group.
+	AnyDomain bool
+	Rate      uint32 // beacons per second per source
+	Burst     uint32 // beacons a source may send back to back
 }
 
 // MaxDomain is the longest domain the filter compares (MAX_DOMAIN).
@@ -57,6 +60,9 @@ func (d *Datapath) SetMembership(f MembershipFilter) error {
 		c.DomainLen = uint16(len(f.Domain))
 		copy(c.Domain[:], f.Domain)
 		c.Rate, c.Burst = f.Rate, f.Burst
+		if f.AnyDomain {
+			c.Flags = membershipAnyDomain
+		}
 	}
 	if err := m.Membership.Put(uint32(0), &c); err != nil {
 		return fmt.Errorf("write membership config: %w", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/catherd/catherd/scripts/l4topo"
@@ -101,6 +102,18 @@ func TestMembershipFilter(t *testing.T) {
 			expectVerdict(t, d, beaconFrame(t, "10.77.0.11", beacon("10.77.0.11", ""), nil), xdpDrop, "drop_beacon_domain")
 			// The allow list was replaced: the /24 is gone.
 			expectVerdict(t, d, beaconFrame(t, "10.77.0.12", beacon("10.77.0.12", "cluster-a"), nil), xdpDrop, "drop_beacon_source")
+		})
+		t.Run("any domain: every domain passes, malformed ones do not", func(t *testing.T) {
+			if err := d.SetMembership(MembershipFilter{Group: group, Allow: []netip.Prefix{netip.MustParsePrefix("10.77.0.0/24")},
+				AnyDomain: true, Rate: 100, Burst: 100}); err != nil {
+				t.Fatal(err)
+			}
+			for _, domain := range []string{"", "cluster-a", strings.Repeat("x", 200)} {
+				expectVerdict(t, d, beaconFrame(t, "10.77.0.41", beacon("10.77.0.41", domain), nil), xdpPass, "pass_beacon")
+			}
+			long := func(b []byte) []byte { binary.BigEndian.PutUint32(b[43:], 1<<20); return b } // domain length
+			expectVerdict(t, d, beaconFrame(t, "10.77.0.41", beacon("10.77.0.41", "a"), long), xdpDrop, "drop_beacon_malformed")
+			expectVerdict(t, d, beaconFrame(t, "192.0.2.66", beacon("192.0.2.66", "a"), nil), xdpDrop, "drop_beacon_source")
 		})
 		t.Run("rate and burst must be positive and bounded", func(t *testing.T) {
 			for _, f := range []MembershipFilter{{Group: group, Rate: 0, Burst: 5}, {Group: group, Rate: 5, Burst: 0},

@@ -250,19 +250,20 @@ func TestConstantsMatchC(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"FAMILY_IPV4":       fmt.Sprint(familyIPv4),
-		"FAMILY_IPV6":       fmt.Sprint(familyIPv6),
-		"SERVICE_HASH_PORT": "(1u << 0)",
-		"BACKEND_USABLE":    "(1u << 0)",
-		"PORT_TCP":          "(1u << 0)",
-		"PORT_UDP":          "(1u << 1)",
-		"NO_BACKEND":        fmt.Sprintf("0x%xu", noBackend),
+		"FAMILY_IPV4":           fmt.Sprint(familyIPv4),
+		"FAMILY_IPV6":           fmt.Sprint(familyIPv6),
+		"SERVICE_HASH_PORT":     "(1u << 0)",
+		"BACKEND_USABLE":        "(1u << 0)",
+		"PORT_TCP":              "(1u << 0)",
+		"PORT_UDP":              "(1u << 1)",
+		"NO_BACKEND":            fmt.Sprintf("0x%xu", noBackend),
+		"MEMBERSHIP_ANY_DOMAIN": "(1u << 0)",
 	} {
 		if defines[name] != want {
 			t.Errorf("%s is %q in consts.h, Go assumes %q", name, defines[name], want)
 		}
 	}
-	if serviceHashPort != 1 || backendUsable != 1 || portTCP != 1 || portUDP != 2 {
+	if serviceHashPort != 1 || backendUsable != 1 || portTCP != 1 || portUDP != 2 || membershipAnyDomain != 1 {
 		t.Errorf("flag bits changed in Go")
 	}
 	if strings.Join(reasons, ",") != strings.Join(Reasons, ",") {

@@ -22,6 +22,8 @@ const (
 	portTCP         = 1 << 0
 	portUDP         = 1 << 1
 	noBackend       = maglev.Empty
+
+	membershipAnyDomain = 1 << 0
 )
 
 // Proto is an L4 protocol.
