@@ -89,7 +89,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "catherd run: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	logOpts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	log := slog.New(slog.NewTextHandler(stderr, logOpts))
+	if cfg.LogJSON {
+		log = slog.New(slog.NewJSONHandler(stderr, logOpts))
+	}
 
 	// Set up everything, binding every address, before serving anything,
 	// so that a bad flag stops start-up with nothing half-running.

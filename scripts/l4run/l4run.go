@@ -36,7 +36,14 @@ func L4Flag(port uint16, proto string, backends []netip.Addr) string {
 // in the balancer namespace (through nsenter, which unlike ip netns exec
 // keeps the host's /sys/fs/bpf), writing its output to log.
 func Start(t *l4topo.Topo, bin, pins string, log io.Writer, args ...string) (*Catherd, error) {
-	argv := append([]string{"--net=" + l4topo.NetnsPath(t.BalancerNS()), bin, "run", "--xdp-iface", "eth0", "--xdp-pin-dir", pins}, args...)
+	return StartWrapped(t, nil, bin, pins, log, args...)
+}
+
+// StartWrapped is Start with catherd run by a wrapper command (e.g.
+// setpriv, to drop capabilities), which must exec it in place.
+func StartWrapped(t *l4topo.Topo, wrapper []string, bin, pins string, log io.Writer, args ...string) (*Catherd, error) {
+	argv := append([]string{"--net=" + l4topo.NetnsPath(t.BalancerNS())}, wrapper...)
+	argv = append(append(argv, bin, "run", "--xdp-iface", "eth0", "--xdp-pin-dir", pins), args...)
 	cmd := exec.Command("nsenter", argv...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -45,6 +52,18 @@ func Start(t *l4topo.Topo, bin, pins string, log io.Writer, args ...string) (*Ca
 	c := &Catherd{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(c.done) }()
 	return c, nil
+}
+
+// Wait waits up to limit for catherd to exit by itself and returns its
+// exit code; past limit it kills it and returns -1.
+func (c *Catherd) Wait(limit time.Duration) int {
+	select {
+	case <-c.done:
+		return c.cmd.ProcessState.ExitCode()
+	case <-time.After(limit):
+		c.Stop(syscall.SIGKILL)
+		return -1
+	}
 }
 
 // Pid is the catherd process's ID (nsenter execs catherd in place).

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -74,6 +75,9 @@ type Config struct {
 
 	ShutdownTimeout time.Duration
 	Pprof           bool
+	// LogJSON writes logs as JSON lines instead of logfmt text.
+	LogJSON  bool
+	LogLevel slog.Level
 
 	HealthInterval time.Duration
 	HealthURI      string
@@ -163,6 +167,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.BoolVar(&c.Proxy.TrustForwardedFor, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
+	var logFormat string
+	fs.StringVar(&logFormat, "log-format", "text", "log lines as text (key=value) or json")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least severe level logged: debug, info, warn or error")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second, "probe every member this often (0 disables health checks)")
 	fs.StringVar(&c.HealthURI, "health-uri", "/", "path the probe GETs; a 5xx, a timeout, a connect error or a refused AJP secret fails it")
 	fs.DurationVar(&c.HealthTimeout, "health-timeout", 2*time.Second, "longest wait for one probe")
@@ -315,6 +322,13 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 				return nil, &FlagError{"backend", fmt.Errorf("%s: --membership matches backends by address; give member=IP for a backend named by host name", b.Name)}
 			}
 		}
+	}
+	switch logFormat {
+	case "text":
+	case "json":
+		c.LogJSON = true
+	default:
+		return nil, &FlagError{"log-format", fmt.Errorf("want text or json, got %q", logFormat)}
 	}
 	if c.Pprof && c.Metrics == "" {
 		return nil, &FlagError{"pprof", errors.New("needs a --metrics address to serve on")}

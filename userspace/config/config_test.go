@@ -83,6 +83,11 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--connect-timeout", "0s"}, "--connect-timeout"},
 		{[]string{ok, "--max-header-bytes", "10"}, "--max-header-bytes"},
 		{[]string{ok, "--max-attempts", "-1"}, "--max-attempts"},
+		{[]string{ok, "--log-format", "xml"}, "--log-format"},
+		{[]string{ok, "--rejoin-settle", "-1s"}, "--rejoin-settle"},
+		{[]string{ok, "--slow-start", "-1s"}, "--slow-start"},
+		{[]string{ok, "--admin", ":9181"}, "--admin"},
+		{[]string{ok, "--admin-token-file", "/nonexistent/token"}, "--admin-token-file"},
 		{[]string{ok, "extra"}, "extra"},
 	}
 	for _, tt := range tests {

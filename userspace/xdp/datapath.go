@@ -150,6 +150,26 @@ func detachStale(dir string, wanted map[string]bool, log *slog.Logger) error {
 	return nil
 }
 
+// loadError turns a failed load into one line: a verifier's refusal keeps
+// its last line (the whole log goes to the log), and a refusal for want of
+// privilege says which capabilities catherd needs.
+func loadError(err error, log *slog.Logger) error {
+	var hint string
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		hint = " (catherd needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)"
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) && len(ve.Log) > 0 {
+		log.Error("the kernel's verifier refused the XDP program", "log", strings.Join(ve.Log, "\n"))
+		last := ve.Log[len(ve.Log)-1]
+		for i := len(ve.Log) - 1; i >= 0 && strings.HasPrefix(last, "processed "); i-- {
+			last = ve.Log[i] // the line before the statistics says why
+		}
+		return fmt.Errorf("load XDP program: %v: verifier: %s%s", ve.Cause, strings.TrimSpace(last), hint)
+	}
+	return fmt.Errorf("load XDP program: %w%s", err, hint)
+}
+
 // load does all of Open but attaching.
 func load(o Options) (*Datapath, error) {
 	if o.Log == nil {
@@ -170,11 +190,7 @@ func load(o Options) (*Datapath, error) {
 	}
 	d := &Datapath{log: o.Log}
 	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: o.PinDir}}); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load XDP program: %+v", ve)
-		}
-		return nil, fmt.Errorf("load XDP program: %w", err)
+		return nil, loadError(err, o.Log)
 	}
 	d.maxServices = spec.Maps["services"].MaxEntries
 	d.maxBackends = spec.Maps["backends"].MaxEntries
