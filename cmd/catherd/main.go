@@ -161,9 +161,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	var ctl *l4.Controller
 	var watcher *cluster.Watcher
-	src := admin.Sources{Pool: pool}
+	src := admin.Sources{Pool: pool, Targets: map[string]string{}}
 	if pool != nil {
 		src.Moved = movedSessions.Stats
+	}
+	for _, b := range cfg.Backends {
+		src.Targets[b.Name] = b.Scheme + "://" + b.Addr
 	}
 	if cfg.Membership.Group.IsValid() {
 		backends := make([]cluster.Backend, len(cfg.Backends))

@@ -95,7 +95,7 @@ func TestMemberCommand(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(200 * time.Millisecond)
-		b.End(0)
+		b.End(0, 0)
 	}()
 	if code, _, errOut := run("evacuate", "b", "--admin", addr, "--wait", "5s"); code != 0 {
 		t.Fatalf("evacuate once the request ended: %d %q", code, errOut)

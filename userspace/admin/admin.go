@@ -27,7 +27,10 @@ import (
 
 // Sources are where the status comes from; nil ones are left out.
 type Sources struct {
-	Pool       *balancer.Pool
+	Pool *balancer.Pool
+	// Targets are the members' addresses by name, as URLs
+	// (http://host:port, ajp://host:port).
+	Targets    map[string]string
 	Moved      func() moved.Stats
 	Membership func() []membership.Member
 	XDP        func() (xdp.Stats, error)
@@ -50,8 +53,18 @@ type Member struct {
 	Domain   string `json:"domain"`
 	State    string `json:"state"`
 	Flags    string `json:"flags"`
+	Target   string `json:"target,omitempty"`
 	Weight   int    `json:"weight"`
 	InFlight int64  `json:"in_flight"`
+	// Requests sent to the member (retries included), and body bytes.
+	Requests uint64 `json:"requests"`
+	BytesOut uint64 `json:"bytes_out"`
+	BytesIn  uint64 `json:"bytes_in"`
+	// InGroup says whether the member is in its replication group (nil
+	// when catherd does not follow the cluster's membership).
+	InGroup     *bool      `json:"in_group,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
 	// Ramp is the fraction of its weight the member gets while it ramps
 	// up after a return (slow start); 1 otherwise.
 	Ramp float64 `json:"ramp"`
@@ -88,11 +101,11 @@ func Handler(src Sources, token string) http.Handler {
 		reply(w, http.StatusOK, Collect(src, time.Now()))
 	})
 	mux.HandleFunc("GET /api/v1/members", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusOK, describeAll(src.Pool))
+		reply(w, http.StatusOK, describeAll(src))
 	})
 	mux.HandleFunc("GET /api/v1/members/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if m := member(w, src.Pool, r.PathValue("name")); m != nil {
-			reply(w, http.StatusOK, describe(src.Pool, m))
+			reply(w, http.StatusOK, describe(src, m))
 		}
 	})
 	mux.HandleFunc("POST /api/v1/members/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
@@ -108,8 +121,9 @@ func Handler(src Sources, token string) http.Handler {
 			reply(w, status, Error{Error: err.Error()})
 			return
 		}
-		reply(w, http.StatusOK, describe(src.Pool, m))
+		reply(w, http.StatusOK, describe(src, m))
 	})
+	servePage(mux, src, token)
 	return mux
 }
 
@@ -189,10 +203,19 @@ func reply(w http.ResponseWriter, status int, v any) {
 }
 
 // describe is m as the API shows it.
-func describe(pool *balancer.Pool, m *balancer.Member) Member {
+func describe(src Sources, m *balancer.Member) Member {
+	pool := src.Pool
 	now := pool.Now()
-	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain(), State: m.State(now).String(),
+	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain(), State: m.State(now).String(), Target: src.Targets[m.Name],
 		Flags: m.Flags().String(), Weight: m.Weight(), InFlight: m.Active(), Ramp: m.Ramp(now)}
+	d.Requests, d.BytesOut, d.BytesIn = m.Traffic()
+	if src.Membership != nil {
+		in := !m.Isolated()
+		d.InGroup = &in
+	}
+	if f := m.LastError(); f != nil {
+		d.LastError, d.LastErrorAt = f.Msg, &f.At
+	}
 	for _, to := range pool.Members() {
 		if n := pool.Failovers(m, to); n > 0 {
 			if d.Failovers == nil {
@@ -204,14 +227,14 @@ func describe(pool *balancer.Pool, m *balancer.Member) Member {
 	return d
 }
 
-// describeAll describes every member of pool (none without a pool).
-func describeAll(pool *balancer.Pool) []Member {
-	if pool == nil {
+// describeAll describes every member (none without a pool).
+func describeAll(src Sources) []Member {
+	if src.Pool == nil {
 		return nil
 	}
-	ms := make([]Member, 0, len(pool.Members()))
-	for _, m := range pool.Members() {
-		ms = append(ms, describe(pool, m))
+	ms := make([]Member, 0, len(src.Pool.Members()))
+	for _, m := range src.Pool.Members() {
+		ms = append(ms, describe(src, m))
 	}
 	return ms
 }
@@ -219,7 +242,7 @@ func describeAll(pool *balancer.Pool) []Member {
 // Collect builds the status document.
 func Collect(src Sources, now time.Time) Status {
 	st := Status{Time: now}
-	st.Members = describeAll(src.Pool)
+	st.Members = describeAll(src)
 	if src.Moved != nil {
 		m := src.Moved()
 		st.Moved = &m

@@ -35,10 +35,11 @@ func TestStatus(t *testing.T) {
 	rec := httptest.NewRecorder()
 	Handler(src, "").ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
 	var st Status
+	in := true
 	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || rec.Code != 200 {
 		t.Fatalf("%d %v: %s", rec.Code, err, rec.Body)
 	}
-	if len(st.Members) != 2 || !reflect.DeepEqual(st.Members[0], Member{Name: "a", Route: "ra", State: "ok", Weight: 2, Ramp: 1}) ||
+	if len(st.Members) != 2 || !reflect.DeepEqual(st.Members[0], Member{Name: "a", Route: "ra", State: "ok", Weight: 2, Ramp: 1, InGroup: &in}) ||
 		st.Members[1].State != "isolated" || st.Members[1].Flags != "N" {
 		t.Errorf("members %+v", st.Members)
 	}

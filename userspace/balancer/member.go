@@ -89,7 +89,11 @@ type Member struct {
 	isolated   atomic.Bool  // answers, but is out of its replication group
 	errorUntil atomic.Int64 // unix nanoseconds; in error state (E) until then
 	active     atomic.Int64 // requests in flight, for bybusyness
-	traffic    atomic.Uint64
+	picks      atomic.Uint64
+	traffic    atomic.Uint64 // bytes both ways, for bytraffic
+	bytesOut   atomic.Uint64 // to the member
+	bytesIn    atomic.Uint64 // from the member
+	lastError  atomic.Pointer[Failure]
 	rejoin     rejoin
 	clock      func() time.Time // its pool's clock
 	domain     atomic.Pointer[string]
@@ -160,14 +164,40 @@ func (m *Member) InError(now time.Time) bool { return now.UnixNano() < m.errorUn
 func (m *Member) Active() int64 { return m.active.Load() }
 
 // Begin records a request sent to the member; call End when it completes.
-func (m *Member) Begin() { m.active.Add(1) }
-
-// End records that a request begun with Begin completed, having moved
-// bytes in both directions (the bytraffic input).
-func (m *Member) End(bytes uint64) {
-	m.active.Add(-1)
-	m.traffic.Add(bytes)
+func (m *Member) Begin() {
+	m.active.Add(1)
+	m.picks.Add(1)
 }
+
+// End records that a request begun with Begin completed, having sent the
+// member sent bytes and received received from it.
+func (m *Member) End(sent, received uint64) {
+	m.active.Add(-1)
+	m.traffic.Add(sent + received)
+	m.bytesOut.Add(sent)
+	m.bytesIn.Add(received)
+}
+
+// Traffic is what the member has done: requests sent to it (retries
+// included) and bytes to and from it.
+func (m *Member) Traffic() (requests, bytesOut, bytesIn uint64) {
+	return m.picks.Load(), m.bytesOut.Load(), m.bytesIn.Load()
+}
+
+// Failure is a member's most recent failure, as shown to operators.
+type Failure struct {
+	At  time.Time
+	Msg string
+}
+
+// SetLastError records a failure of the member (a failed exchange or
+// health check).
+func (m *Member) SetLastError(at time.Time, msg string) {
+	m.lastError.Store(&Failure{At: at, Msg: msg})
+}
+
+// LastError is the member's most recent failure, nil if none.
+func (m *Member) LastError() *Failure { return m.lastError.Load() }
 
 // State names the member's effective state at now, most severe first.
 func (m *Member) State(now time.Time) State {

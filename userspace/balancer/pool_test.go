@@ -63,16 +63,19 @@ func TestByTrafficPicksLeastBytesPerWeight(t *testing.T) {
 	p, _ := newTestPool(t, "bytraffic", Options{}, "a:1", "b:2")
 	a, b := p.Members()[0], p.Members()[1]
 	a.Begin()
-	a.End(1000)
+	a.End(400, 600)
 	b.Begin()
-	b.End(1500) // 750 per weight unit, below a's 1000
+	b.End(500, 1000) // 750 per weight unit, below a's 1000
 	if got := pickName(t, p, &Request{}); got != "b" {
 		t.Fatalf("got %s, want b", got)
 	}
 	b.Begin()
-	b.End(1000) // now 1250 per unit
+	b.End(1000, 0) // now 1250 per unit
 	if got := pickName(t, p, &Request{}); got != "a" {
 		t.Fatalf("got %s, want a", got)
+	}
+	if picks, out, in := b.Traffic(); picks != 2 || out != 1500 || in != 1000 {
+		t.Fatalf("b's traffic: %d requests, %d bytes out, %d in", picks, out, in)
 	}
 }
 
@@ -84,8 +87,8 @@ func TestByBusynessPicksLeastActiveThenRoundRobin(t *testing.T) {
 	if got := pickName(t, p, &Request{}); got != "c" {
 		t.Fatalf("got %s, want c", got)
 	}
-	a.End(0)
-	b.End(0)
+	a.End(0, 0)
+	b.End(0, 0)
 	seen := map[string]int{}
 	for i := 0; i < 30; i++ {
 		seen[pickName(t, p, &Request{})]++

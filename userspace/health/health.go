@@ -76,6 +76,7 @@ func (c *Checker) watch(ctx context.Context, m *balancer.Member, probe Probe) {
 		}
 		switch streak.observe(err == nil, m.Down(), c.opts) {
 		case wentDown:
+			m.SetLastError(time.Now(), "health check: "+err.Error())
 			m.SetDown(true)
 			c.log.Warn("member down: health check failed", "member", m.Name, "checks", c.opts.Fall, "reason", err)
 			c.changed()

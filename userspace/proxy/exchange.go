@@ -65,13 +65,13 @@ func (x *exchange) abort(err error) {
 	if x.resp != nil {
 		fasthttp.ReleaseResponse(x.resp)
 	}
-	x.b.member.End(uint64(x.sent.n + x.recvd))
+	x.b.member.End(uint64(x.sent.n), uint64(x.recvd))
 	x.b.metrics.Abort()
 	x.release()
 }
 
 func (x *exchange) finish(err error) {
-	x.b.member.End(uint64(x.sent.n + x.recvd))
+	x.b.member.End(uint64(x.sent.n), uint64(x.recvd))
 	x.b.metrics.Done(x.code, x.start, x.sent.n, x.recvd, true)
 	if err != nil {
 		x.b.metrics.Error(errorKind(err))

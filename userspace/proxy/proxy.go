@@ -165,6 +165,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		}
 		kind := errorKind(err)
 		b.metrics.Error(kind)
+		m.SetLastError(time.Now(), kind+": "+err.Error())
 		if kind == metrics.ErrConnect {
 			p.pool.MarkError(m)
 			p.log.Warn("member unreachable", "member", m.Name, "addr", b.addr, "err", err)

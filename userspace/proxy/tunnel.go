@@ -61,7 +61,7 @@ func (p *Proxy) tunnel(c *call, b *backend) error {
 			client.Close()
 			<-done
 		}
-		b.member.End(uint64(up + down))
+		b.member.End(uint64(up), uint64(down))
 		b.metrics.Done(code, c.start, up, down, true)
 	})
 	return nil
