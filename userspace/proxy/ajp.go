@@ -63,12 +63,13 @@ func (p *Proxy) forwardAJP(c *call, b *backend) error {
 	b.metrics.Begin()
 	resp, err := b.ajp.Do(&a.fr, &x.sent, length, p.opts.BackendTimeout)
 	if err != nil {
-		x.abort(err)
+		failure := x.sent.failure(b, err)
+		x.abort(failure)
 		a.release()
 		if errors.Is(err, ajp.ErrTooLarge) {
 			return fmt.Errorf("%w: %v", errCannotCarry, err)
 		}
-		return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
+		return failure
 	}
 	a.resp = resp
 	ctx.Response.SetStatusCode(resp.Status)

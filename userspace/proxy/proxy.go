@@ -124,6 +124,10 @@ type call struct {
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	c := call{ctx: ctx, start: time.Now(), clientIP: clientIP(ctx)}
 	req := &ctx.Request
+	if err := checkHead(req.Header.RawHeaders()); err != nil {
+		p.refuseHead(&c, err)
+		return
+	}
 	br := balancer.Request{ClientIP: c.clientIP}
 	if id := p.sessionID(req); id != nil {
 		br.SessionKey, br.Route = p.opts.Sticky.Split(id)
@@ -156,6 +160,14 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		}
 		if err == nil {
 			p.metrics.Sticky(outcome)
+			return
+		}
+		if errors.Is(err, errClientBody) {
+			// The client broke its own body's framing: no member is to
+			// blame, and the member saw an incomplete request only.
+			p.plain(ctx, fasthttp.StatusBadRequest, "400 malformed request body\n")
+			ctx.SetConnectionClose()
+			p.none.Done(fasthttp.StatusBadRequest, c.start, 0, 0, false)
 			return
 		}
 		if errors.Is(err, errCannotCarry) {
@@ -240,8 +252,9 @@ func (p *Proxy) forward(c *call, b *backend) error {
 	resp := fasthttp.AcquireResponse()
 	if err := b.client.Do(out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
+		err = x.sent.failure(b, err)
 		x.abort(err)
-		return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
+		return err
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)
 	p.rewriteResponseHeader(ctx, b)
@@ -290,6 +303,19 @@ func (x *exchange) respond(ctx *fasthttp.RequestCtx, n int) error {
 	}
 	ctx.Response.SetBodyStream(x, n)
 	return nil
+}
+
+// refuseHead answers a request whose head checkHead refused, and closes
+// the connection: what follows on it cannot be trusted to be framed as
+// the client meant.
+func (p *Proxy) refuseHead(c *call, err error) {
+	code := fasthttp.StatusBadRequest
+	if errors.Is(err, errTooManyHeaders) {
+		code = fasthttp.StatusRequestHeaderFieldsTooLarge
+	}
+	p.plain(c.ctx, code, fmt.Sprintf("%d %s\n", code, err))
+	c.ctx.SetConnectionClose()
+	p.none.Done(code, c.start, 0, 0, false)
 }
 
 // refuse answers a request no member could take.
@@ -352,6 +378,7 @@ type countingReader struct {
 	fromClient bool  // r is the client's body stream
 	want       int64 // its declared length; -1 when chunked
 	eof        bool
+	clientErr  error // reading the client's body failed
 }
 
 // streamFrom makes c read the client's body stream of length want (-1:
@@ -363,10 +390,26 @@ func (c *countingReader) streamFrom(r io.Reader, want int) {
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		c.eof = true
+	case err != nil && c.fromClient:
+		c.clientErr = err
 	}
 	return n, err
+}
+
+// errClientBody marks a request that failed because the client's body
+// could not be read (bad chunk framing, or the client went away).
+var errClientBody = errors.New("reading the client's request body")
+
+// failure is the error of a failed exchange with member b: errClientBody
+// when reading the client's body failed, else err.
+func (c *countingReader) failure(b *backend, err error) error {
+	if c.clientErr != nil {
+		return fmt.Errorf("%w: %v", errClientBody, c.clientErr)
+	}
+	return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
 }
 
 // clientBodyLeft reports whether part of the client's body is still unread

@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recBackend is a backend that records the bytes of every request it gets
+// and answers each with a small 200 (one request per connection).
+type recBackend struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	seen []string
+}
+
+func newRecBackend(t *testing.T) *recBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &recBackend{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go b.serve(c)
+		}
+	}()
+	return b
+}
+
+func (b *recBackend) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	br := bufio.NewReader(c)
+	var req strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		req.WriteString(line)
+		if err != nil || line == "\r\n" {
+			break
+		}
+	}
+	// What follows the head within a short while is the body as sent.
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	rest, _ := io.ReadAll(br)
+	req.Write(rest)
+	b.mu.Lock()
+	b.seen = append(b.seen, req.String())
+	b.mu.Unlock()
+	io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+}
+
+func (b *recBackend) requests() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.seen...)
+}
+
+// rawCase is a request as bytes on the socket and what must come of it.
+type rawCase struct {
+	name, raw string
+	status    string // the status line's code
+	// forwarded is what the member must have seen, in order, as
+	// substrings of its one request; nil when nothing may reach it.
+	forwarded []string
+}
+
+// Hostile and malformed requests, sent as bytes: each is refused with the
+// right code and reaches no member, or reaches it in one unambiguous form.
+// The shapes are those of request smuggling (RFC 9112 section 11.2) and of
+// the parser differentials behind it.
+func TestRawRequests(t *testing.T) {
+	many := func(n int) string { return strings.Repeat("X-A: b\r\n", n) }
+	cases := []rawCase{
+		{"CL and TE", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", "400", nil},
+		{"TE identity and CL", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\nContent-Length: 4\r\n\r\nabcd", "400", nil},
+		{"two different CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", "400", nil},
+		{"two equal CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd", "400", nil},
+		{"CL list", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4, 4\r\n\r\nabcd", "400", nil},
+		{"CL with sign", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd", "400", nil},
+		{"TE not chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", "400", nil},
+		{"TE gzip, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "400", nil},
+		{"TE twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400", nil},
+		{"space before colon", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", "400", nil},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400", nil},
+		{"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabcd\r\n0\r\n\r\n", "400", []string{}},
+		{"negative chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-4\r\nabcd\r\n0\r\n\r\n", "400", []string{}},
+		{"bare LF in chunks", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\nabcd\n0\n\n", "400", []string{}},
+		{"bare LF in head", "GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", "400", nil},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n", "400", nil},
+		{"space in a name", "GET / HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", "400", nil},
+		{"NUL in a value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: b\x00c\r\n\r\n", "400", nil},
+		{"CR in a value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: b\rc\r\n\r\n", "400", nil},
+		{"NUL in the URI", "GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n", "400", nil},
+		{"space in the URI", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", "400", nil},
+		{"no Host", "GET / HTTP/1.1\r\n\r\n", "400", nil},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "400", nil},
+		{"bad version", "GET / HTTP/1.x\r\nHost: x\r\n\r\n", "400", nil},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400", nil},
+		{"URI over the head limit", "GET /" + strings.Repeat("a", 20000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "431", nil},
+		{"too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields) + "\r\n", "431", nil},
+		// Well-formed, if unusual: forwarded as they are.
+		{"as many headers as allowed", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields-1) + "\r\n", "200", []string{"GET / HTTP/1.1\r\n"}},
+		{"chunk extension", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nabcd\r\n0\r\n\r\n", "200",
+			[]string{"Transfer-Encoding: chunked\r\n", "\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"}},
+		{"trailer", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\nX-T: 1\r\n\r\n", "200",
+			[]string{"\r\n\r\n4\r\nabcd\r\n0\r\n"}},
+		{"extension method", "get / HTTP/1.1\r\nHost: x\r\n\r\n", "200", []string{"get / HTTP/1.1\r\n"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newRecBackend(t)
+			r := startRig(t, rigOptions{}, [2]string{"a", b.ln.Addr().String()})
+			conn := r.rawConn()
+			io.WriteString(conn, c.raw)
+			conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			var resp []byte
+			if c.status == "200" {
+				// Kept alive: read one response.
+				if r, err := http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
+					resp = []byte(fmt.Sprintf("HTTP/1.1 %s\r\n", r.Status))
+				}
+			} else {
+				resp, _ = io.ReadAll(conn) // refusals close the connection
+			}
+			line, _, _ := strings.Cut(string(resp), "\r\n")
+			if !strings.HasPrefix(line, "HTTP/1.1 "+c.status+" ") {
+				t.Fatalf("status line %q, want %s", line, c.status)
+			}
+			if strings.Contains(string(resp), "/smuggled") || strings.Count(string(resp), "HTTP/1.1 ") > 1 {
+				t.Fatalf("more than one answer: %q", resp)
+			}
+			seen := b.requests()
+			switch {
+			case c.forwarded == nil && len(seen) != 0:
+				t.Fatalf("refused, yet the member saw %q", seen)
+			case len(c.forwarded) > 0:
+				if len(seen) != 1 {
+					t.Fatalf("the member saw %d requests: %q", len(seen), seen)
+				}
+				at := 0
+				for _, want := range c.forwarded {
+					i := strings.Index(seen[0][at:], want)
+					if i < 0 {
+						t.Fatalf("the member saw %q, without %q (in order)", seen[0], want)
+					}
+					at += i + len(want)
+				}
+			}
+			// forwarded == []string{}: the body broke mid-stream; the
+			// member may have seen an incomplete request, never a whole one.
+			for _, s := range seen {
+				if c.status != "200" && strings.Contains(s, "\r\n0\r\n\r\n") {
+					t.Fatalf("refused, yet the member got a complete request: %q", s)
+				}
+			}
+		})
+	}
+}
