@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzForwardRequest$$' -fuzztime $(FUZZTIME) ./ajp/
 	$(GO) test -run '^$$' -fuzz '^FuzzDatapath$$' -fuzztime $(FUZZTIME) ./userspace/xdp/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./session/membership/
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckHead$$' -fuzztime $(FUZZTIME) ./userspace/proxy/
 
 demo: build
 	scripts/deps.sh demo
@@ -67,3 +68,13 @@ bench-xdp: build
 	$(GO) test -run '^$$' -bench '^BenchmarkPerPacket$$' -benchtime 1x ./userspace/xdp/ | tee bench-xdp.md
 	$(GO) run ./scripts/bench/xdp -catherd $(BIN) | tee -a bench-xdp.md
 	$(GO) run ./scripts/bench/beaconflood -catherd $(BIN) | tee -a bench-xdp.md
+
+# Session safety through a kill -9, a node's return and a rolling restart:
+# the same load and checks (scripts/failover) behind two catherd instances
+# and behind two Apache mod_proxy_balancer instances, each on a fresh
+# 3-node Tomcat DeltaManager cluster (needs root). See BENCHMARKS.md.
+FAILOVER_RUNS ?= 3
+.PHONY: failover-compare
+failover-compare:
+	scripts/deps.sh bench
+	$(GO) run ./scripts/failover/compare -runs $(FAILOVER_RUNS) -md failover-compare.md

@@ -4,7 +4,7 @@
 // phase: no request fails, no session loses an update (its counter never
 // goes back), every front end sends a session to the same node (a session
 // moves at most once per phase), and no session returns to the node it
-// left. The catherd tests and scripts/failover-compare (the same scenario
+// left. The catherd tests and scripts/failover/compare (the same scenario
 // behind Apache) use it, so both are judged by the same rules.
 package failover
 
@@ -64,8 +64,10 @@ type Report struct {
 	// a node still in service: the returned node's copy may be stale.
 	// (A session whose new node goes out in turn may go anywhere.)
 	Back int64
-	// Errors are the first few failures, for the log.
+	// Errors are the first few failures of each kind, for the log.
 	Errors []string
+
+	logged map[*int64]int // errors kept, by the counter they count in
 }
 
 // Clean reports whether nothing failed, was lost, split or came back.
@@ -222,7 +224,11 @@ func (l *Load) step(s *session) {
 	r.Requests++
 	fail := func(counter *int64, format string, a ...any) {
 		*counter++
-		if len(r.Errors) < 10 {
+		if r.logged == nil {
+			r.logged = map[*int64]int{}
+		}
+		if r.logged[counter] < 4 {
+			r.logged[counter]++
 			r.Errors = append(r.Errors, fmt.Sprintf("session %s via %s: ", s.id, front)+fmt.Sprintf(format, a...))
 		}
 	}

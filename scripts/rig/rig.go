@@ -112,10 +112,18 @@ func (r *Rig) cmd(verb, node string) error {
 }
 
 func (r *Rig) run(limit time.Duration, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	return Script(context.Background(), r.script, r.Dir, limit, nil, args...)
+}
+
+// Script runs the rig script (scripts/tomcat-rig.sh) with args on the rig
+// in dir, with env added to the environment, for at most limit (or until
+// ctx ends), and returns its output.
+func Script(ctx context.Context, script, dir string, limit time.Duration, env []string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", append(append([]string{r.script}, args...), "--dir", r.Dir)...)
+	cmd := exec.CommandContext(ctx, "bash", append(append([]string{script}, args...), "--dir", dir)...)
 	cmd.WaitDelay = 5 * time.Second
+	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
