@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catherd/catherd/scripts/l4run"
-	"github.com/catherd/catherd/scripts/l4topo"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
@@ -80,36 +78,9 @@ func effectiveCaps(pid int) (uint64, error) {
 // service: load and attach XDP, pin its maps, steer L4 flows, listen on
 // port 80. And each of them is needed.
 func TestRunsWithTheUnitsCapabilities(t *testing.T) {
-	l4topo.Require(t)
 	caps := unitCapabilities(t)
-	topo, err := l4topo.Up(fmt.Sprintf("cs%d", os.Getpid()%10000), 2, 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Down() })
-	for i := 1; i <= 2; i++ {
-		ln, err := topo.ServeBackend(i, 80)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-	}
-	dir := t.TempDir()
-	bin := tcBuild(t, dir)
-	pins := fmt.Sprintf("/sys/fs/bpf/catherd-caps-%d", os.Getpid())
-	t.Cleanup(func() { xdp.Unload(pins) })
-	logPath := filepath.Join(dir, "catherd.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("catherd log:\n%s", tcTail(string(b), 40))
-		}
-	})
+	h := newL4Harness(t, "cs", 2, 20)
+	topo, bin, pins, logf := h.topo, h.bin, h.pins, h.log
 	args := []string{"--l4", l4run.L4Flag(80, "tcp", topo.Backends), "--listen", ":80",
 		"--backend", "web=http://" + topo.Backends[0].String() + ":80", "--health-interval", "200ms"}
 

@@ -49,40 +49,56 @@ func waitUsable(t *testing.T, pins string, want ...netip.Addr) {
 	}
 }
 
-// TestL4SteeringEndToEnd runs the real binary against real kernels paths:
-// veth pairs, a bridge, native XDP on the balancer and DSR backends.
-func TestL4SteeringEndToEnd(t *testing.T) {
+// l4Harness is what an end-to-end L4 test needs: a topology with backends
+// serving on port 80, the catherd binary, a pin directory and a log file
+// (shown when the test fails), all removed when it ends.
+type l4Harness struct {
+	topo      *l4topo.Topo
+	listeners []net.Listener
+	bin, pins string
+	log       *os.File
+}
+
+func newL4Harness(t *testing.T, prefix string, backends, sources int) *l4Harness {
+	t.Helper()
 	l4topo.Require(t)
-	topo, err := l4topo.Up(fmt.Sprintf("cx%d", os.Getpid()%10000), 4, 200)
+	topo, err := l4topo.Up(fmt.Sprintf("%s%d", prefix, os.Getpid()%10000), backends, sources)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { topo.Down() })
-	var listeners []net.Listener
-	for i := 1; i <= 4; i++ {
+	h := &l4Harness{topo: topo}
+	for i := 1; i <= backends; i++ {
 		ln, err := topo.ServeBackend(i, 80)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ln.Close() })
-		listeners = append(listeners, ln)
+		h.listeners = append(h.listeners, ln)
 	}
 	dir := t.TempDir()
-	bin := tcBuild(t, dir)
-	pins := fmt.Sprintf("/sys/fs/bpf/catherd-e2e-%d", os.Getpid())
-	t.Cleanup(func() { xdp.Unload(pins) })
+	h.bin = tcBuild(t, dir)
+	h.pins = fmt.Sprintf("/sys/fs/bpf/catherd-%s-%d", prefix, os.Getpid())
+	t.Cleanup(func() { xdp.Unload(h.pins) })
 	logPath := filepath.Join(dir, "catherd.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
+	if h.log, err = os.Create(logPath); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { logf.Close() })
+	t.Cleanup(func() { h.log.Close() })
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("catherd log:\n%s", tcTail(string(b), 60))
 		}
 	})
+	return h
+}
+
+// TestL4SteeringEndToEnd runs the real binary against real kernels paths:
+// veth pairs, a bridge, native XDP on the balancer and DSR backends.
+func TestL4SteeringEndToEnd(t *testing.T) {
+	h := newL4Harness(t, "cx", 4, 200)
+	topo, listeners, bin, pins, logf := h.topo, h.listeners, h.bin, h.pins, h.log
 	three := topo.Backends[:3]
 	cd := startL4Catherd(t, bin, topo, pins, logf, three)
 	waitUsable(t, pins, three...)
