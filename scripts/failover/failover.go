@@ -184,15 +184,6 @@ func (l *Load) Stop() []Report {
 	return append([]Report(nil), l.reports...)
 }
 
-// Sessions are the session ids, with the node that served each last.
-func (l *Load) Sessions() map[string]string {
-	m := map[string]string{}
-	for _, s := range l.sessions {
-		m[s.id] = s.node
-	}
-	return m
-}
-
 func (l *Load) work(ctx context.Context, w int) {
 	defer l.done.Done()
 	for n := 0; ; n++ {

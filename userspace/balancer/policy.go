@@ -101,11 +101,12 @@ func (p *byBusyness) Pick(members []*Member, candidates *Set, r *Request) *Membe
 			continue
 		}
 		// a/wa < b/wb without division: a*wb < b*wa.
+		share := m.share(r.now)
 		switch {
-		case best == nil || m.Active()*bestShare < best.Active()*m.share(r.now):
-			best, bestShare, least = m, m.share(r.now), Set{}
+		case best == nil || m.Active()*bestShare < best.Active()*share:
+			best, bestShare, least = m, share, Set{}
 			least.Add(i)
-		case m.Active()*bestShare == best.Active()*m.share(r.now):
+		case m.Active()*bestShare == best.Active()*share:
 			least.Add(i)
 		}
 	}

@@ -92,9 +92,6 @@ func (m *Member) phase(now time.Time) Phase {
 	return Steady
 }
 
-// Phase is the member's rejoin phase now.
-func (m *Member) Phase() Phase { return m.phase(m.clock()) }
-
 // shareScale is the fixed-point unit of share: a member's full weight w is
 // a share of w*shareScale, so a ramp has a thousand steps per weight unit.
 const shareScale = 1000
