@@ -301,7 +301,9 @@ func tcSessionStep(client *http.Client, base string, s *tcSession, killStart, ki
 	c, err := tcSessionGet(client, base, s)
 	end := time.Now().UnixNano()
 	ks, ke := killStart.Load(), killEnd.Load()
-	straddles := ks != 0 && start <= max(ke, ks) && end >= ks // in flight while the node died
+	// In flight while the node died: it overlapped [killStart, killEnd],
+	// or the kill had begun and not yet returned (killEnd still 0).
+	straddles := ks != 0 && end >= ks && (ke == 0 || start <= ke)
 	afterKill := ke != 0 && start > ke
 	if err != nil {
 		if !straddles {
