@@ -29,6 +29,7 @@ import (
 	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/admin"
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/cluster"
 	"github.com/catherd/catherd/userspace/config"
 	"github.com/catherd/catherd/userspace/health"
@@ -135,12 +136,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 			probes = append(probes, px.Probe(i, cfg.HealthURI))
 		}
 	}
-	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fail("--listen %s: %v", addr, err)
+	var certStore *certs.Store
+	if len(cfg.TLSCerts) > 0 {
+		if certStore, err = certs.Load(cfg.TLSCerts); err != nil {
+			return fail("--tls-cert: %v", err)
 		}
-		listeners = append(listeners, ln)
+		m.TLS(certStore.Stats)
+	}
+	var plainLns, tlsLns []net.Listener
+	for _, l := range []struct {
+		flag  string
+		addrs []string
+		to    *[]net.Listener
+	}{{"--listen", cfg.Listen, &plainLns}, {"--tls-listen", cfg.TLSListen, &tlsLns}} {
+		for _, addr := range l.addrs {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fail("%s %s: %v", l.flag, addr, err)
+			}
+			listeners = append(listeners, ln)
+			*l.to = append(*l.to, ln)
+		}
 	}
 	var adminLn net.Listener
 	if cfg.Admin != "" {
@@ -232,12 +248,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go metricsSrv.Serve(metricsLn)
 	}
 	errc := make(chan error, len(listeners))
-	for _, ln := range listeners {
-		if ln == metricsLn || ln == adminLn {
-			continue
-		}
+	for _, ln := range plainLns {
 		go func() { errc <- px.Serve(ln) }()
 		log.Info("listening", "addr", ln.Addr().String())
+	}
+	for _, ln := range tlsLns {
+		go func() { errc <- px.ServeTLS(ln, certStore.ServerConfig()) }()
+		log.Info("listening for TLS", "addr", ln.Addr().String(), "protocols", "h2,http/1.1")
 	}
 	for _, b := range cfg.Backends {
 		log.Info("member", "name", b.Name, "url", b.Scheme+"://"+b.Addr, "route", b.Route, "weight", b.Weight, "status", b.Flags.String())
@@ -251,15 +268,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	code := 0
-	select {
-	case s := <-sig:
-		log.Info("shutting down", "signal", s.String(), "grace", cfg.ShutdownTimeout)
-	case err := <-errc:
-		log.Error("listener failed", "err", err)
-		code = 1
-	}
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	code := waitForStop(sig, errc, certStore, cfg.ShutdownTimeout, log)
 	stop()
 	if px != nil {
 		done := make(chan struct{})
@@ -284,6 +294,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("XDP datapath left attached: it keeps steering until the next catherd takes over (catherd unload removes it)")
 	}
 	return code
+}
+
+// waitForStop serves signals until one says stop (SIGTERM, SIGINT) or a
+// listener fails, and returns the exit code. SIGHUP rereads the TLS
+// certificates.
+func waitForStop(sig <-chan os.Signal, errc <-chan error, certStore *certs.Store, grace time.Duration, log *slog.Logger) int {
+	for {
+		select {
+		case s := <-sig:
+			if s != syscall.SIGHUP {
+				log.Info("shutting down", "signal", s.String(), "grace", grace)
+				return 0
+			}
+			if certStore == nil {
+				log.Info("SIGHUP: nothing to reload (no --tls-listen)")
+				continue
+			}
+			if err := certStore.Reload(); err != nil {
+				log.Error("SIGHUP: certificates not reloaded; the previous ones stay in use", "err", err)
+				continue
+			}
+			for _, c := range certStore.Stats().Certs {
+				log.Info("SIGHUP: certificate reloaded", "file", c.File, "subject", c.Subject, "not_after", c.NotAfter)
+			}
+		case err := <-errc:
+			log.Error("listener failed", "err", err)
+			return 1
+		}
+	}
 }
 
 // expireMoved sweeps sessions idle past their TTL out of the moved-session

@@ -412,7 +412,7 @@ func tcBuild(t *testing.T, dir string) string {
 
 // tcStartCatherd starts the binary, stops it by PID in cleanup and, if the test failed,
 // logs the tail of catherd's log and of every Tomcat log first.
-func tcStartCatherd(t *testing.T, bin string, args []string, logPath, rigDir string) {
+func tcStartCatherd(t *testing.T, bin string, args []string, logPath, rigDir string) *os.Process {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -455,6 +455,7 @@ func tcStartCatherd(t *testing.T, bin string, args []string, logPath, rigDir str
 		t.Fatalf("catherd exited at start-up: %s", b)
 	case <-time.After(100 * time.Millisecond):
 	}
+	return cmd.Process
 }
 
 // tcWaitReady polls url through catherd until it answers 200 (bounded).

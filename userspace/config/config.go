@@ -20,6 +20,7 @@ import (
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/session"
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/proxy"
 	"github.com/catherd/catherd/userspace/xdp"
 )
@@ -48,11 +49,14 @@ type Backend struct {
 
 // Config is everything `catherd run` needs.
 type Config struct {
-	Listen   []string
-	Backends []Backend
-	LBMethod string
-	Metrics  string
-	Admin    string
+	Listen []string
+	// TLSListen are the addresses of TLS clients, served with TLSCerts.
+	TLSListen []string
+	TLSCerts  []certs.Pair
+	Backends  []Backend
+	LBMethod  string
+	Metrics   string
+	Admin     string
 
 	NoFailover bool
 	Retry      time.Duration
@@ -136,9 +140,12 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs := flag.NewFlagSet("catherd run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c := &Config{}
-	var listen, backends, l4, l4hash, mcastAllow listFlag
+	var listen, tlsListen, tlsCert, tlsKey, backends, l4, l4hash, mcastAllow listFlag
 	var sticky, sep, xdpMode, mcastGroup string
 	fs.Var(&listen, "listen", "address to accept HTTP clients on, e.g. :80 or 127.0.0.1:8080 (repeatable; default :8080)")
+	fs.Var(&tlsListen, "tls-listen", "address to accept TLS clients on, HTTP/1.1 or HTTP/2 (repeatable; needs --tls-cert and --tls-key)")
+	fs.Var(&tlsCert, "tls-cert", "PEM file with a certificate and its chain (repeatable: the first is the default, others are chosen by SNI);\nreread with its key on SIGHUP, without dropping connections")
+	fs.Var(&tlsKey, "tls-key", "PEM file with the private key of the --tls-cert in the same position (repeatable)")
 	fs.Var(&backends, "backend", "a backend member (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H][,domain=D][,member=IP], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
 	fs.StringVar(&sticky, "sticky", "JSESSIONID|jsessionid", "session id locations as COOKIE|pathparam, or off to disable stickiness")
 	fs.StringVar(&sep, "sticky-separator", ".", "one character between session id and route (WebLogic uses !)")
@@ -230,17 +237,25 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	}
 	// An instance may steer L4 services only; it then runs no HTTP proxy.
 	l4Only := len(backends) == 0 && len(c.L4.Services) > 0
-	c.Listen = listen
-	if len(c.Listen) == 0 && !l4Only {
+	c.Listen, c.TLSListen = listen, tlsListen
+	if len(c.Listen) == 0 && len(c.TLSListen) == 0 && !l4Only {
 		c.Listen = []string{":8080"}
 	}
-	if l4Only && len(c.Listen) > 0 {
-		return nil, &FlagError{"listen", errors.New("an HTTP listener needs at least one --backend")}
-	}
-	for _, l := range c.Listen {
-		if _, _, err := net.SplitHostPort(l); err != nil {
-			return nil, &FlagError{"listen", fmt.Errorf("want HOST:PORT, got %q", l)}
+	for _, f := range []struct {
+		name  string
+		addrs []string
+	}{{"listen", c.Listen}, {"tls-listen", c.TLSListen}} {
+		if l4Only && len(f.addrs) > 0 {
+			return nil, &FlagError{f.name, errors.New("an HTTP listener needs at least one --backend")}
 		}
+		for _, l := range f.addrs {
+			if _, _, err := net.SplitHostPort(l); err != nil {
+				return nil, &FlagError{f.name, fmt.Errorf("want HOST:PORT, got %q", l)}
+			}
+		}
+	}
+	if err := c.parseTLS(tlsCert, tlsKey); err != nil {
+		return nil, err
 	}
 	if len(sep) != 1 {
 		return nil, &FlagError{"sticky-separator", fmt.Errorf("want one character, got %q", sep)}
@@ -337,6 +352,23 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		return nil, &FlagError{"max-header-bytes", errors.New("must be between 1024 and 1048576")}
 	}
 	return c, nil
+}
+
+// parseTLS pairs --tls-cert and --tls-key files; the files are read when
+// catherd starts.
+func (c *Config) parseTLS(certFiles, keyFiles []string) error {
+	switch {
+	case len(c.TLSListen) == 0 && len(certFiles)+len(keyFiles) > 0:
+		return &FlagError{"tls-cert", errors.New("certificates are for --tls-listen, which is not given")}
+	case len(c.TLSListen) > 0 && len(certFiles) == 0:
+		return &FlagError{"tls-listen", errors.New("needs --tls-cert and --tls-key")}
+	case len(certFiles) != len(keyFiles):
+		return &FlagError{"tls-key", fmt.Errorf("%d --tls-cert but %d --tls-key: give one key per certificate, in the same order", len(certFiles), len(keyFiles))}
+	}
+	for i := range certFiles {
+		c.TLSCerts = append(c.TLSCerts, certs.Pair{CertFile: certFiles[i], KeyFile: keyFiles[i]})
+	}
+	return nil
 }
 
 // ParseBackend reads NAME=URL[,key=value...].

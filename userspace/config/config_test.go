@@ -31,6 +31,20 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+func TestParseTLS(t *testing.T) {
+	c, err := Parse([]string{"--backend", "n1=http://10.0.0.1:8080", "--tls-listen", ":443",
+		"--tls-cert", "a.crt", "--tls-key", "a.key", "--tls-cert", "b.crt", "--tls-key", "b.key"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Listen) != 0 || len(c.TLSListen) != 1 {
+		t.Errorf("listen %v, tls-listen %v: with --tls-listen alone there is no plain listener", c.Listen, c.TLSListen)
+	}
+	if len(c.TLSCerts) != 2 || c.TLSCerts[1].CertFile != "b.crt" || c.TLSCerts[1].KeyFile != "b.key" {
+		t.Errorf("certificates %+v", c.TLSCerts)
+	}
+}
+
 func TestParseBackendOptions(t *testing.T) {
 	b, err := ParseBackend("tc1=http://[::1]:8080,route=tomcat1,weight=5,status=+H")
 	if err != nil {
@@ -89,6 +103,10 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--admin", ":9181"}, "--admin"},
 		{[]string{ok, "--admin-token-file", "/nonexistent/token"}, "--admin-token-file"},
 		{[]string{ok, "extra"}, "extra"},
+		{[]string{ok, "--tls-listen", ":443"}, "--tls-listen"},                                             // no certificate
+		{[]string{ok, "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "--tls-cert"},                          // no --tls-listen
+		{[]string{ok, "--tls-listen", ":443", "--tls-cert", "c.pem"}, "--tls-key"},                         // no key
+		{[]string{ok, "--tls-listen", "443", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "--tls-listen"}, // no host:port
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.args, nil)

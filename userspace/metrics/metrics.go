@@ -37,6 +37,8 @@ type Metrics struct {
 	errors   *prometheus.CounterVec
 	attempts *prometheus.CounterVec
 	sticky   [balancer.NumOutcomes]prometheus.Counter // by balancer.Outcome
+	// handshakeFailures is registered by TLS, when catherd terminates TLS.
+	handshakeFailures prometheus.Counter
 }
 
 // New registers catherd's metrics, the member-state collector over pool
@@ -70,6 +72,10 @@ func New(pool *balancer.Pool) *Metrics {
 			Name: "catherd_retries_total",
 			Help: "Requests sent again to another member after a failure on this one.",
 		}, []string{"member"}),
+		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "catherd_tls_handshake_failures_total",
+			Help: "Client TLS handshakes that failed or timed out.",
+		}),
 	}
 	sticky := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "catherd_sticky_total",

@@ -15,6 +15,7 @@ import (
 	"github.com/catherd/catherd/session/membership"
 	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
@@ -40,6 +41,7 @@ func everything(t *testing.T) *Metrics {
 	m.Sticky(balancer.Hit)
 	m.BackendConns("a", func() uint64 { return 1 }, func() uint64 { return 0 })
 	m.MovedSessions(func() moved.Stats { return moved.Stats{Moves: map[moved.Reason]uint64{}} })
+	m.TLS(func() certs.Stats { return certs.Stats{Certs: []certs.Cert{{File: "site.crt", Subject: "CN=site"}}} })
 	m.Membership(func() (membership.Stats, uint64) { return membership.Stats{}, 0 })
 	m.XDP(func() (xdp.Stats, error) {
 		return xdp.Stats{Services: []xdp.ServiceStats{{Service: "s", Backends: []xdp.BackendStats{{}}}}}, nil

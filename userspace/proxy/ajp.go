@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -33,7 +35,7 @@ type ajpRequest struct {
 	header  fasthttp.RequestHeader // the client's head, rewritten for the member
 	fr      ajp.ForwardRequest
 	headers []ajp.Header // fr.Headers' storage
-	attrs   [1]ajp.Header
+	attrs   [2]ajp.Header
 	buf     []byte // the remote address, route and port fr points to
 	body    bytes.Reader
 	resp    *ajp.Response
@@ -120,10 +122,58 @@ func (a *ajpRequest) setHead(c *call, b *backend) {
 		a.headers = append(a.headers, ajp.Header{Name: k, Value: v})
 	}
 	a.fr.Headers = a.headers
+	a.fr.Attributes = a.attrs[:0]
 	if isTCP {
-		a.attrs[0] = ajp.Header{Name: remotePortAttr, Value: a.buf[routeEnd:]}
-		a.fr.Attributes = a.attrs[:]
+		a.fr.Attributes = append(a.fr.Attributes, ajp.Header{Name: remotePortAttr, Value: a.buf[routeEnd:]})
 	}
+	if a.fr.IsSSL {
+		// What mod_jk tells Tomcat about the client's TLS connection
+		// (the servlet's cipher_suite, key_size and protocol attributes).
+		// Go names cipher suites as IANA does, not as OpenSSL does.
+		state := ctx.TLSConnectionState()
+		suite := tls.CipherSuiteName(state.CipherSuite)
+		a.fr.SSLCipher = readOnlyBytes(suite)
+		a.fr.SSLKeySize = cipherKeyBits(suite)
+		version := tlsVersionName(state.Version)
+		a.fr.Attributes = append(a.fr.Attributes, ajp.Header{Name: sslProtocolAttr, Value: readOnlyBytes(version)})
+	}
+}
+
+// readOnlyBytes views s as bytes without copying; the AJP encoder only
+// reads them.
+func readOnlyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// sslProtocolAttr is the request attribute that tells Tomcat the client's
+// TLS version (javax.servlet.request.secure_protocol).
+var sslProtocolAttr = []byte("AJP_SSL_PROTOCOL")
+
+// cipherKeyBits is the symmetric key size of a cipher suite, by its IANA
+// name: what a servlet reads as javax.servlet.request.key_size.
+func cipherKeyBits(suite string) int {
+	switch {
+	case strings.Contains(suite, "AES_128"):
+		return 128
+	case strings.Contains(suite, "AES_256"), strings.Contains(suite, "CHACHA20"):
+		return 256
+	case strings.Contains(suite, "3DES"):
+		return 168
+	}
+	return 0
+}
+
+// tlsVersionName names a TLS version as OpenSSL and Tomcat do.
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS10:
+		return "TLSv1"
+	}
+	return "unknown"
 }
 
 // Read and CloseWithError make a the exchange's body stream.

@@ -21,6 +21,9 @@ type exchange struct {
 	resp  *fasthttp.Response // the HTTP member's response; nil for AJP
 	body  io.Reader          // the member's response body
 	recvd int64
+	// streamErr is why the HTTP/2 adapter stopped streaming the body
+	// (fasthttp passes its own to CloseWithError instead).
+	streamErr error
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -46,6 +49,9 @@ func (x *exchange) Read(b []byte) (int, error) {
 // client, or failed to be (err != nil: the backend connection is then not
 // reused).
 func (x *exchange) CloseWithError(err error) error {
+	if err == nil {
+		err = x.streamErr
+	}
 	if c, ok := x.body.(fasthttp.ReadCloserWithError); ok {
 		c.CloseWithError(err)
 	}

@@ -7,12 +7,15 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -61,6 +64,8 @@ type Proxy struct {
 	none     *metrics.Member
 	log      *slog.Logger
 	server   *fasthttp.Server
+	h2       *http.Server // HTTP/2 over TLS; started by the first ServeTLS
+	h2Once   sync.Once
 }
 
 // New builds a proxy over pool; targets[i] says how to reach member i.
@@ -103,7 +108,13 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // Shutdown stops accepting clients, waits for requests in flight, and
 // closes idle backend connections.
 func (p *Proxy) Shutdown() error {
+	var wg sync.WaitGroup
+	p.h2Once.Do(func() {}) // no HTTP/2 server may start from now on
+	if p.h2 != nil {
+		wg.Go(func() { p.h2.Shutdown(context.Background()) })
+	}
 	err := p.server.Shutdown()
+	wg.Wait()
 	for _, b := range p.backends {
 		if b.ajp != nil {
 			b.ajp.Close()

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// tlsHandshakeTimeout bounds a client's TLS handshake, however slowly its
+// bytes trickle in.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// ServeTLS accepts TLS clients on ln until Shutdown. Each connection's
+// handshake decides who serves it: HTTP/1.1 goes to the same fasthttp
+// server as plain clients (upgrades and all), HTTP/2 to net/http's HTTP/2
+// server, whose requests an adapter hands to the same request path.
+func (p *Proxy) ServeTLS(ln net.Listener, config *tls.Config) error {
+	h1 := newConnQueue(ln)
+	h2 := newConnQueue(ln)
+	p.h2Once.Do(p.startHTTP2)
+	h2done := make(chan struct{})
+	go func() {
+		p.h2.Serve(h2)
+		close(h2done)
+	}()
+	go p.handshakes(ln, config, h1, h2)
+	err := p.server.Serve(h1)
+	h2.Close()
+	<-h2done
+	return err
+}
+
+// handshakes accepts connections on ln and completes their handshakes, each
+// in its own goroutine, at most MaxClientConns at a time.
+func (p *Proxy) handshakes(ln net.Listener, config *tls.Config, h1, h2 *connQueue) {
+	defer h1.Close()
+	defer h2.Close()
+	slots := make(chan struct{}, p.opts.MaxClientConns)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				p.log.Warn("TLS listener failed", "addr", ln.Addr().String(), "err", err)
+			}
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			c.Close() // as many handshakes running as clients allowed
+			continue
+		}
+		go func() {
+			defer func() { <-slots }()
+			// The idle bound sits under TLS, so that it sees the
+			// client's silence however the connection is served.
+			tc := tls.Server(newIdleConn(c, p.opts.ClientTimeout), config)
+			ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+			err := tc.HandshakeContext(ctx)
+			cancel()
+			if err != nil {
+				p.metrics.TLSHandshakeFailed()
+				p.log.Debug("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err)
+				c.Close()
+				return
+			}
+			q := h1
+			if tc.ConnectionState().NegotiatedProtocol == "h2" {
+				q = h2
+			}
+			q.push(tc)
+		}()
+	}
+}
+
+// connQueue is a net.Listener fed with connections whose TLS handshake is
+// done. Closing it closes the listener the connections came from, so that
+// a server's Shutdown stops accepting on both queues.
+type connQueue struct {
+	ln     net.Listener
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newConnQueue(ln net.Listener) *connQueue {
+	return &connQueue{ln: ln, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.conns <- c:
+	case <-q.closed:
+		c.Close()
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.conns:
+		return c, nil
+	case <-q.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() {
+		close(q.closed)
+		q.ln.Close()
+	})
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.ln.Addr() }
