@@ -19,6 +19,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
@@ -32,6 +33,7 @@ import (
 	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/cluster"
 	"github.com/catherd/catherd/userspace/config"
+	"github.com/catherd/catherd/userspace/handoff"
 	"github.com/catherd/catherd/userspace/health"
 	"github.com/catherd/catherd/userspace/l4"
 	"github.com/catherd/catherd/userspace/metrics"
@@ -105,15 +107,60 @@ func run(args []string, stdout, stderr io.Writer) int {
 		probes    []health.Probe
 		listeners []net.Listener
 	)
+	// A take-over starts by receiving the running catherd's sockets; a
+	// fresh start claims the hand-off socket first, so that a second
+	// catherd cannot start beside the first by mistake.
+	var succ *handoff.Successor
+	var handoffSrv *handoff.Server
 	closeAll := func() {
 		for _, ln := range listeners {
 			ln.Close()
+		}
+		if succ != nil {
+			succ.Abort()
+		}
+		if handoffSrv != nil {
+			handoffSrv.Close()
 		}
 	}
 	fail := func(format string, a ...any) int {
 		closeAll()
 		fmt.Fprintf(stderr, "catherd run: "+format+"\n", a...)
 		return 2
+	}
+	if cfg.Takeover {
+		succ, err = handoff.Take(cfg.HandoffSocket)
+		switch {
+		case errors.Is(err, handoff.ErrNoPredecessor):
+			log.Info("--takeover: no catherd is running; starting afresh", "socket", cfg.HandoffSocket)
+		case err != nil:
+			return fail("--takeover: %v", err)
+		default:
+			log.Info("taking over", "from_pid", succ.Pid(), "socket", cfg.HandoffSocket)
+		}
+	}
+	if succ == nil && cfg.HandoffSocket != "" {
+		if handoffSrv, err = handoff.Listen(cfg.HandoffSocket, log); err != nil {
+			return fail("--handoff-socket %s: %v (start with --takeover to replace it)", cfg.HandoffSocket, err)
+		}
+	}
+	// sockets are the listeners by flag and address, as a successor
+	// asks for them.
+	sockets := map[string]net.Listener{}
+	listen := func(flag, addr string) (net.Listener, error) {
+		ln, inherited, err := net.Listener(nil), false, error(nil)
+		if succ != nil {
+			ln, inherited, err = succ.Listener(flag + " " + addr)
+		}
+		if !inherited && err == nil {
+			ln, err = net.Listen("tcp", addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, ln)
+		sockets[flag+" "+addr] = ln
+		return ln, nil
 	}
 	movedSessions := moved.New(cfg.SessionTTL, cfg.SessionTableSize)
 	if len(cfg.Backends) > 0 {
@@ -150,27 +197,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		to    *[]net.Listener
 	}{{"--listen", cfg.Listen, &plainLns}, {"--tls-listen", cfg.TLSListen, &tlsLns}} {
 		for _, addr := range l.addrs {
-			ln, err := net.Listen("tcp", addr)
+			ln, err := listen(l.flag, addr)
 			if err != nil {
 				return fail("%s %s: %v", l.flag, addr, err)
 			}
-			listeners = append(listeners, ln)
 			*l.to = append(*l.to, ln)
 		}
 	}
 	var adminLn net.Listener
 	if cfg.Admin != "" {
-		if adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+		if adminLn, err = listen("--admin", cfg.Admin); err != nil {
 			return fail("--admin %s: %v", cfg.Admin, err)
 		}
-		listeners = append(listeners, adminLn)
 	}
 	var metricsLn net.Listener
 	if cfg.Metrics != "" {
-		if metricsLn, err = net.Listen("tcp", cfg.Metrics); err != nil {
+		if metricsLn, err = listen("--metrics", cfg.Metrics); err != nil {
 			return fail("--metrics %s: %v", cfg.Metrics, err)
 		}
-		listeners = append(listeners, metricsLn)
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -231,6 +275,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 			"domain", cfg.Membership.Domain, "drop_time", cfg.Membership.DropTime)
 	}
 
+	if succ != nil {
+		// Everything is set up: the predecessor stops accepting, and its
+		// state (members, moved sessions) applies before the first
+		// request is accepted here.
+		st, err := succ.Ready()
+		succ = nil
+		if err != nil {
+			log.Error("taking over: the predecessor's state is lost; serving without it", "err", err)
+		} else {
+			n, moves := st.Apply(pool, movedSessions, time.Now())
+			log.Info("took over", "members", n, "moved_sessions", moves)
+		}
+		if handoffSrv, err = handoff.Listen(cfg.HandoffSocket, log); err != nil {
+			log.Error("--handoff-socket: no successor can take over from this process", "err", err)
+		}
+	}
+	if handoffSrv != nil {
+		go handoffSrv.Serve(handoff.Predecessor{
+			Sockets: sockets,
+			Release: func() {
+				for _, ln := range listeners {
+					ln.Close()
+				}
+			},
+			State: func() handoff.State { return handoff.Capture(pool, movedSessions) },
+		})
+	}
+
 	var adminSrv *http.Server
 	if adminLn != nil {
 		adminSrv = &http.Server{Handler: admin.Handler(src, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
@@ -268,20 +340,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	code := waitForStop(sig, errc, certStore, cfg.ShutdownTimeout, log)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
+	notifySystemd(log)
+	var handedOver <-chan struct{}
+	if handoffSrv != nil {
+		handedOver = handoffSrv.Done()
+	}
+	code := waitForStop(stopper{sig: sig, errc: errc, handedOver: handedOver, certs: certStore,
+		args: args, grace: cfg.ShutdownTimeout, log: log})
 	stop()
+	if handoffSrv != nil {
+		handoffSrv.Close()
+	}
 	if px != nil {
-		done := make(chan struct{})
-		go func() {
-			px.Shutdown()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(cfg.ShutdownTimeout):
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		if err := px.Drain(ctx); errors.Is(err, context.DeadlineExceeded) {
 			log.Warn("shutdown grace period over; dropping requests still in flight")
 		}
+		cancel()
 	}
 	for _, srv := range []*http.Server{metricsSrv, adminSrv} {
 		if srv != nil {
@@ -296,33 +372,89 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// waitForStop serves signals until one says stop (SIGTERM, SIGINT) or a
-// listener fails, and returns the exit code. SIGHUP rereads the TLS
-// certificates.
-func waitForStop(sig <-chan os.Signal, errc <-chan error, certStore *certs.Store, grace time.Duration, log *slog.Logger) int {
+// stopper is what waitForStop watches.
+type stopper struct {
+	sig        <-chan os.Signal
+	errc       <-chan error
+	handedOver <-chan struct{} // closed once a successor took over
+	certs      *certs.Store    // nil without --tls-listen
+	args       []string        // this process's `catherd run` arguments
+	grace      time.Duration
+	log        *slog.Logger
+}
+
+// waitForStop serves signals until one says stop (SIGTERM, SIGINT), a
+// successor takes over, or a listener fails, and returns the exit code.
+// SIGHUP rereads the TLS certificates; SIGUSR2 starts a successor.
+func waitForStop(s stopper) int {
 	for {
 		select {
-		case s := <-sig:
-			if s != syscall.SIGHUP {
-				log.Info("shutting down", "signal", s.String(), "grace", grace)
+		case sg := <-s.sig:
+			switch sg {
+			case syscall.SIGHUP:
+				reloadCerts(s.certs, s.log)
+			case syscall.SIGUSR2:
+				startSuccessor(s.args, s.log)
+			default:
+				s.log.Info("shutting down", "signal", sg.String(), "grace", s.grace)
 				return 0
 			}
-			if certStore == nil {
-				log.Info("SIGHUP: nothing to reload (no --tls-listen)")
-				continue
+		case <-s.handedOver:
+			s.log.Info("a successor took over; draining", "grace", s.grace)
+			return 0
+		case err := <-s.errc:
+			if err == nil {
+				continue // a listener closed by a take-over
 			}
-			if err := certStore.Reload(); err != nil {
-				log.Error("SIGHUP: certificates not reloaded; the previous ones stay in use", "err", err)
-				continue
-			}
-			for _, c := range certStore.Stats().Certs {
-				log.Info("SIGHUP: certificate reloaded", "file", c.File, "subject", c.Subject, "not_after", c.NotAfter)
-			}
-		case err := <-errc:
-			log.Error("listener failed", "err", err)
+			s.log.Error("listener failed", "err", err)
 			return 1
 		}
 	}
+}
+
+// reloadCerts rereads the TLS certificates (SIGHUP).
+func reloadCerts(store *certs.Store, log *slog.Logger) {
+	if store == nil {
+		log.Info("SIGHUP: nothing to reload (no --tls-listen)")
+		return
+	}
+	if err := store.Reload(); err != nil {
+		log.Error("SIGHUP: certificates not reloaded; the previous ones stay in use", "err", err)
+		return
+	}
+	for _, c := range store.Stats().Certs {
+		log.Info("SIGHUP: certificate reloaded", "file", c.File, "subject", c.Subject, "not_after", c.NotAfter)
+	}
+}
+
+// startSuccessor runs this binary's file again (a new version, if it was
+// replaced) with the same arguments and --takeover: nginx's binary
+// upgrade. The successor writes to this process's stdout and stderr. If
+// it fails, this process serves on.
+func startSuccessor(args []string, log *slog.Logger) {
+	exe, err := os.Executable()
+	if err != nil {
+		log.Error("SIGUSR2: cannot find this program's file", "err", err)
+		return
+	}
+	argv := []string{"run", "--takeover"}
+	for _, a := range args {
+		if a != "--takeover" && a != "-takeover" {
+			argv = append(argv, a)
+		}
+	}
+	cmd := exec.Command(exe, argv...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Error("SIGUSR2: starting the successor", "exe", exe, "err", err)
+		return
+	}
+	log.Info("SIGUSR2: successor started", "exe", exe, "pid", cmd.Process.Pid)
+	go func() {
+		if err := cmd.Wait(); err != nil {
+			log.Error("the successor exited; serving on", "pid", cmd.Process.Pid, "err", err)
+		}
+	}()
 }
 
 // expireMoved sweeps sessions idle past their TTL out of the moved-session

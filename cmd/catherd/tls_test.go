@@ -154,4 +154,3 @@ func waitMetric(t *testing.T, addr, series string, want int) {
 	}
 	t.Fatalf("%s is %d, want %d", series, got, want)
 }
-

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -410,13 +411,35 @@ func tcBuild(t *testing.T, dir string) string {
 	return bin
 }
 
+// tcProc is a catherd process started by tcStartCatherd.
+type tcProc struct {
+	*os.Process
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// Wait waits up to limit for the process to exit and returns its exit
+// code, or -1 if it is still running.
+func (p *tcProc) Wait(limit time.Duration) int {
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(limit):
+		return -1
+	}
+}
+
 // tcStartCatherd starts the binary, stops it by PID in cleanup and, if the test failed,
 // logs the tail of catherd's log and of every Tomcat log first.
-func tcStartCatherd(t *testing.T, bin string, args []string, logPath, rigDir string) *os.Process {
+func tcStartCatherd(t *testing.T, bin string, args []string, logPath, rigDir string) *tcProc {
 	t.Helper()
-	logf, err := os.Create(logPath)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o644) // appended to by successors too
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--handoff-socket") }) {
+		// One hand-off socket per instance: tests run several at once.
+		args = append(slices.Clone(args), "--handoff-socket", logPath+".handoff")
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -455,7 +478,7 @@ func tcStartCatherd(t *testing.T, bin string, args []string, logPath, rigDir str
 		t.Fatalf("catherd exited at start-up: %s", b)
 	case <-time.After(100 * time.Millisecond):
 	}
-	return cmd.Process
+	return &tcProc{Process: cmd.Process, cmd: cmd, exited: exited}
 }
 
 // tcWaitReady polls url through catherd until it answers 200 (bounded).

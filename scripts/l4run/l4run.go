@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +45,9 @@ func Start(t *l4topo.Topo, bin, pins string, log io.Writer, args ...string) (*Ca
 // setpriv, to drop capabilities), which must exec it in place.
 func StartWrapped(t *l4topo.Topo, wrapper []string, bin, pins string, log io.Writer, args ...string) (*Catherd, error) {
 	argv := append([]string{"--net=" + l4topo.NetnsPath(t.BalancerNS())}, wrapper...)
-	argv = append(append(argv, bin, "run", "--xdp-iface", "eth0", "--xdp-pin-dir", pins), args...)
+	// Its own hand-off socket, beside no other test's.
+	handoff := filepath.Join(os.TempDir(), "catherd-"+filepath.Base(pins)+".handoff")
+	argv = append(append(argv, bin, "run", "--xdp-iface", "eth0", "--xdp-pin-dir", pins, "--handoff-socket", handoff), args...)
 	cmd := exec.Command("nsenter", argv...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

@@ -162,3 +162,46 @@ func (t *Table) Stats() Stats {
 	}
 	return st
 }
+
+// Entry is one moved session, as Snapshot lists it.
+type Entry struct {
+	Key      string
+	Member   int
+	LastUsed time.Time
+}
+
+// Snapshot lists the sessions the table holds, least recently used first,
+// for Restore in a process that takes over from this one.
+func (t *Table) Snapshot() []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Entry, 0, t.lru.Len())
+	for e := t.lru.Back(); e != nil; e = e.Prev() {
+		en := e.Value.(*entry)
+		out = append(out, Entry{Key: en.key, Member: en.member, LastUsed: en.lastUsed})
+	}
+	return out
+}
+
+// Restore adds entries as listed by Snapshot (least recently used first),
+// keeping their last use, so that each expires when it would have in the
+// table it came from. Entries past the TTL at now are skipped; the size
+// bound holds as for Move. Moves are not counted again.
+func (t *Table) Restore(entries []Entry, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, in := range entries {
+		if now.Sub(in.LastUsed) > t.ttl {
+			continue
+		}
+		if e, ok := t.byKey[in.Key]; ok {
+			t.remove(e)
+		}
+		if t.lru.Len() >= t.size {
+			t.remove(t.lru.Back())
+			t.evict++
+		}
+		t.byKey[in.Key] = t.lru.PushFront(&entry{key: in.Key, member: in.Member, lastUsed: in.LastUsed})
+		t.entries.Add(1)
+	}
+}

@@ -43,3 +43,33 @@ func TestTable(t *testing.T) {
 		t.Fatalf("size %d after Forget", tb.Stats().Size)
 	}
 }
+
+func TestSnapshotRestore(t *testing.T) {
+	now := time.Unix(1000, 0)
+	from := New(time.Minute, 10)
+	from.Move([]byte("old"), 1, Down, now.Add(-2*time.Minute)) // past the TTL by now
+	from.Move([]byte("a"), 2, Down, now.Add(-30*time.Second))
+	from.Move([]byte("b"), 0, Evacuated, now.Add(-10*time.Second))
+	snap := from.Snapshot()
+	if len(snap) != 3 || snap[0].Key != "old" || snap[2].Key != "b" {
+		t.Fatalf("snapshot %+v, want least recently used first", snap)
+	}
+
+	to := New(time.Minute, 2)
+	to.Move([]byte("c"), 1, Down, now.Add(-time.Second)) // already here: the oldest after restore
+	to.Restore(snap, now)
+	if m, ok := to.Lookup([]byte("b"), now); !ok || m != 0 {
+		t.Errorf("b: %d %v", m, ok)
+	}
+	if _, ok := to.Lookup([]byte("old"), now); ok {
+		t.Error("an entry past its TTL was restored")
+	}
+	// a keeps its last use: it expires 30s later, as it would have.
+	if _, ok := to.Lookup([]byte("a"), now.Add(31*time.Second)); ok {
+		t.Error("a restored entry outlived its TTL")
+	}
+	st := to.Stats()
+	if st.Size != 1 || st.Evicted != 1 || st.Moves[Down] != 1 {
+		t.Errorf("stats %+v: want the size bound kept (c evicted) and restored entries not counted as moves", st)
+	}
+}

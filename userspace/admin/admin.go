@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +39,9 @@ type Sources struct {
 
 // Status is the JSON document of GET /api/v1/status.
 type Status struct {
-	Time       time.Time       `json:"time"`
+	Time time.Time `json:"time"`
+	// Pid is the answering process: after a take-over, the successor's.
+	Pid        int             `json:"pid,omitempty"`
 	Members    []Member        `json:"members,omitempty"`
 	Moved      *moved.Stats    `json:"moved_sessions,omitempty"`
 	Membership []ClusterMember `json:"membership,omitempty"`
@@ -241,7 +244,7 @@ func describeAll(src Sources) []Member {
 
 // Collect builds the status document.
 func Collect(src Sources, now time.Time) Status {
-	st := Status{Time: now}
+	st := Status{Time: now, Pid: os.Getpid()}
 	st.Members = describeAll(src)
 	if src.Moved != nil {
 		m := src.Moved()

@@ -117,3 +117,44 @@ func (m *Member) Ramp(now time.Time) float64 {
 	}
 	return float64(m.share(now)) / float64(full)
 }
+
+// Snapshot is what a process taking over from this one needs to go on
+// where it left off with a member: what operators set (flags, weight), what
+// its health checks found, the domain it learnt, and its way back after a
+// loss. The group membership is not in it: heartbeats tell the next process
+// within a second.
+type Snapshot struct {
+	Name   string `json:"name"`
+	Flags  Flags  `json:"flags"`
+	Weight int    `json:"weight"`
+	Down   bool   `json:"down"`
+	Domain string `json:"domain"`
+	Served bool   `json:"served"`
+	Lost   bool   `json:"lost"`
+	// BackSince is when a lost member became whole again (Unix
+	// nanoseconds; 0 when it is not back, or was not lost).
+	BackSince int64 `json:"back_since"`
+}
+
+// Snapshot describes the member for Restore.
+func (m *Member) Snapshot() Snapshot {
+	rj := &m.rejoin
+	rj.mu.Lock()
+	defer rj.mu.Unlock()
+	return Snapshot{Name: m.Name, Flags: m.Flags(), Weight: m.Weight(), Down: m.Down(), Domain: m.Domain(),
+		Served: rj.served, Lost: rj.lost, BackSince: rj.since.Load()}
+}
+
+// Restore makes the member what s describes (its name aside). A member
+// that was settling or ramping goes on from where it was.
+func (m *Member) Restore(s Snapshot) {
+	m.flags.Store(uint32(s.Flags))
+	m.SetWeight(s.Weight)
+	m.down.Store(s.Down)
+	m.SetDomain(s.Domain)
+	rj := &m.rejoin
+	rj.mu.Lock()
+	rj.served, rj.lost = s.Served, s.Lost
+	rj.since.Store(s.BackSince)
+	rj.mu.Unlock()
+}

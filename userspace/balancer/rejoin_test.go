@@ -131,3 +131,45 @@ func TestSettlingMemberServesWhenNothingElseCan(t *testing.T) {
 		t.Fatalf("a's own session with no partner: %v %v %v, want a (hit)", m, out, err)
 	}
 }
+
+// TestSnapshotRestore hands members over to a fresh pool, as a catherd
+// taking over does: a settling member goes on settling, and operator
+// flags, weights, health and domains carry over.
+func TestSnapshotRestore(t *testing.T) {
+	opts := Options{RejoinSettle: 10 * time.Second, SlowStart: 100 * time.Second}
+	p, now := newTestPool(t, "byrequests", opts, "a:1", "b:1", "c:1")
+	a, b, c := p.Members()[0], p.Members()[1], p.Members()[2]
+	a.SetDown(true)
+	*now = now.Add(time.Minute)
+	a.SetDown(false) // settling
+	b.SetFlags(Drain)
+	b.SetWeight(7)
+	b.SetDomain("east")
+	c.SetDown(true)
+
+	q, qnow := newTestPool(t, "byrequests", opts, "a:1", "b:1", "c:1")
+	*qnow = *now
+	for i, m := range p.Members() {
+		q.Members()[i].Restore(m.Snapshot())
+	}
+	qa, qb, qc := q.Members()[0], q.Members()[1], q.Members()[2]
+	if got := qa.State(*qnow); got != StateSettling {
+		t.Errorf("a: %v, want still settling", got)
+	}
+	*qnow = qnow.Add(20 * time.Second)
+	if got := qa.Ramp(*qnow); got < 0.09 || got > 0.11 {
+		t.Errorf("a 10%% into its ramp: ramp %v", got)
+	}
+	if qb.Flags() != Drain || qb.Weight() != 7 || qb.Domain() != "east" {
+		t.Errorf("b: flags %v weight %d domain %q", qb.Flags(), qb.Weight(), qb.Domain())
+	}
+	if !qc.Down() || qc.State(*qnow) != StateDown {
+		t.Errorf("c: down %v state %v", qc.Down(), qc.State(*qnow))
+	}
+	// c comes back under the new process: it was lost after serving, so it
+	// settles as it would have under the old one.
+	qc.SetDown(false)
+	if got := qc.State(*qnow); got != StateSettling {
+		t.Errorf("c back after the handover: %v, want settling", got)
+	}
+}

@@ -78,7 +78,11 @@ type Config struct {
 	Proxy proxy.Options
 
 	ShutdownTimeout time.Duration
-	Pprof           bool
+	// HandoffSocket is where a successor finds this process ("" for
+	// nowhere); with Takeover, where this process finds its predecessor.
+	HandoffSocket string
+	Takeover      bool
+	Pprof         bool
 	// LogJSON writes logs as JSON lines instead of logfmt text.
 	LogJSON  bool
 	LogLevel slog.Level
@@ -109,6 +113,9 @@ type Membership struct {
 	DropTime  time.Duration
 	Rate      uint32 // beacons per second per source the XDP filter lets through
 }
+
+// DefaultHandoffSocket is where a running catherd waits for its successor.
+const DefaultHandoffSocket = "/run/catherd/handoff.sock"
 
 // DefaultAdmin is where the admin API listens, and where catherd status
 // looks for it.
@@ -170,7 +177,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.DurationVar(&c.Proxy.ClientTimeout, "client-timeout", 60*time.Second, "longest silence from a client (request head, body, idle keep-alive) or stall writing to it")
 	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431")
 	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections served at once; more are refused")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, or after handing over to a successor, how long in-flight requests may finish")
+	fs.StringVar(&c.HandoffSocket, "handoff-socket", DefaultHandoffSocket, "unix socket on which a successor (--takeover, or SIGUSR2) takes over the listening sockets and state (empty: none)")
+	fs.BoolVar(&c.Takeover, "takeover", false, "take over from the catherd serving --handoff-socket: its listening sockets, member states and moved sessions; it then drains and exits (starts afresh if none is running)")
 	fs.BoolVar(&c.Proxy.TrustForwardedFor, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
@@ -344,6 +353,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		c.LogJSON = true
 	default:
 		return nil, &FlagError{"log-format", fmt.Errorf("want text or json, got %q", logFormat)}
+	}
+	if c.Takeover && c.HandoffSocket == "" {
+		return nil, &FlagError{"takeover", errors.New("needs a --handoff-socket to find the running catherd on")}
 	}
 	if c.Pprof && c.Metrics == "" {
 		return nil, &FlagError{"pprof", errors.New("needs a --metrics address to serve on")}

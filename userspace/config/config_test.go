@@ -103,6 +103,7 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--admin", ":9181"}, "--admin"},
 		{[]string{ok, "--admin-token-file", "/nonexistent/token"}, "--admin-token-file"},
 		{[]string{ok, "extra"}, "extra"},
+		{[]string{ok, "--takeover", "--handoff-socket", ""}, "--takeover"},
 		{[]string{ok, "--tls-listen", ":443"}, "--tls-listen"},                                             // no certificate
 		{[]string{ok, "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "--tls-cert"},                          // no --tls-listen
 		{[]string{ok, "--tls-listen", ":443", "--tls-cert", "c.pem"}, "--tls-key"},                         // no key

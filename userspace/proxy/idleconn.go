@@ -21,6 +21,10 @@ type idleConn struct {
 	timeout           time.Duration
 	readAt, writeAt   int64 // coarse time the deadlines were last set; 0: unset
 	readSet, writeSet bool
+	// open, for a client connection, counts the proxy's open client
+	// connections (Drain waits for it to reach 0); nil for members.
+	open   *atomic.Int64
+	closed atomic.Bool
 }
 
 const coarseTick = 50 * time.Millisecond
@@ -80,6 +84,14 @@ func (c *idleConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
+// Close closes the connection, and counts it closed once.
+func (c *idleConn) Close() error {
+	if c.open != nil && c.closed.CompareAndSwap(false, true) {
+		c.open.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
 // CloseWrite half-closes a TCP connection, so a tunnel can pass on the end
 // of one direction while the other still flows.
 func (c *idleConn) CloseWrite() error {
@@ -89,16 +101,25 @@ func (c *idleConn) CloseWrite() error {
 	return c.Conn.Close()
 }
 
-// idleListener wraps accepted client connections in idleConn.
-type idleListener struct {
-	net.Listener
-	timeout time.Duration
+// clientConn wraps a client connection in an idleConn that counts it
+// among the open ones.
+func (p *Proxy) clientConn(c net.Conn) *idleConn {
+	ic := newIdleConn(c, p.opts.ClientTimeout)
+	ic.open = &p.openConns
+	p.openConns.Add(1)
+	return ic
 }
 
-func (l idleListener) Accept() (net.Conn, error) {
+// clientListener wraps the connections ln accepts with clientConn.
+type clientListener struct {
+	net.Listener
+	p *Proxy
+}
+
+func (l clientListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return newIdleConn(c, l.timeout), nil
+	return l.p.clientConn(c), nil
 }

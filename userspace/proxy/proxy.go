@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -66,6 +67,11 @@ type Proxy struct {
 	server   *fasthttp.Server
 	h2       *http.Server // HTTP/2 over TLS; started by the first ServeTLS
 	h2Once   sync.Once
+
+	lnMu      sync.Mutex
+	listeners []net.Listener // what Serve and ServeTLS accept on
+	draining  atomic.Bool    // every response closes its connection
+	openConns atomic.Int64   // client connections open
 }
 
 // New builds a proxy over pool; targets[i] says how to reach member i.
@@ -100,9 +106,65 @@ func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options
 	return p
 }
 
-// Serve accepts clients on ln until Shutdown.
+// Serve accepts clients on ln until Shutdown or Drain.
 func (p *Proxy) Serve(ln net.Listener) error {
-	return p.server.Serve(idleListener{Listener: ln, timeout: p.opts.ClientTimeout})
+	p.track(ln)
+	return p.server.Serve(clientListener{Listener: ln, p: p})
+}
+
+func (p *Proxy) track(ln net.Listener) {
+	p.lnMu.Lock()
+	p.listeners = append(p.listeners, ln)
+	p.lnMu.Unlock()
+}
+
+// drainIdle is how long Drain lets keep-alive connections run before it
+// closes those still idle. A client that keeps sending gets its
+// "Connection: close" well within it; one silent this long is rarely about
+// to send, so closing it seldom races a request on the wire.
+const drainIdle = time.Second
+
+// Drain stops accepting clients and winds down the connections already
+// open without cutting a request: each HTTP/1.1 connection closes after
+// its next response (Connection: close), those still idle after drainIdle
+// are closed, HTTP/2 clients get GOAWAY and their streams finish. It
+// returns when no client connection is left, or with ctx's error when ctx
+// ends first. With a successor accepting on the same sockets (a take-over),
+// clients reconnect to it.
+func (p *Proxy) Drain(ctx context.Context) error {
+	p.draining.Store(true)
+	p.lnMu.Lock()
+	for _, ln := range p.listeners {
+		ln.Close()
+	}
+	p.lnMu.Unlock()
+	grace := time.NewTimer(drainIdle)
+	defer grace.Stop()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+wait:
+	for p.openConns.Load() > 0 {
+		select {
+		case <-grace.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-poll.C:
+		}
+	}
+	var wg sync.WaitGroup
+	p.h2Once.Do(func() {}) // no HTTP/2 server may start from now on
+	var h2err error
+	if p.h2 != nil {
+		wg.Go(func() { h2err = p.h2.Shutdown(ctx) })
+	}
+	err := p.server.ShutdownWithContext(ctx)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // the listeners closed above
+	}
+	wg.Wait()
+	p.closeBackends()
+	return errors.Join(err, h2err)
 }
 
 // Shutdown stops accepting clients, waits for requests in flight, and
@@ -115,12 +177,16 @@ func (p *Proxy) Shutdown() error {
 	}
 	err := p.server.Shutdown()
 	wg.Wait()
+	p.closeBackends()
+	return err
+}
+
+func (p *Proxy) closeBackends() {
 	for _, b := range p.backends {
 		if b.ajp != nil {
 			b.ajp.Close()
 		}
 	}
-	return err
 }
 
 // call is one client request while catherd looks for a member to serve it.
@@ -133,6 +199,14 @@ type call struct {
 }
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
+	p.route(ctx)
+	if p.draining.Load() {
+		ctx.SetConnectionClose() // whatever the answer was
+	}
+}
+
+// route answers one request: through a member, or with an error.
+func (p *Proxy) route(ctx *fasthttp.RequestCtx) {
 	c := call{ctx: ctx, start: time.Now(), clientIP: clientIP(ctx)}
 	req := &ctx.Request
 	if err := checkHead(req.Header.RawHeaders()); err != nil {

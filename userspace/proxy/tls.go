@@ -18,6 +18,7 @@ const tlsHandshakeTimeout = 10 * time.Second
 // server as plain clients (upgrades and all), HTTP/2 to net/http's HTTP/2
 // server, whose requests an adapter hands to the same request path.
 func (p *Proxy) ServeTLS(ln net.Listener, config *tls.Config) error {
+	p.track(ln)
 	h1 := newConnQueue(ln)
 	h2 := newConnQueue(ln)
 	p.h2Once.Do(p.startHTTP2)
@@ -57,14 +58,14 @@ func (p *Proxy) handshakes(ln net.Listener, config *tls.Config, h1, h2 *connQueu
 			defer func() { <-slots }()
 			// The idle bound sits under TLS, so that it sees the
 			// client's silence however the connection is served.
-			tc := tls.Server(newIdleConn(c, p.opts.ClientTimeout), config)
+			tc := tls.Server(p.clientConn(c), config)
 			ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
 			err := tc.HandshakeContext(ctx)
 			cancel()
 			if err != nil {
 				p.metrics.TLSHandshakeFailed()
 				p.log.Debug("TLS handshake failed", "client", c.RemoteAddr().String(), "err", err)
-				c.Close()
+				tc.Close()
 				return
 			}
 			q := h1

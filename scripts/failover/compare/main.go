@@ -685,7 +685,7 @@ func (s *setup) startCatherd(ctx context.Context, dir string, nodes []string, un
 			}
 		})
 		args := append(append([]string(nil), common...), "--listen", spec.listen, "--admin", spec.admin, "--metrics", spec.metrics,
-			"--membership-iface", spec.iface, "--xdp-pin-dir", pins)
+			"--membership-iface", spec.iface, "--xdp-pin-dir", pins, "--handoff-socket", filepath.Join(dir, name+".handoff"))
 		argv := append([]string{s.catherd}, args...)
 		in := catherdInst{name: name, front: "http://" + spec.listen, admin: spec.admin, cli: []string{"--admin", spec.admin},
 			http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}

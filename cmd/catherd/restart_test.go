@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/catherd/catherd/userspace/admin"
+)
+
+// TestRestartUnderLoad restarts catherd twice while wrk keeps 32
+// connections busy: once by starting a new process with --takeover, once
+// by SIGUSR2 (the process starts its own successor). No request may fail,
+// each predecessor must drain and exit 0, and the operators' changes and
+// the moved sessions must survive both restarts.
+func TestRestartUnderLoad(t *testing.T) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("wrk is not installed (scripts/deps.sh test installs it)")
+		}
+		t.Skip("wrk is not installed")
+	}
+	backend := func(name string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, name)
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := backend("a"), backend("b")
+	tmp := t.TempDir()
+	bin := tcBuild(t, tmp)
+	front, adminAddr := tcFreeAddr(t), tcFreeAddr(t)
+	socket := filepath.Join(tmp, "handoff.sock")
+	logPath := filepath.Join(tmp, "catherd.log")
+	// systemd's notification socket: each generation must say it is the
+	// service's main process once ready.
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(tmp, "notify.sock"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	t.Setenv("NOTIFY_SOCKET", filepath.Join(tmp, "notify.sock"))
+	args := []string{"run", "--listen", front, "--admin", adminAddr, "--metrics", "", "--health-interval", "0",
+		"--handoff-socket", socket, "--backend", "a=" + a.URL, "--backend", "b=" + b.URL}
+	first := tcStartCatherd(t, bin, args, logPath, tmp)
+	waitStatus(t, adminAddr, first.Pid)
+
+	// Operators' changes, and a session moved off b by an evacuation.
+	if code, _, errOut := runCLI("member", "weight", "a", "7", "--admin", adminAddr); code != 0 {
+		t.Fatalf("weight: %s", errOut)
+	}
+	if code, _, errOut := runCLI("member", "evacuate", "b", "--admin", adminAddr); code != 0 {
+		t.Fatalf("evacuate: %s", errOut)
+	}
+	if got := getWithCookie(t, front, "JSESSIONID=s1.b"); got != "a" {
+		t.Fatalf("b's session while b is evacuated went to %q", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	load := exec.CommandContext(ctx, wrk, "-t2", "-c32", "-d8s", "http://"+front+"/")
+	loadOut := make(chan string, 1)
+	go func() {
+		out, err := load.CombinedOutput()
+		loadOut <- fmt.Sprintf("%s\n(err: %v)", out, err)
+	}()
+
+	// Restart 1: a new process started by hand.
+	time.Sleep(1500 * time.Millisecond)
+	second := exec.Command(bin, append(args[:len(args):len(args)], "--takeover")...)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	second.Stdout, second.Stderr = logf, logf
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{second.Process.Pid}
+	t.Cleanup(func() { stopPids(pids) })
+	if code := first.Wait(20 * time.Second); code != 0 {
+		t.Fatalf("the first catherd exited %d after the take-over, want 0", code)
+	}
+	waitStatus(t, adminAddr, second.Process.Pid)
+
+	// Restart 2: SIGUSR2 makes the process start its own successor.
+	time.Sleep(1500 * time.Millisecond)
+	second.Process.Signal(syscall.SIGUSR2)
+	if err := second.Wait(); err != nil {
+		t.Fatalf("the second catherd after SIGUSR2: %v", err)
+	}
+	third := successorPid(t, logPath)
+	pids = append(pids, third)
+	st := waitStatus(t, adminAddr, third)
+
+	out := <-loadOut
+	t.Logf("wrk across two restarts:\n%s", out)
+	if m := regexp.MustCompile(`(\d+) requests in`).FindStringSubmatch(out); m == nil || atoiOr0(m[1]) < 1000 {
+		t.Fatalf("wrk did not run a load")
+	}
+	for _, bad := range []string{"Socket errors", "Non-2xx"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("wrk reports failed requests (%s)", bad)
+		}
+	}
+
+	for _, m := range st.Members {
+		if m.Name == "a" && m.Weight != 7 || m.Name == "b" && m.Flags != "D" {
+			t.Errorf("after two restarts %s has weight %d, flags %q; want a's weight 7 and b disabled", m.Name, m.Weight, m.Flags)
+		}
+	}
+	if st.Moved == nil || st.Moved.Size != 1 {
+		t.Errorf("moved sessions after two restarts: %+v, want the one moved before", st.Moved)
+	}
+	for _, pid := range []int{first.Pid, second.Process.Pid, third} {
+		notify.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 256)
+		n, err := notify.Read(buf)
+		if want := fmt.Sprintf("MAINPID=%d\nREADY=1\n", pid); err != nil || string(buf[:n]) != want {
+			t.Errorf("systemd notification %q (%v), want %q", buf[:n], err, want)
+		}
+	}
+	if code, _, errOut := runCLI("member", "enable", "b", "--admin", adminAddr); code != 0 {
+		t.Fatalf("enable: %s", errOut)
+	}
+	if got := getWithCookie(t, front, "JSESSIONID=s1.b"); got != "a" {
+		t.Errorf("the moved session went to %q after b returned, want a (where its state now is)", got)
+	}
+}
+
+func runCLI(args ...string) (int, string, string) {
+	var stdout, stderr strings.Builder
+	code := dispatch(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func getWithCookie(t *testing.T, front, cookie string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+front+"/", nil)
+	req.Header.Set("Cookie", cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// waitStatus polls the admin API until process pid answers (10 s).
+func waitStatus(t *testing.T, adminAddr string, pid int) admin.Status {
+	t.Helper()
+	var st admin.Status
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + adminAddr + "/api/v1/status")
+		if err != nil {
+			continue
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil && st.Pid == pid {
+			return st
+		}
+	}
+	t.Fatalf("the admin API is not answered by pid %d (last: pid %d)", pid, st.Pid)
+	return st
+}
+
+// successorPid reads the PID of the successor started by SIGUSR2 from the
+// log.
+func successorPid(t *testing.T, logPath string) int {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`SIGUSR2: successor started.*pid=(\d+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no successor in the log:\n%s", tcTail(string(b), 20))
+	}
+	return atoiOr0(string(m[1]))
+}
+
+// stopPids stops the catherd processes this test started without being
+// their parent (a SIGUSR2 successor), by PID.
+func stopPids(pids []int) {
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	for _, pid := range pids {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil; {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if syscall.Kill(pid, 0) == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func atoiOr0(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
