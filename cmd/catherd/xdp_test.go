@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/catherd/catherd/scripts/l4run"
 	"github.com/catherd/catherd/scripts/l4topo"
@@ -31,10 +32,11 @@ func backendsOf(t *testing.T, topo *l4topo.Topo, sources []netip.Addr) map[netip
 
 // startL4Catherd runs catherd steering VIP:80/tcp to backends, with fast
 // health checks, and stops it when the test ends.
-func startL4Catherd(t *testing.T, bin string, topo *l4topo.Topo, pins string, log io.Writer, backends []netip.Addr) *l4run.Catherd {
+func startL4Catherd(t *testing.T, bin string, topo *l4topo.Topo, pins string, log io.Writer, backends []netip.Addr, extra ...string) *l4run.Catherd {
 	t.Helper()
-	c, err := l4run.Start(topo, bin, pins, log, "--metrics", "127.0.0.1:9180", "--l4", l4run.L4Flag(80, "tcp", backends),
-		"--health-interval", "200ms", "--health-timeout", "200ms", "--health-fall", "1", "--health-rise", "1")
+	args := append([]string{"--metrics", "127.0.0.1:9180", "--l4", l4run.L4Flag(80, "tcp", backends),
+		"--health-interval", "200ms", "--health-timeout", "200ms", "--health-fall", "1", "--health-rise", "1"}, extra...)
+	c, err := l4run.Start(topo, bin, pins, log, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,13 +140,26 @@ func TestL4SteeringEndToEnd(t *testing.T) {
 	} else {
 		c.Close()
 	}
-	startL4Catherd(t, bin, topo, pins, logf, topo.Backends)
+	restarted := startL4Catherd(t, bin, topo, pins, logf, topo.Backends)
 	waitUsable(t, pins, topo.Backends...)
 	if err := long.Echo("after restart with a backend added"); err != nil {
 		t.Fatalf("long-lived connection broken by restart: %v", err)
 	}
 	if again := backendsOf(t, topo, topo.Sources); fmt.Sprint(again) != fmt.Sprint(first) {
 		t.Fatalf("clients changed backends when a backend was added")
+	}
+
+	// A take-over: both processes hold the pinned maps and link for a
+	// moment, then the old one exits by itself; nothing moves.
+	startL4Catherd(t, bin, topo, pins, logf, topo.Backends, "--takeover")
+	if code := restarted.Wait(20 * time.Second); code != 0 {
+		t.Fatalf("the catherd taken over from exited %d, want 0", code)
+	}
+	if err := long.Echo("after a take-over"); err != nil {
+		t.Fatalf("long-lived connection broken by a take-over: %v", err)
+	}
+	if again := backendsOf(t, topo, topo.Sources); fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("clients changed backends in a take-over")
 	}
 
 	// Backend 2 fails its health check: its clients, and only they, move.
