@@ -1,4 +1,4 @@
-# catherd: see README.md. Targets: build test demo bench bench-xdp fuzz generate generate-check.
+# catherd: see README.md. Targets: build test demo soak bench bench-xdp fuzz generate generate-check.
 GO      ?= go
 BIN     := bin/catherd
 # A count of executions, not a duration: with a duration, Go 1.26's fuzz
@@ -6,7 +6,7 @@ BIN     := bin/catherd
 # time runs out mid-execution (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 200000x
 
-.PHONY: build test demo bench bench-xdp fuzz lint generate generate-check
+.PHONY: build test demo bench bench-xdp fuzz lint generate generate-check soak
 
 build:
 	$(GO) build -o $(BIN) ./cmd/catherd
@@ -68,6 +68,16 @@ bench-xdp: build
 	$(GO) test -run '^$$' -bench '^BenchmarkPerPacket$$' -benchtime 1x ./userspace/xdp/ | tee bench-xdp.md
 	$(GO) run ./scripts/bench/xdp -catherd $(BIN) | tee -a bench-xdp.md
 	$(GO) run ./scripts/bench/beaconflood -catherd $(BIN) | tee -a bench-xdp.md
+
+# A long run against a real 3-node Tomcat cluster under mixed load, with
+# nodes killed and restarted, operator actions and catherd restarted
+# (SIGUSR2) at random: fails on a failed request, a lost session update or
+# growth of catherd's goroutines, memory or open files (needs root). The
+# suite runs the same test for 90 s. See BENCHMARKS.md.
+SOAK_DURATION ?= 10m
+soak: build
+	scripts/deps.sh test
+	bash -o pipefail -c "CATHERD_SOAK=$(SOAK_DURATION) $(GO) test -count=1 -v -run '^TestTomcatSoak$$' -timeout 60m ./cmd/catherd/ | tee soak.txt"
 
 # Session safety through a kill -9, a node's return and a rolling restart:
 # the same load and checks (scripts/failover) behind two catherd instances

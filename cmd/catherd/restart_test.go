@@ -105,7 +105,7 @@ func TestRestartUnderLoad(t *testing.T) {
 	if err := second.Wait(); err != nil {
 		t.Fatalf("the second catherd after SIGUSR2: %v", err)
 	}
-	third := successorPid(t, logPath)
+	third := waitSuccessor(t, logPath, 1)
 	pids = append(pids, third)
 	st := waitStatus(t, adminAddr, third)
 
@@ -182,19 +182,19 @@ func waitStatus(t *testing.T, adminAddr string, pid int) admin.Status {
 	return st
 }
 
-// successorPid reads the PID of the successor started by SIGUSR2 from the
-// log.
-func successorPid(t *testing.T, logPath string) int {
+// successorPids reads the PIDs of the successors started by SIGUSR2 from
+// the log, in order.
+func successorPids(t *testing.T, logPath string) []int {
 	t.Helper()
 	b, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`SIGUSR2: successor started.*pid=(\d+)`).FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("no successor in the log:\n%s", tcTail(string(b), 20))
+	var pids []int
+	for _, m := range regexp.MustCompile(`SIGUSR2: successor started.*pid=(\d+)`).FindAllSubmatch(b, -1) {
+		pids = append(pids, atoiOr0(string(m[1])))
 	}
-	return atoiOr0(string(m[1]))
+	return pids
 }
 
 // stopPids stops the catherd processes this test started without being
