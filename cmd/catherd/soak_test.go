@@ -280,22 +280,7 @@ func TestTomcatSoak(t *testing.T) {
 	reports := load.Stop()
 	stopped = true
 
-	var total failover.Report
-	for _, rep := range reports {
-		t.Log(rep)
-		for _, e := range rep.Errors {
-			t.Logf("    %s", e)
-		}
-		total.Requests += rep.Requests
-		total.Failed += rep.Failed
-		total.Lost += rep.Lost
-		if rep.Failed+rep.Lost > 0 {
-			t.Errorf("%s: %d failed requests, %d lost updates; want none", rep.Phase, rep.Failed, rep.Lost)
-		}
-		if !strings.HasPrefix(rep.Phase, "evacuate ") && !rep.Clean() {
-			t.Errorf("%s: %d sessions split between nodes, %d flapped back; want none", rep.Phase, rep.Split, rep.Back)
-		}
-	}
+	total := checkReports(t, reports)
 	for i, u := range rounds {
 		t.Logf("catherd generation %d when replaced: %v", i+1, u)
 	}
