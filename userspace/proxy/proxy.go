@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -136,8 +137,14 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.SetConnectionClose()
 	}
 	upgrade := isUpgrade(&req.Header)
-	if !upgrade && req.Header.ContentLength() >= 0 && req.Header.ContentLength() <= replayLimit {
-		c.body = req.Body() // small: keep it, so a retry can send it again
+	if n := req.Header.ContentLength(); !upgrade && n >= 0 && n <= replayLimit {
+		// Small: keep it, so a retry can send it again.
+		body, err := readReplayable(req, n)
+		if err != nil {
+			p.refuseBody(&c, err)
+			return
+		}
+		c.body = body
 	}
 	c.streamed = req.IsBodyStream() && c.body == nil
 
@@ -163,11 +170,9 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		if errors.Is(err, errClientBody) {
-			// The client broke its own body's framing: no member is to
-			// blame, and the member saw an incomplete request only.
-			p.plain(ctx, fasthttp.StatusBadRequest, "400 malformed request body\n")
-			ctx.SetConnectionClose()
-			p.none.Done(fasthttp.StatusBadRequest, c.start, 0, 0, false)
+			// No member is to blame: the member saw an incomplete
+			// request only.
+			p.refuseBody(&c, err)
 			return
 		}
 		if errors.Is(err, errCannotCarry) {
@@ -318,6 +323,47 @@ func (p *Proxy) refuseHead(c *call, err error) {
 	p.none.Done(code, c.start, 0, 0, false)
 }
 
+// noBody is the body of a request that has none: empty, but not nil,
+// because a nil body means a streamed one.
+var noBody = []byte{}
+
+// replayBufs hold a small body while it is read from the client.
+var replayBufs = sync.Pool{New: func() any { return new([replayLimit]byte) }}
+
+// readReplayable reads a request body of n <= replayLimit bytes whole, so
+// that it can be sent to another member after a failure. It does not use
+// fasthttp's Request.Body, which on a read error hands back what arrived,
+// or the error's text, as if it were the body: a client gone mid-upload
+// would reach the member as a complete, shorter request.
+func readReplayable(req *fasthttp.Request, n int) ([]byte, error) {
+	if n == 0 {
+		return noBody, nil
+	}
+	buf := replayBufs.Get().(*[replayLimit]byte)
+	defer replayBufs.Put(buf)
+	if _, err := io.ReadFull(req.BodyStream(), buf[:n]); err != nil {
+		return nil, fmt.Errorf("%w: %w", errClientBody, err)
+	}
+	// Copied into the request's own buffer, which lives as long as the
+	// request (an AJP member may ask for the body while it answers).
+	req.SetBody(buf[:n])
+	return req.Body(), nil
+}
+
+// refuseBody answers a request whose body could not be read from the
+// client: 408 when it stalled past the timeout, else 400 (broken chunk
+// framing, or a body cut short). The connection is closed: what is left of
+// the body cannot be told from a next request.
+func (p *Proxy) refuseBody(c *call, err error) {
+	code, msg := fasthttp.StatusBadRequest, "400 malformed request body\n"
+	if isTimeout(err) {
+		code, msg = fasthttp.StatusRequestTimeout, "408 request timeout\n"
+	}
+	p.plain(c.ctx, code, msg)
+	c.ctx.SetConnectionClose()
+	p.none.Done(code, c.start, 0, 0, false)
+}
+
 // refuse answers a request no member could take.
 func (p *Proxy) refuse(c *call, err error) {
 	msg := "503 no backend available\n"
@@ -391,6 +437,12 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
 	switch {
+	case err == io.EOF && c.fromClient && c.want >= 0 && c.n < c.want:
+		// fasthttp ends a body of known length cut short by the client
+		// with a plain EOF; passed on, the member would get a request
+		// whose body silently ends early.
+		err = io.ErrUnexpectedEOF
+		c.clientErr = err
 	case err == io.EOF:
 		c.eof = true
 	case err != nil && c.fromClient:
@@ -400,14 +452,15 @@ func (c *countingReader) Read(b []byte) (int, error) {
 }
 
 // errClientBody marks a request that failed because the client's body
-// could not be read (bad chunk framing, or the client went away).
+// could not be read (bad chunk framing, the client went away, or it
+// stalled).
 var errClientBody = errors.New("reading the client's request body")
 
 // failure is the error of a failed exchange with member b: errClientBody
 // when reading the client's body failed, else err.
 func (c *countingReader) failure(b *backend, err error) error {
 	if c.clientErr != nil {
-		return fmt.Errorf("%w: %v", errClientBody, c.clientErr)
+		return fmt.Errorf("%w: %w", errClientBody, c.clientErr)
 	}
 	return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
 }

@@ -6,10 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/catherd/catherd/ajp/ajptest"
 )
 
 // recBackend is a backend that records the bytes of every request it gets
@@ -165,6 +169,67 @@ func TestRawRequests(t *testing.T) {
 				if c.status != "200" && strings.Contains(s, "\r\n0\r\n\r\n") {
 					t.Fatalf("refused, yet the member got a complete request: %q", s)
 				}
+			}
+		})
+	}
+}
+
+// completeRequest reports whether a request as a member saw it carries all
+// of the body its head announces.
+func completeRequest(raw string) bool {
+	head, body, _ := strings.Cut(raw, "\r\n\r\n")
+	if strings.Contains(head, "Transfer-Encoding: chunked") {
+		return strings.Contains(body, "\r\n0\r\n\r\n") || strings.HasPrefix(body, "0\r\n\r\n")
+	}
+	for _, line := range strings.Split(head, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
+			n, err := strconv.Atoi(v)
+			return err == nil && len(body) >= n
+		}
+	}
+	return true
+}
+
+// A client that goes away halfway through its body gets 400 and no member
+// sees a complete request, whichever way catherd reads the body: whole
+// before the handler (small), whole to keep it for a retry (up to 64 KiB),
+// or streamed (larger, or chunked); over HTTP and over AJP.
+func TestCutShortBodies(t *testing.T) {
+	for _, n := range []int{100, 20000, 100000, -1} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			b := newRecBackend(t)
+			var ajpComplete atomic.Int64
+			ajpB := ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+				got, err := io.Copy(io.Discard, r.Body)
+				if want, _ := strconv.ParseInt(string(r.Header("content-length")), 10, 64); err == nil && (want < 0 || got == want) {
+					ajpComplete.Add(1)
+				}
+				w.WriteHeader(200)
+			})
+			for _, r := range []*rig{
+				startRig(t, rigOptions{}, [2]string{"a", b.ln.Addr().String()}),
+				startRig(t, rigOptions{ajpSecret: testSecret}, ajpB),
+			} {
+				conn := r.rawConn()
+				if n < 0 {
+					io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n"+strings.Repeat("a", 2000))
+				} else {
+					fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", n, strings.Repeat("a", n/2))
+				}
+				conn.(*net.TCPConn).CloseWrite()
+				resp, _ := io.ReadAll(conn)
+				if line, _, _ := strings.Cut(string(resp), "\r\n"); !strings.HasPrefix(line, "HTTP/1.1 400 ") {
+					t.Fatalf("status line %q, want 400", line)
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // the HTTP member records what came within 100ms
+			for _, seen := range b.requests() {
+				if completeRequest(seen) {
+					t.Fatalf("the HTTP member got a complete request: %.300q", seen)
+				}
+			}
+			if ajpComplete.Load() != 0 {
+				t.Fatal("the AJP member read a complete body")
 			}
 		})
 	}
