@@ -160,7 +160,10 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.DurationVar(&c.Proxy.BackendTimeout, "backend-timeout", 60*time.Second, "longest silence from a backend while sending it a request or reading its response")
 	fs.DurationVar(&c.Proxy.BackendIdleTimeout, "backend-idle-timeout", 15*time.Second, "close pooled backend connections idle this long (keep it below the backend's keep-alive timeout; Tomcat's is 20s)")
 	fs.IntVar(&c.Proxy.MaxConnsPerBackend, "max-conns-per-backend", 1024, "connections to one backend at most; requests beyond wait up to --connect-timeout")
-	fs.DurationVar(&c.Proxy.ClientTimeout, "client-timeout", 60*time.Second, "longest silence from a client (request head, body, idle keep-alive) or stall writing to it")
+	fs.DurationVar(&c.Proxy.ClientHeaderTimeout, "client-header-timeout", 10*time.Second, "a request head must arrive whole within this long of the connection's start (or of a later request's first byte),\nhowever slowly it trickles; else 408 and close (a connection that sent nothing is closed without a response)")
+	fs.DurationVar(&c.Proxy.ClientBodyTimeout, "client-body-timeout", 60*time.Second, "longest silence from a client sending a request body (or in an upgraded connection); else 408 and close")
+	fs.DurationVar(&c.Proxy.ClientIdleTimeout, "client-idle-timeout", 60*time.Second, "close a kept-alive client connection after this long without a request (no response is written)")
+	fs.DurationVar(&c.Proxy.ClientSendTimeout, "client-send-timeout", 60*time.Second, "longest stall writing a response to a client before the connection is closed")
 	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431")
 	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections served at once; more are refused")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish")
@@ -302,7 +305,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		}
 	}
 	for name, d := range map[string]time.Duration{"connect-timeout": c.Proxy.ConnectTimeout, "backend-timeout": c.Proxy.BackendTimeout,
-		"backend-idle-timeout": c.Proxy.BackendIdleTimeout, "client-timeout": c.Proxy.ClientTimeout, "health-timeout": c.HealthTimeout} {
+		"backend-idle-timeout": c.Proxy.BackendIdleTimeout, "client-header-timeout": c.Proxy.ClientHeaderTimeout,
+		"client-body-timeout": c.Proxy.ClientBodyTimeout, "client-idle-timeout": c.Proxy.ClientIdleTimeout,
+		"client-send-timeout": c.Proxy.ClientSendTimeout, "health-timeout": c.HealthTimeout} {
 		if d <= 0 {
 			return nil, &FlagError{name, errors.New("must be positive")}
 		}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/userspace/balancer"
@@ -28,6 +29,11 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if c.Backends[1].Addr != "10.0.0.2:80" || c.Backends[1].Route != "n2" {
 		t.Errorf("backend %+v", c.Backends[1])
+	}
+	// As HAProxy's usual timeout http-request and nginx's client_body_timeout and send_timeout.
+	p := c.Proxy
+	if p.ClientHeaderTimeout != 10*time.Second || p.ClientBodyTimeout != time.Minute || p.ClientIdleTimeout != time.Minute || p.ClientSendTimeout != time.Minute {
+		t.Errorf("client timeouts: header %v body %v idle %v send %v", p.ClientHeaderTimeout, p.ClientBodyTimeout, p.ClientIdleTimeout, p.ClientSendTimeout)
 	}
 }
 
@@ -81,6 +87,11 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--listen", "nocolon"}, "--listen"},
 		{[]string{ok, "--retry", "-1s"}, "--retry"},
 		{[]string{ok, "--connect-timeout", "0s"}, "--connect-timeout"},
+		{[]string{ok, "--client-header-timeout", "0s"}, "--client-header-timeout"},
+		{[]string{ok, "--client-body-timeout", "-1s"}, "--client-body-timeout"},
+		{[]string{ok, "--client-idle-timeout", "0s"}, "--client-idle-timeout"},
+		{[]string{ok, "--client-send-timeout", "0s"}, "--client-send-timeout"},
+		{[]string{ok, "--client-timeout", "60s"}, "client-timeout"}, // replaced by the four above
 		{[]string{ok, "--max-header-bytes", "10"}, "--max-header-bytes"},
 		{[]string{ok, "--max-attempts", "-1"}, "--max-attempts"},
 		{[]string{ok, "--log-format", "xml"}, "--log-format"},

@@ -31,9 +31,15 @@ type Options struct {
 	BackendTimeout     time.Duration
 	BackendIdleTimeout time.Duration
 	MaxConnsPerBackend int
-	ClientTimeout      time.Duration
-	MaxHeaderBytes     int
-	MaxClientConns     int
+	// A client's time for a request head, its silences in a body and
+	// between requests, and its silence while a response is written to
+	// it: see clientConn.
+	ClientHeaderTimeout time.Duration
+	ClientBodyTimeout   time.Duration
+	ClientIdleTimeout   time.Duration
+	ClientSendTimeout   time.Duration
+	MaxHeaderBytes      int
+	MaxClientConns      int
 	// TrustForwardedFor appends to a client's X-Forwarded-For instead of
 	// replacing it.
 	TrustForwardedFor bool
@@ -86,6 +92,9 @@ func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options
 		DisableHeaderNamesNormalizing: false,
 		DisablePreParseMultipartForm:  true,
 		StreamRequestBody:             true,
+		ReadTimeout:                   opts.ClientHeaderTimeout,
+		IdleTimeout:                   opts.ClientIdleTimeout,
+		HeaderReceived:                p.headerReceived,
 		ReadBufferSize:                opts.MaxHeaderBytes,
 		WriteBufferSize:               16 << 10,
 		Concurrency:                   opts.MaxClientConns,
@@ -98,7 +107,17 @@ func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options
 
 // Serve accepts clients on ln until Shutdown.
 func (p *Proxy) Serve(ln net.Listener) error {
-	return p.server.Serve(idleListener{Listener: ln, timeout: p.opts.ClientTimeout})
+	return p.server.Serve(&clientListener{Listener: ln, opts: &p.opts})
+}
+
+// headerReceived gives a request with a body --client-body-timeout, from
+// the end of its head, for the first bytes of the body that fasthttp reads
+// before the handler runs, instead of what is left of the head's deadline.
+func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if n := h.ContentLength(); n > 0 || n == -1 { // -1: chunked
+		return fasthttp.RequestConfig{ReadTimeout: p.opts.ClientBodyTimeout}
+	}
+	return fasthttp.RequestConfig{}
 }
 
 // Shutdown stops accepting clients, waits for requests in flight, and
@@ -124,6 +143,9 @@ type call struct {
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	c := call{ctx: ctx, start: time.Now(), clientIP: clientIP(ctx)}
+	if cc, ok := ctx.Conn().(*clientConn); ok { // always, for connections from Serve
+		cc.readingBody()
+	}
 	req := &ctx.Request
 	if err := checkHead(req.Header.RawHeaders()); err != nil {
 		p.refuseHead(&c, err)
@@ -400,8 +422,9 @@ func (p *Proxy) plain(ctx *fasthttp.RequestCtx, code int, msg string) {
 	ctx.SetBodyString(msg)
 }
 
-// clientError answers requests fasthttp could not parse: 431 when the head
-// outgrew --max-header-bytes, 408 on a timeout, 400 otherwise.
+// clientError answers requests fasthttp could not read: 431 when the head
+// outgrew --max-header-bytes, 408 when it or the first bytes of the body
+// took too long, 400 otherwise.
 func (p *Proxy) clientError(ctx *fasthttp.RequestCtx, err error) {
 	code, msg := fasthttp.StatusBadRequest, "400 bad request\n"
 	var small *fasthttp.ErrSmallBuffer
