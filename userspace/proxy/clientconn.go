@@ -3,6 +3,8 @@ package proxy
 import (
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,7 +29,9 @@ import (
 type clientConn struct {
 	idleConn
 	bodyTimeout time.Duration
-	used        bool // a byte has arrived on the connection
+	used        bool          // a byte has arrived on the connection
+	slots       chan struct{} // the proxy's connection slots; Close frees one
+	closed      atomic.Bool
 }
 
 func (c *clientConn) Read(b []byte) (int, error) {
@@ -56,19 +60,58 @@ func (c *clientConn) readingBody() {
 	c.read = silence{timeout: c.bodyTimeout}
 }
 
-// clientListener wraps accepted client connections in clientConn.
-type clientListener struct {
-	net.Listener
-	opts *Options
+// Close frees the connection's slot, once however often it is called (a
+// tunnel and fasthttp both close a hijacked connection).
+func (c *clientConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		<-c.slots
+	}
+	return c.Conn.Close()
 }
 
+// clientListener wraps accepted client connections in clientConn, and
+// admits at most cap(slots) of them at once (--max-client-conns), across
+// all the proxy's listeners, tunnels included. At the limit it stops
+// accepting: new clients wait in the kernel's accept queue until a
+// connection ends, as with HAProxy's maxconn and nginx's
+// worker_connections. fasthttp's own limit would instead answer them 503
+// at once and close, usually with their request unread, which resets the
+// connection before the client reads the answer.
+type clientListener struct {
+	net.Listener
+	opts      *Options
+	slots     chan struct{}
+	done      chan struct{} // closed by Close: stop waiting for a slot
+	closeOnce sync.Once
+}
+
+func newClientListener(ln net.Listener, opts *Options, slots chan struct{}) *clientListener {
+	return &clientListener{Listener: ln, opts: opts, slots: slots, done: make(chan struct{})}
+}
+
+// Accept accepts a connection and then waits for a slot. Waiting first
+// would have every listener hold a slot while idle in Accept, and at the
+// limit the one holding the last slot would starve the others; this way
+// a listener holds at most one connection past the limit, unserved.
 func (l *clientListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		c.Close()
+		return nil, net.ErrClosed
+	}
 	return &clientConn{
 		idleConn:    idleConn{Conn: c, write: silence{timeout: l.opts.ClientSendTimeout}},
 		bodyTimeout: l.opts.ClientBodyTimeout,
+		slots:       l.slots,
 	}, nil
+}
+
+func (l *clientListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
 }

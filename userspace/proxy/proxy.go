@@ -68,11 +68,13 @@ type Proxy struct {
 	none     *metrics.Member
 	log      *slog.Logger
 	server   *fasthttp.Server
+	slots    chan struct{} // one per client connection open: see clientListener
 }
 
 // New builds a proxy over pool; targets[i] says how to reach member i.
 func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options, log *slog.Logger) *Proxy {
-	p := &Proxy{pool: pool, opts: opts, metrics: m, none: m.Member(metrics.NoMember), log: log}
+	p := &Proxy{pool: pool, opts: opts, metrics: m, none: m.Member(metrics.NoMember), log: log,
+		slots: make(chan struct{}, opts.MaxClientConns)}
 	for i, mem := range pool.Members() {
 		b := newBackend(mem, targets[i], m.Member(mem.Name), &opts)
 		if b.ajp != nil {
@@ -97,17 +99,21 @@ func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options
 		HeaderReceived:                p.headerReceived,
 		ReadBufferSize:                opts.MaxHeaderBytes,
 		WriteBufferSize:               16 << 10,
-		Concurrency:                   opts.MaxClientConns,
-		CloseOnShutdown:               true,
-		TCPKeepalive:                  true,
-		Logger:                        fasthttpLogger{log},
+		// Never reached: clientListener holds connections to
+		// MaxClientConns. fasthttp counts its workers, and one that
+		// served a connection is back in its pool only after the
+		// connection's Close freed a slot for the next one.
+		Concurrency:     2 * opts.MaxClientConns,
+		CloseOnShutdown: true,
+		TCPKeepalive:    true,
+		Logger:          fasthttpLogger{log},
 	}
 	return p
 }
 
 // Serve accepts clients on ln until Shutdown.
 func (p *Proxy) Serve(ln net.Listener) error {
-	return p.server.Serve(&clientListener{Listener: ln, opts: &p.opts})
+	return p.server.Serve(newClientListener(ln, &p.opts, p.slots))
 }
 
 // headerReceived gives a request with a body --client-body-timeout, from

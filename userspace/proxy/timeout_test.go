@@ -210,3 +210,57 @@ func TestSlowMovingBodyIsServed(t *testing.T) {
 		}
 	}
 }
+
+// Past --max-client-conns, counted across listeners, a new client is not
+// refused: it waits in the accept queue (or accepted, one per listener)
+// and is served once a connection ends.
+func TestMaxClientConnsQueues(t *testing.T) {
+	r := startRig(t, rigOptions{tweak: func(o *Options) { o.MaxClientConns = 2 }}, newNamedBackend(t, "a", nil).spec())
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.px.Serve(ln2)
+	dial := func(addr string) (net.Conn, *bufio.Reader) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		return conn, bufio.NewReader(conn)
+	}
+	served := func(conn net.Conn, br *bufio.Reader, within time.Duration) error {
+		conn.SetReadDeadline(time.Now().Add(within))
+		resp, err := http.ReadResponse(br, nil)
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+		}
+		return err
+	}
+	// Both listeners' accept loops idle: neither may hold a slot for a
+	// connection it has yet to accept, or two connections to one listener
+	// would not fit.
+	time.Sleep(100 * time.Millisecond)
+	first, br1 := dial(r.addr)
+	second, br2 := dial(r.addr)
+	for _, c := range []struct {
+		conn net.Conn
+		br   *bufio.Reader
+	}{{first, br1}, {second, br2}} {
+		if err := served(c.conn, c.br, 5*time.Second); err != nil {
+			t.Fatalf("within the limit: %v", err)
+		}
+	}
+	third, br3 := dial(ln2.Addr().String())
+	if err := served(third, br3, 500*time.Millisecond); !isTimeout(err) {
+		t.Fatalf("past the limit: got %v, want to wait", err)
+	}
+	first.Close()
+	if err := served(third, br3, 5*time.Second); err != nil {
+		t.Fatalf("after a connection ended: %v", err)
+	}
+}
