@@ -164,7 +164,7 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.DurationVar(&c.Proxy.ClientBodyTimeout, "client-body-timeout", 60*time.Second, "longest silence from a client sending a request body (or in an upgraded connection); else 408 and close")
 	fs.DurationVar(&c.Proxy.ClientIdleTimeout, "client-idle-timeout", 60*time.Second, "close a kept-alive client connection after this long without a request (no response is written)")
 	fs.DurationVar(&c.Proxy.ClientSendTimeout, "client-send-timeout", 60*time.Second, "longest stall writing a response to a client before the connection is closed")
-	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431")
+	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431, or 414 when the request line alone is")
 	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections open at once, all listeners and tunnels together; more wait in the kernel's accept queue until one ends")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish")
 	fs.BoolVar(&c.Proxy.TrustForwardedFor, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -29,15 +30,25 @@ import (
 type clientConn struct {
 	idleConn
 	bodyTimeout time.Duration
-	used        bool          // a byte has arrived on the connection
-	slots       chan struct{} // the proxy's connection slots; Close frees one
-	closed      atomic.Bool
+	used        bool // a byte has arrived on the connection
+	// lineEnded: the request line of the head being read is complete.
+	// When a head outgrows the read buffer, fasthttp only says so; this
+	// tells a request line too long (414) from too many header bytes
+	// (431). Reads are scanned for it only while a head is read (fasthttp's
+	// deadlines govern) and only until found, so a request costs one
+	// IndexByte over its first read.
+	lineEnded bool
+	slots     chan struct{} // the proxy's connection slots; Close frees one
+	closed    atomic.Bool
 }
 
 func (c *clientConn) Read(b []byte) (int, error) {
 	n, err := c.idleConn.Read(b)
 	if n > 0 {
 		c.used = true
+		if !c.lineEnded && c.read.timeout == 0 {
+			c.lineEnded = bytes.IndexByte(b[:n], '\n') >= 0
+		}
 	} else if !c.used && isTimeout(err) {
 		// Nothing ever came: most likely a browser's speculative
 		// preconnect. A 408 on it would surface in the browser as a
@@ -55,9 +66,11 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(t)
 }
 
-// readingBody starts the body phase of the request being handled.
+// readingBody starts the body phase of the request being handled; the
+// next head is read from the start.
 func (c *clientConn) readingBody() {
 	c.read = silence{timeout: c.bodyTimeout}
+	c.lineEnded = false
 }
 
 // Close frees the connection's slot, once however often it is called (a

@@ -428,15 +428,18 @@ func (p *Proxy) plain(ctx *fasthttp.RequestCtx, code int, msg string) {
 	ctx.SetBodyString(msg)
 }
 
-// clientError answers requests fasthttp could not read: 431 when the head
-// outgrew --max-header-bytes, 408 when it or the first bytes of the body
-// took too long, 400 otherwise.
+// clientError answers requests fasthttp could not read: 414 when the
+// request line alone outgrew --max-header-bytes, 431 when the head did,
+// 408 when it or the first bytes of the body took too long, 400 otherwise.
 func (p *Proxy) clientError(ctx *fasthttp.RequestCtx, err error) {
 	code, msg := fasthttp.StatusBadRequest, "400 bad request\n"
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.As(err, &small):
 		code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "431 request header fields too large\n"
+		if cc, ok := ctx.Conn().(*clientConn); ok && !cc.lineEnded {
+			code, msg = fasthttp.StatusRequestURITooLong, "414 URI too long\n"
+		}
 	case isTimeout(err):
 		code, msg = fasthttp.StatusRequestTimeout, "408 request timeout\n"
 	}

@@ -113,7 +113,9 @@ func TestRawRequests(t *testing.T) {
 		{"two Hosts", "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "400", nil},
 		{"bad version", "GET / HTTP/1.x\r\nHost: x\r\n\r\n", "400", nil},
 		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400", nil},
-		{"URI over the head limit", "GET /" + strings.Repeat("a", 20000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "431", nil},
+		{"URI over the head limit", "GET /" + strings.Repeat("a", 20000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "414", nil},
+		{"header over the head limit", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20000) + "\r\n\r\n", "431", nil},
+		{"URI and headers over the head limit", "GET /" + strings.Repeat("a", 5000) + " HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n", "431", nil},
 		{"too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields) + "\r\n", "431", nil},
 		// Well-formed, if unusual: forwarded as they are.
 		{"as many headers as allowed", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields-1) + "\r\n", "200", []string{"GET / HTTP/1.1\r\n"}},
@@ -232,5 +234,30 @@ func TestCutShortBodies(t *testing.T) {
 				t.Fatal("the AJP member read a complete body")
 			}
 		})
+	}
+}
+
+// A request line over the head limit is told from large headers on a
+// kept-alive connection too, after a request whose head or body held the
+// line ends that a new head is scanned for.
+func TestLongRequestLineAfterRequests(t *testing.T) {
+	a, _ := bodyBackend(t)
+	r := startRig(t, rigOptions{}, a.spec())
+	conn := r.rawConn()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	body := strings.Repeat("line\n", 20000) // streamed: read in the handler
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	for range 2 {
+		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request before: %v %v", resp, err)
+		} else {
+			io.Copy(io.Discard, resp.Body)
+		}
+	}
+	io.WriteString(conn, "GET /"+strings.Repeat("a", 20000)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 414 {
+		t.Fatalf("long request line: %v %v, want 414", resp, err)
 	}
 }
