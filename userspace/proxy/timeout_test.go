@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/catherd/catherd/ajp/ajptest"
 )
 
 // Timed tests use short timeouts and generous bounds: the answer must come
@@ -262,5 +264,51 @@ func TestMaxClientConnsQueues(t *testing.T) {
 	first.Close()
 	if err := served(third, br3, 5*time.Second); err != nil {
 		t.Fatalf("after a connection ended: %v", err)
+	}
+}
+
+// A member that takes a request and never answers gets the client a 504
+// after --backend-timeout, over HTTP and AJP, and the request is not sent
+// to another member, idempotent or not: the first may still be working on
+// it.
+func TestSlowBackendGets504NotRetried(t *testing.T) {
+	for _, overAJP := range []bool{false, true} {
+		var slowSeen, otherSeen atomic.Int64
+		var slow, other [2]string
+		ro := rigOptions{tweak: func(o *Options) { o.BackendTimeout = 300 * time.Millisecond }}
+		if overAJP {
+			ro.ajpSecret = testSecret
+			slow = ajpMember(t, "slow", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+				slowSeen.Add(1)
+				time.Sleep(2 * time.Second)
+			})
+			other = ajpMember(t, "other", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+				otherSeen.Add(1)
+				w.WriteHeader(200)
+			})
+		} else {
+			slow = rawBackend(t, "slow", func(c net.Conn) {
+				http.ReadRequest(bufio.NewReader(c))
+				slowSeen.Add(1)
+				io.Copy(io.Discard, c) // until catherd gives up on it
+			})
+			nb := newNamedBackend(t, "other", func(http.ResponseWriter, *http.Request) { otherSeen.Add(1) })
+			other = nb.spec()
+		}
+		r := startRig(t, ro, slow, other)
+		for _, method := range []string{"GET", "POST"} {
+			start := time.Now()
+			resp, _ := r.do(method, "/", strings.NewReader("x=1"), "Cookie", "JSESSIONID=S.slow")
+			if resp.StatusCode != 504 {
+				t.Fatalf("ajp=%v %s: status %d, want 504", overAJP, method, resp.StatusCode)
+			}
+			within(t, fmt.Sprintf("ajp=%v %s: 504", overAJP, method), time.Since(start), 250*time.Millisecond, 5*time.Second)
+		}
+		if slowSeen.Load() != 2 || otherSeen.Load() != 0 {
+			t.Fatalf("ajp=%v: the slow member saw %d requests, the other %d; want 2 and 0", overAJP, slowSeen.Load(), otherSeen.Load())
+		}
+		if want := `catherd_backend_errors_total{kind="timeout",member="slow"} 2`; !strings.Contains(r.scrape(), want) {
+			t.Fatalf("ajp=%v: metrics lack %s", overAJP, want)
+		}
 	}
 }
