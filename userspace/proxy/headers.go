@@ -41,6 +41,9 @@ type headerScan struct {
 	nhop     int
 	named    []string // headers the Connection header names
 	location bool     // Location or Content-Location present
+	// X-Forwarded-* fields, counted because a client may send one several
+	// times: see setOnce.
+	forwardedFor, forwardedProto, forwardedHost int
 }
 
 // scanHeaders walks a header block once. Per-request cost matters here: the
@@ -59,8 +62,15 @@ func scanHeaders(all iter.Seq2[[]byte, []byte]) headerScan {
 			}
 			continue
 		}
-		if string(k) == fasthttp.HeaderLocation || string(k) == fasthttp.HeaderContentLocation {
+		switch string(k) {
+		case fasthttp.HeaderLocation, fasthttp.HeaderContentLocation:
 			s.location = true
+		case fasthttp.HeaderXForwardedFor:
+			s.forwardedFor++
+		case fasthttp.HeaderXForwardedProto:
+			s.forwardedProto++
+		case fasthttp.HeaderXForwardedHost:
+			s.forwardedHost++
 		}
 	}
 	return s
@@ -128,13 +138,24 @@ func (p *Proxy) rewriteRequestHeader(c *call, h *fasthttp.RequestHeader, upgrade
 	if prior := h.Peek(fasthttp.HeaderXForwardedFor); p.opts.TrustForwardedFor && len(prior) > 0 {
 		xff = append(append(xff, prior...), ", "...)
 	}
-	h.SetBytesV(fasthttp.HeaderXForwardedFor, c.clientIP.AppendTo(xff))
+	setOnce(h, fasthttp.HeaderXForwardedFor, c.clientIP.AppendTo(xff), scan.forwardedFor)
 	proto := "http"
 	if c.ctx.IsTLS() {
 		proto = "https"
 	}
-	h.Set("X-Forwarded-Proto", proto)
-	h.SetBytesV("X-Forwarded-Host", c.ctx.Request.Header.Host())
+	setOnce(h, fasthttp.HeaderXForwardedProto, []byte(proto), scan.forwardedProto)
+	setOnce(h, fasthttp.HeaderXForwardedHost, c.ctx.Request.Header.Host(), scan.forwardedHost)
+}
+
+// setOnce sets header name, which the head holds n times, to v alone.
+// fasthttp's Set replaces only the first: a client's repeats would follow
+// catherd's value, and a member reading them as one list would take the
+// client's forgery for what catherd added.
+func setOnce(h *fasthttp.RequestHeader, name string, v []byte, n int) {
+	if n > 1 {
+		h.Del(name)
+	}
+	h.SetBytesV(name, v)
 }
 
 // rewriteResponseHeader removes hop-by-hop headers from a member's response
