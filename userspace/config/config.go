@@ -167,7 +167,8 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431, or 414 when the request line alone is")
 	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections open at once, all listeners and tunnels together; more wait in the kernel's accept queue until one ends")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, how long in-flight requests may finish")
-	fs.BoolVar(&c.Proxy.TrustForwardedFor, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
+	var trustedProxies listFlag
+	fs.Var(&trustedProxies, "trusted-proxy", "a proxy in front of catherd, as CIDR or IP (repeatable): from such a peer, X-Forwarded-For is kept with the peer's\naddress appended, and X-Forwarded-Proto and -Host are kept; from any other, all three are replaced")
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
 	var logFormat string
@@ -291,6 +292,13 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	}
 	if _, err := balancer.NewPolicy(c.LBMethod, nil); err != nil {
 		return nil, &FlagError{"lbmethod", err}
+	}
+	for _, v := range trustedProxies {
+		p, err := ParsePeerPrefix(v)
+		if err != nil {
+			return nil, &FlagError{"trusted-proxy", err}
+		}
+		c.Proxy.TrustedProxies = append(c.Proxy.TrustedProxies, p)
 	}
 	if c.Proxy.MaxAttempts < 0 {
 		return nil, &FlagError{"max-attempts", errors.New("must be 0 or more")}
@@ -435,6 +443,30 @@ func ParseBackend(spec string) (Backend, error) {
 		return Backend{}, fmt.Errorf("%s: ajp:// needs secret=S (the connector's secret attribute)", name)
 	}
 	return b, nil
+}
+
+// ParsePeerPrefix reads a prefix that peer addresses are matched against:
+// CIDR, or one address. Peers are compared unmapped (an IPv4 client of an
+// IPv6 socket is its IPv4 address), so an IPv4-mapped IPv6 prefix is taken
+// as the IPv4 prefix it maps.
+func ParsePeerPrefix(v string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(v)
+	if !strings.Contains(v, "/") {
+		var a netip.Addr
+		if a, err = netip.ParseAddr(v); err == nil {
+			p, err = a.Prefix(a.BitLen())
+		}
+	}
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("want a CIDR prefix or an IP address, like 10.0.0.0/8 or 2001:db8::1, got %q", v)
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%s: an IPv4-mapped prefix needs /96 or longer", v)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 func printUsage(fs *flag.FlagSet, w io.Writer) {

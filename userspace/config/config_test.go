@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,10 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--slow-start", "-1s"}, "--slow-start"},
 		{[]string{ok, "--admin", ":9181"}, "--admin"},
 		{[]string{ok, "--admin-token-file", "/nonexistent/token"}, "--admin-token-file"},
+		{[]string{ok, "--trusted-proxy", "10.0.0.0/33"}, "--trusted-proxy"},
+		{[]string{ok, "--trusted-proxy", "proxy.example"}, "--trusted-proxy"},
+		{[]string{ok, "--trusted-proxy", "::ffff:0:0/95"}, "--trusted-proxy"},
+		{[]string{ok, "--trust-x-forwarded-for"}, "trust-x-forwarded-for"}, // replaced by --trusted-proxy
 		{[]string{ok, "extra"}, "extra"},
 	}
 	for _, tt := range tests {
@@ -111,6 +116,24 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		if msg := err.Error(); !strings.Contains(msg, tt.flag) || strings.Contains(msg, "\n") {
 			t.Errorf("%v: error %q should be one line naming %s", tt.args, msg, tt.flag)
 		}
+	}
+}
+
+func TestParseTrustedProxies(t *testing.T) {
+	c, err := Parse([]string{"--backend", "a=http://127.0.0.1:1", "--trusted-proxy", "10.1.2.3", "--trusted-proxy", "192.168.7.9/16",
+		"--trusted-proxy", "2001:db8::1", "--trusted-proxy", "2001:db8:1::/48", "--trusted-proxy", "::ffff:172.16.0.0/108",
+		"--trusted-proxy", "::ffff:10.9.9.9"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Proxy.TrustedProxies {
+		got = append(got, p.String())
+	}
+	// Masked; IPv4-mapped ones as the IPv4 prefixes peers are compared with.
+	want := []string{"10.1.2.3/32", "192.168.0.0/16", "2001:db8::1/128", "2001:db8:1::/48", "172.16.0.0/12", "10.9.9.9/32"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }
 

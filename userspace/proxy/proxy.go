@@ -40,9 +40,9 @@ type Options struct {
 	ClientSendTimeout   time.Duration
 	MaxHeaderBytes      int
 	MaxClientConns      int
-	// TrustForwardedFor appends to a client's X-Forwarded-For instead of
-	// replacing it.
-	TrustForwardedFor bool
+	// TrustedProxies are the peers (unmapped IPv4 or IPv6 prefixes) whose
+	// X-Forwarded-* fields are kept: see rewriteRequestHeader.
+	TrustedProxies []netip.Prefix
 }
 
 // replayLimit is the largest request body kept in memory so that the
