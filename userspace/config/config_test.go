@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"net/netip"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -146,6 +148,45 @@ func TestHelpListsEveryFlagWithDefault(t *testing.T) {
 		"--retry", "--metrics", "(default 1m0s)", "(default byrequests)", `(default JSESSIONID|jsessionid)`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+// The README's flag tables list exactly the flags `catherd run --help`
+// prints: a flag added, renamed or removed must be documented.
+func TestREADMEFlagTablesMatchHelp(t *testing.T) {
+	var help bytes.Buffer
+	Parse([]string{"--help"}, &help)
+	flagName := regexp.MustCompile(`--[a-z0-9-]+`)
+	inHelp := map[string]bool{}
+	for _, line := range strings.Split(help.String(), "\n") {
+		if strings.HasPrefix(line, "  --") {
+			inHelp[flagName.FindString(line)] = true
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inREADME := map[string]bool{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		// A table row naming flags in its first cell; \| inside a cell
+		// is not a cell border.
+		cells := strings.Split(strings.ReplaceAll(line, `\|`, "/"), "|")
+		if len(cells) > 2 && strings.HasPrefix(strings.TrimSpace(cells[1]), "`--") {
+			for _, f := range flagName.FindAllString(cells[1], -1) {
+				inREADME[f] = true
+			}
+		}
+	}
+	for f := range inHelp {
+		if !inREADME[f] {
+			t.Errorf("%s is in catherd run --help but in no README flag table", f)
+		}
+	}
+	for f := range inREADME {
+		if !inHelp[f] {
+			t.Errorf("%s is in a README flag table but not a flag of catherd run", f)
 		}
 	}
 }
