@@ -312,3 +312,34 @@ func TestSlowBackendGets504NotRetried(t *testing.T) {
 		}
 	}
 }
+
+// After an upgrade, the client side of the tunnel is bounded by
+// --client-body-timeout of silence: it lives while messages flow, longer
+// than the timeout in all, and ends once the client goes quiet.
+func TestSilentTunnelEnds(t *testing.T) {
+	ws := rawBackend(t, "ws", func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		io.Copy(c, c) // echo, until catherd closes its side
+	})
+	r := startRig(t, rigOptions{tweak: func(o *Options) { o.ClientBodyTimeout = 400 * time.Millisecond }}, ws)
+	conn := r.rawConn()
+	io.WriteString(conn, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	for range 6 { // 6 x 150 ms: twice the timeout in all
+		io.WriteString(conn, "ping")
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("echo: %q %v", buf, err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	start := time.Now().Add(-150 * time.Millisecond)
+	if rest, err := io.ReadAll(br); len(rest) > 0 || err != nil {
+		t.Fatalf("after silence: %q %v, want the tunnel closed", rest, err)
+	}
+	within(t, "close", time.Since(start), 250*time.Millisecond, 5*time.Second)
+}
