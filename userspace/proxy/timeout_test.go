@@ -343,3 +343,28 @@ func TestSilentTunnelEnds(t *testing.T) {
 	}
 	within(t, "close", time.Since(start), 250*time.Millisecond, 5*time.Second)
 }
+
+// A client that stops reading a response is cut off after
+// --client-send-timeout of stalled writing, rather than holding its
+// connection and the member's for as long as it likes.
+func TestStalledReaderCutOff(t *testing.T) {
+	const size = 64 << 20
+	a := newNamedBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		chunk := make([]byte, 64<<10)
+		for sent := 0; sent < size; sent += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	r := startRig(t, rigOptions{tweak: func(o *Options) { o.ClientSendTimeout = 400 * time.Millisecond }}, a.spec())
+	conn := r.rawConn()
+	io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(2 * time.Second) // reading nothing: buffers fill, catherd's write stalls
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if isTimeout(err) || n >= size {
+		t.Fatalf("read %d bytes, then %v; want the connection cut short of %d", n, err, size)
+	}
+}
