@@ -367,6 +367,9 @@ func readReplayable(req *fasthttp.Request, n int) ([]byte, error) {
 	if n == 0 {
 		return noBody, nil
 	}
+	if !req.IsBodyStream() {
+		return req.Body(), nil // already whole in memory
+	}
 	buf := replayBufs.Get().(*[replayLimit]byte)
 	defer replayBufs.Put(buf)
 	if _, err := io.ReadFull(req.BodyStream(), buf[:n]); err != nil {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/catherd/catherd/ajp/ajptest"
 )
@@ -259,5 +262,32 @@ func TestLongRequestLineAfterRequests(t *testing.T) {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 414 {
 		t.Fatalf("long request line: %v %v, want 414", resp, err)
+	}
+}
+
+// readReplayable takes a body already in memory as it is, reads a
+// streamed one whole, and fails on a stream that ends short.
+func TestReadReplayable(t *testing.T) {
+	var inMemory fasthttp.Request
+	inMemory.SetBodyString("abcd")
+	streamed := func(body string) *fasthttp.Request {
+		var req fasthttp.Request
+		req.SetBodyStream(strings.NewReader(body), 4)
+		return &req
+	}
+	for _, tt := range []struct {
+		name string
+		req  *fasthttp.Request
+		want string
+		err  bool
+	}{
+		{"in memory", &inMemory, "abcd", false},
+		{"streamed", streamed("abcd"), "abcd", false},
+		{"streamed, cut short", streamed("ab"), "", true},
+	} {
+		got, err := readReplayable(tt.req, 4)
+		if string(got) != tt.want || (err != nil) != tt.err || (err != nil && !errors.Is(err, errClientBody)) {
+			t.Errorf("%s: %q %v, want %q (error: %v)", tt.name, got, err, tt.want, tt.err)
+		}
 	}
 }
