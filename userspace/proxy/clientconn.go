@@ -73,6 +73,18 @@ func (c *clientConn) readingBody() {
 	c.lineEnded = false
 }
 
+// clientConnOf returns the clientConn under a request's connection, which
+// fasthttp hands over as it got it: the clientConn itself, or a TLS
+// connection over one. It fails only for a connection that did not come
+// from a clientListener.
+func clientConnOf(c net.Conn) (*clientConn, bool) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	cc, ok := c.(*clientConn)
+	return cc, ok
+}
+
 // Close frees the connection's slot, once however often it is called (a
 // tunnel and fasthttp both close a hijacked connection).
 func (c *clientConn) Close() error {

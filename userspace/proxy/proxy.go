@@ -149,7 +149,7 @@ type call struct {
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	c := call{ctx: ctx, start: time.Now(), clientIP: clientIP(ctx)}
-	if cc, ok := ctx.Conn().(*clientConn); ok { // always, for connections from Serve
+	if cc, ok := clientConnOf(ctx.Conn()); ok {
 		cc.readingBody()
 	}
 	req := &ctx.Request
@@ -440,7 +440,7 @@ func (p *Proxy) clientError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.As(err, &small):
 		code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "431 request header fields too large\n"
-		if cc, ok := ctx.Conn().(*clientConn); ok && !cc.lineEnded {
+		if cc, ok := clientConnOf(ctx.Conn()); ok && !cc.lineEnded {
 			code, msg = fasthttp.StatusRequestURITooLong, "414 URI too long\n"
 		}
 	case isTimeout(err):

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -366,5 +367,21 @@ func TestStalledReaderCutOff(t *testing.T) {
 	n, err := io.Copy(io.Discard, conn)
 	if isTimeout(err) || n >= size {
 		t.Fatalf("read %d bytes, then %v; want the connection cut short of %d", n, err, size)
+	}
+}
+
+// The phase of a request is set on its clientConn under TLS too.
+func TestClientConnOfTLS(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	cc := &clientConn{idleConn: idleConn{Conn: a}}
+	for _, c := range []net.Conn{cc, tls.Server(cc, &tls.Config{})} {
+		if got, ok := clientConnOf(c); !ok || got != cc {
+			t.Errorf("%T: got %p %v, want %p", c, got, ok, cc)
+		}
+	}
+	if _, ok := clientConnOf(a); ok {
+		t.Error("a connection from no clientListener")
 	}
 }
