@@ -1,4 +1,4 @@
-# catherd: see README.md. Targets: build test demo soak bench bench-xdp fuzz generate generate-check.
+# catherd: see README.md. Targets: build test demo soak bench bench-xdp bench-idle fuzz generate generate-check.
 GO      ?= go
 BIN     := bin/catherd
 # A count of executions, not a duration: with a duration, Go 1.26's fuzz
@@ -6,7 +6,7 @@ BIN     := bin/catherd
 # time runs out mid-execution (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 200000x
 
-.PHONY: build test demo bench bench-xdp fuzz lint generate generate-check soak
+.PHONY: build test demo bench bench-xdp bench-idle fuzz lint generate generate-check soak
 
 build:
 	$(GO) build -o $(BIN) ./cmd/catherd
@@ -68,6 +68,15 @@ bench-xdp: build
 	$(GO) test -run '^$$' -bench '^BenchmarkPerPacket$$' -benchtime 1x ./userspace/xdp/ | tee bench-xdp.md
 	$(GO) run ./scripts/bench/xdp -catherd $(BIN) | tee -a bench-xdp.md
 	$(GO) run ./scripts/bench/beaconflood -catherd $(BIN) | tee -a bench-xdp.md
+
+# Memory per idle client connection: IDLE_CONNS kept-alive connections
+# to catherd, nginx and HAProxy in turn, each front end's RSS growth per
+# connection side by side (loopback; raises its own RLIMIT_NOFILE, so run
+# as root for 10,000). Results in bench-idle.md; see BENCHMARKS.md.
+IDLE_CONNS ?= 10000
+bench-idle: build
+	scripts/deps.sh bench-idle
+	$(GO) run ./scripts/bench/idleconns -catherd $(BIN) -conns $(IDLE_CONNS) | tee bench-idle.md
 
 # A long run against a real 3-node Tomcat cluster under mixed load, with
 # nodes killed and restarted, operator actions and catherd restarted

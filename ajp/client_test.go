@@ -102,6 +102,47 @@ func TestUploads(t *testing.T) {
 	}
 }
 
+// cutBody is a request body whose client went away: some data, then
+// io.ErrUnexpectedEOF, as fasthttp's body stream reports it.
+type cutBody struct{ data io.Reader }
+
+func (c cutBody) Read(b []byte) (int, error) {
+	n, err := c.data.Read(b)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// A body that breaks is an error for Do, never sent on as the body's end.
+func TestBrokenBodyIsNotEnded(t *testing.T) {
+	var completed []int64
+	var mu sync.Mutex
+	s := startContainer(t, func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err == nil {
+			mu.Lock()
+			completed = append(completed, n)
+			mu.Unlock()
+		}
+		w.WriteHeader(200)
+	})
+	c := newClient(t, s, nil)
+	data := bytes.Repeat([]byte("x"), 100000)
+	for _, length := range []int64{200000, -1} {
+		_, _, err := roundTrip(t, c, request("POST", "/up"), cutBody{bytes.NewReader(data)}, length)
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("length %d: got %v, want the body's error", length, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the container's handlers end
+	mu.Lock()
+	defer mu.Unlock()
+	if len(completed) > 0 {
+		t.Fatalf("the container read whole bodies of %v bytes", completed)
+	}
+}
+
 func TestLargeDownloadStreams(t *testing.T) {
 	const size = 64 << 20
 	chunk := bytes.Repeat([]byte("x"), 64<<10)

@@ -148,11 +148,31 @@ func (r *Response) appendBodyChunk(dst []byte, n int) ([]byte, error) {
 	start := len(dst)
 	dst = slices.Grow(dst, bodyHeaderLen+n)
 	data := dst[start+bodyHeaderLen : start+bodyHeaderLen+n]
-	m, err := io.ReadFull(r.body, data)
-	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+	m, err := readFull(r.body, data)
+	if err != nil {
 		return dst[:start], fmt.Errorf("reading the request body: %w", err)
 	}
 	return appendBodyHeader(dst, m), nil
+}
+
+// readFull fills buf from r, stopping early only at r's io.EOF (the end of
+// the body: the next packet is the empty one). Unlike io.ReadFull it keeps
+// io.ErrUnexpectedEOF from r an error: a body reader returns it when its
+// client went away mid-body, and sent on as the body's end it would give
+// the container a truncated body as if it were whole.
+func readFull(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // keep copies the head out of the packet buffer, which the body will

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, and only those missing,
 # so `make demo` and `make test` work on a fresh Debian 12 machine as root.
-#   scripts/deps.sh test|demo|bench|bench-xdp
+#   scripts/deps.sh test|demo|bench|bench-xdp|bench-idle
 set -euo pipefail
 
 case "${1:-}" in
@@ -9,7 +9,8 @@ case "${1:-}" in
   demo)  want=(tomcat10 iproute2 curl ethtool util-linux) ;;
   bench) want=(tomcat10 iproute2 curl nginx haproxy apache2 libapache2-mod-jk wrk) ;;
   bench-xdp) want=(iproute2 ethtool util-linux nftables) ;;
-  *) echo "usage: $0 test|demo|bench|bench-xdp" >&2; exit 2 ;;
+  bench-idle) want=(nginx haproxy) ;;
+  *) echo "usage: $0 test|demo|bench|bench-xdp|bench-idle" >&2; exit 2 ;;
 esac
 
 if ! command -v go >/dev/null; then

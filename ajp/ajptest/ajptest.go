@@ -219,6 +219,11 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		}
 		b.first = false
 		pkt, err := b.pr.Next()
+		if err == io.EOF {
+			// The connection closed before the body's end, which
+			// Tomcat reports to the servlet as an error too.
+			err = io.ErrUnexpectedEOF
+		}
 		if err != nil {
 			return 0, err
 		}

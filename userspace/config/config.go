@@ -174,13 +174,17 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.DurationVar(&c.Proxy.BackendTimeout, "backend-timeout", 60*time.Second, "longest silence from a backend while sending it a request or reading its response")
 	fs.DurationVar(&c.Proxy.BackendIdleTimeout, "backend-idle-timeout", 15*time.Second, "close pooled backend connections idle this long (keep it below the backend's keep-alive timeout; Tomcat's is 20s)")
 	fs.IntVar(&c.Proxy.MaxConnsPerBackend, "max-conns-per-backend", 1024, "connections to one backend at most; requests beyond wait up to --connect-timeout")
-	fs.DurationVar(&c.Proxy.ClientTimeout, "client-timeout", 60*time.Second, "longest silence from a client (request head, body, idle keep-alive) or stall writing to it")
-	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431")
-	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections served at once; more are refused")
+	fs.DurationVar(&c.Proxy.ClientHeaderTimeout, "client-header-timeout", 10*time.Second, "a request head must arrive whole within this long of the connection's start (or of a later request's first byte),\nhowever slowly it trickles; else 408 and close (a connection that sent nothing is closed without a response)")
+	fs.DurationVar(&c.Proxy.ClientBodyTimeout, "client-body-timeout", 60*time.Second, "longest silence from a client sending a request body (or in an upgraded connection); else 408 and close")
+	fs.DurationVar(&c.Proxy.ClientIdleTimeout, "client-idle-timeout", 60*time.Second, "close a kept-alive client connection after this long without a request (no response is written)")
+	fs.DurationVar(&c.Proxy.ClientSendTimeout, "client-send-timeout", 60*time.Second, "longest stall writing a response to a client before the connection is closed")
+	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431, or 414 when the request line alone is")
+	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections open at once, all listeners and tunnels together; more wait in the kernel's accept queue until one ends")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, or after handing over to a successor, how long in-flight requests may finish")
+	var trustedProxies listFlag
+	fs.Var(&trustedProxies, "trusted-proxy", "a proxy in front of catherd, as CIDR or IP (repeatable): from such a peer, X-Forwarded-For is kept with the peer's\naddress appended, and X-Forwarded-Proto and -Host are kept; from any other, all three are replaced")
 	fs.StringVar(&c.HandoffSocket, "handoff-socket", DefaultHandoffSocket, "unix socket on which a successor (--takeover, or SIGUSR2) takes over the listening sockets and state (empty: none)")
 	fs.BoolVar(&c.Takeover, "takeover", false, "take over from the catherd serving --handoff-socket: its listening sockets, member states and moved sessions; it then drains and exits (starts afresh if none is running)")
-	fs.BoolVar(&c.Proxy.TrustForwardedFor, "trust-x-forwarded-for", false, "append to a client's X-Forwarded-For instead of replacing it (only behind another trusted proxy)")
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
 	var logFormat string
@@ -313,6 +317,13 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if _, err := balancer.NewPolicy(c.LBMethod, nil); err != nil {
 		return nil, &FlagError{"lbmethod", err}
 	}
+	for _, v := range trustedProxies {
+		p, err := ParsePeerPrefix(v)
+		if err != nil {
+			return nil, &FlagError{"trusted-proxy", err}
+		}
+		c.Proxy.TrustedProxies = append(c.Proxy.TrustedProxies, p)
+	}
 	if c.Proxy.MaxAttempts < 0 {
 		return nil, &FlagError{"max-attempts", errors.New("must be 0 or more")}
 	}
@@ -326,7 +337,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		}
 	}
 	for name, d := range map[string]time.Duration{"connect-timeout": c.Proxy.ConnectTimeout, "backend-timeout": c.Proxy.BackendTimeout,
-		"backend-idle-timeout": c.Proxy.BackendIdleTimeout, "client-timeout": c.Proxy.ClientTimeout, "health-timeout": c.HealthTimeout} {
+		"backend-idle-timeout": c.Proxy.BackendIdleTimeout, "client-header-timeout": c.Proxy.ClientHeaderTimeout,
+		"client-body-timeout": c.Proxy.ClientBodyTimeout, "client-idle-timeout": c.Proxy.ClientIdleTimeout,
+		"client-send-timeout": c.Proxy.ClientSendTimeout, "health-timeout": c.HealthTimeout} {
 		if d <= 0 {
 			return nil, &FlagError{name, errors.New("must be positive")}
 		}
@@ -474,6 +487,30 @@ func ParseBackend(spec string) (Backend, error) {
 		return Backend{}, fmt.Errorf("%s: ajp:// needs secret=S (the connector's secret attribute)", name)
 	}
 	return b, nil
+}
+
+// ParsePeerPrefix reads a prefix that peer addresses are matched against:
+// CIDR, or one address. Peers are compared unmapped (an IPv4 client of an
+// IPv6 socket is its IPv4 address), so an IPv4-mapped IPv6 prefix is taken
+// as the IPv4 prefix it maps.
+func ParsePeerPrefix(v string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(v)
+	if !strings.Contains(v, "/") {
+		var a netip.Addr
+		if a, err = netip.ParseAddr(v); err == nil {
+			p, err = a.Prefix(a.BitLen())
+		}
+	}
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("want a CIDR prefix or an IP address, like 10.0.0.0/8 or 2001:db8::1, got %q", v)
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%s: an IPv4-mapped prefix needs /96 or longer", v)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 func printUsage(fs *flag.FlagSet, w io.Writer) {

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"flag"
 	"net/netip"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/userspace/balancer"
@@ -28,6 +32,11 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if c.Backends[1].Addr != "10.0.0.2:80" || c.Backends[1].Route != "n2" {
 		t.Errorf("backend %+v", c.Backends[1])
+	}
+	// As HAProxy's usual timeout http-request and nginx's client_body_timeout and send_timeout.
+	p := c.Proxy
+	if p.ClientHeaderTimeout != 10*time.Second || p.ClientBodyTimeout != time.Minute || p.ClientIdleTimeout != time.Minute || p.ClientSendTimeout != time.Minute {
+		t.Errorf("client timeouts: header %v body %v idle %v send %v", p.ClientHeaderTimeout, p.ClientBodyTimeout, p.ClientIdleTimeout, p.ClientSendTimeout)
 	}
 }
 
@@ -95,6 +104,11 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--listen", "nocolon"}, "--listen"},
 		{[]string{ok, "--retry", "-1s"}, "--retry"},
 		{[]string{ok, "--connect-timeout", "0s"}, "--connect-timeout"},
+		{[]string{ok, "--client-header-timeout", "0s"}, "--client-header-timeout"},
+		{[]string{ok, "--client-body-timeout", "-1s"}, "--client-body-timeout"},
+		{[]string{ok, "--client-idle-timeout", "0s"}, "--client-idle-timeout"},
+		{[]string{ok, "--client-send-timeout", "0s"}, "--client-send-timeout"},
+		{[]string{ok, "--client-timeout", "60s"}, "client-timeout"}, // replaced by the four above
 		{[]string{ok, "--max-header-bytes", "10"}, "--max-header-bytes"},
 		{[]string{ok, "--max-attempts", "-1"}, "--max-attempts"},
 		{[]string{ok, "--log-format", "xml"}, "--log-format"},
@@ -102,6 +116,10 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--slow-start", "-1s"}, "--slow-start"},
 		{[]string{ok, "--admin", ":9181"}, "--admin"},
 		{[]string{ok, "--admin-token-file", "/nonexistent/token"}, "--admin-token-file"},
+		{[]string{ok, "--trusted-proxy", "10.0.0.0/33"}, "--trusted-proxy"},
+		{[]string{ok, "--trusted-proxy", "proxy.example"}, "--trusted-proxy"},
+		{[]string{ok, "--trusted-proxy", "::ffff:0:0/95"}, "--trusted-proxy"},
+		{[]string{ok, "--trust-x-forwarded-for"}, "trust-x-forwarded-for"}, // replaced by --trusted-proxy
 		{[]string{ok, "extra"}, "extra"},
 		{[]string{ok, "--takeover", "--handoff-socket", ""}, "--takeover"},
 		{[]string{ok, "--tls-listen", ":443"}, "--tls-listen"},                                             // no certificate
@@ -122,6 +140,24 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 	}
 }
 
+func TestParseTrustedProxies(t *testing.T) {
+	c, err := Parse([]string{"--backend", "a=http://127.0.0.1:1", "--trusted-proxy", "10.1.2.3", "--trusted-proxy", "192.168.7.9/16",
+		"--trusted-proxy", "2001:db8::1", "--trusted-proxy", "2001:db8:1::/48", "--trusted-proxy", "::ffff:172.16.0.0/108",
+		"--trusted-proxy", "::ffff:10.9.9.9"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Proxy.TrustedProxies {
+		got = append(got, p.String())
+	}
+	// Masked; IPv4-mapped ones as the IPv4 prefixes peers are compared with.
+	want := []string{"10.1.2.3/32", "192.168.0.0/16", "2001:db8::1/128", "2001:db8:1::/48", "172.16.0.0/12", "10.9.9.9/32"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
 func TestHelpListsEveryFlagWithDefault(t *testing.T) {
 	var out bytes.Buffer
 	if _, err := Parse([]string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) {
@@ -131,6 +167,45 @@ func TestHelpListsEveryFlagWithDefault(t *testing.T) {
 		"--retry", "--metrics", "(default 1m0s)", "(default byrequests)", `(default JSESSIONID|jsessionid)`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+// The README's flag tables list exactly the flags `catherd run --help`
+// prints: a flag added, renamed or removed must be documented.
+func TestREADMEFlagTablesMatchHelp(t *testing.T) {
+	var help bytes.Buffer
+	Parse([]string{"--help"}, &help)
+	flagName := regexp.MustCompile(`--[a-z0-9-]+`)
+	inHelp := map[string]bool{}
+	for _, line := range strings.Split(help.String(), "\n") {
+		if strings.HasPrefix(line, "  --") {
+			inHelp[flagName.FindString(line)] = true
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inREADME := map[string]bool{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		// A table row naming flags in its first cell; \| inside a cell
+		// is not a cell border.
+		cells := strings.Split(strings.ReplaceAll(line, `\|`, "/"), "|")
+		if len(cells) > 2 && strings.HasPrefix(strings.TrimSpace(cells[1]), "`--") {
+			for _, f := range flagName.FindAllString(cells[1], -1) {
+				inREADME[f] = true
+			}
+		}
+	}
+	for f := range inHelp {
+		if !inREADME[f] {
+			t.Errorf("%s is in catherd run --help but in no README flag table", f)
+		}
+	}
+	for f := range inREADME {
+		if !inHelp[f] {
+			t.Errorf("%s is in a README flag table but not a flag of catherd run", f)
 		}
 	}
 }

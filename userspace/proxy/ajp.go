@@ -97,6 +97,10 @@ func (p *Proxy) forwardAJP(c *call, b *backend) error {
 
 // setHead fills in a.fr from the client's request and a.header. The
 // fields point into those and into a's buffers, valid until a is released.
+// The remote address is the TCP peer, even a --trusted-proxy: as over HTTP,
+// where the member's peer is catherd, the client behind a proxy is told by
+// the X-Forwarded-For chain among the headers (Tomcat's RemoteIpValve
+// reads it over AJP too).
 func (a *ajpRequest) setHead(c *call, b *backend) {
 	ctx := c.ctx
 	a.buf = c.clientIP.AppendTo(a.buf[:0])

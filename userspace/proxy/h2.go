@@ -21,10 +21,11 @@ import (
 
 func (p *Proxy) startHTTP2() {
 	p.h2 = &http.Server{
-		Handler:        http.HandlerFunc(p.serveHTTP2),
-		IdleTimeout:    p.opts.ClientTimeout,
-		MaxHeaderBytes: p.opts.MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		Handler:           http.HandlerFunc(p.serveHTTP2),
+		IdleTimeout:       p.opts.ClientIdleTimeout,
+		ReadHeaderTimeout: p.opts.ClientHeaderTimeout,
+		MaxHeaderBytes:    p.opts.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
 }
 

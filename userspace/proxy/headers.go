@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"iter"
+	"net/netip"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -41,6 +42,9 @@ type headerScan struct {
 	nhop     int
 	named    []string // headers the Connection header names
 	location bool     // Location or Content-Location present
+	// X-Forwarded-* fields, counted because a client may send one several
+	// times: see setOnce.
+	forwardedFor, forwardedProto, forwardedHost int
 }
 
 // scanHeaders walks a header block once. Per-request cost matters here: the
@@ -59,8 +63,15 @@ func scanHeaders(all iter.Seq2[[]byte, []byte]) headerScan {
 			}
 			continue
 		}
-		if string(k) == fasthttp.HeaderLocation || string(k) == fasthttp.HeaderContentLocation {
+		switch string(k) {
+		case fasthttp.HeaderLocation, fasthttp.HeaderContentLocation:
 			s.location = true
+		case fasthttp.HeaderXForwardedFor:
+			s.forwardedFor++
+		case fasthttp.HeaderXForwardedProto:
+			s.forwardedProto++
+		case fasthttp.HeaderXForwardedHost:
+			s.forwardedHost++
 		}
 	}
 	return s
@@ -117,24 +128,62 @@ func headerHasToken(v []byte, token string) bool {
 // rewriteRequestHeader turns the client's request head into the one sent to
 // a member: hop-by-hop headers removed, X-Forwarded-* set, and Expect
 // dropped (the client already got its 100 Continue from us).
+//
+// X-Forwarded-For is the peer's address, unless the peer is a trusted
+// proxy (--trusted-proxy): then the chain it sent, with the peer's address
+// appended, so that the member can find the client by walking the list
+// from the right past the proxies it trusts (Tomcat's RemoteIpValve). A
+// trusted proxy's X-Forwarded-Proto and -Host are kept too, when it sent
+// them: it saw the scheme and host the client used, which catherd behind
+// it cannot (a proxy ending TLS in front of catherd's plain HTTP). From
+// anyone else, all three are replaced: a client could claim any address,
+// or https.
 func (p *Proxy) rewriteRequestHeader(c *call, h *fasthttp.RequestHeader, upgrade bool) {
 	scan := scanHeaders(h.All())
 	scan.delHopHeaders(h.Del, upgrade)
 	h.ResetConnectionClose()
 	h.Del(fasthttp.HeaderExpect)
 
+	trusted := p.trusted(c.clientIP)
 	var buf [128]byte
 	xff := buf[:0]
-	if prior := h.Peek(fasthttp.HeaderXForwardedFor); p.opts.TrustForwardedFor && len(prior) > 0 {
-		xff = append(append(xff, prior...), ", "...)
+	if trusted && scan.forwardedFor > 0 {
+		for _, v := range h.PeekAll(fasthttp.HeaderXForwardedFor) {
+			xff = append(append(xff, v...), ", "...)
+		}
 	}
-	h.SetBytesV(fasthttp.HeaderXForwardedFor, c.clientIP.AppendTo(xff))
-	proto := "http"
-	if c.ctx.IsTLS() {
-		proto = "https"
+	setOnce(h, fasthttp.HeaderXForwardedFor, c.clientIP.AppendTo(xff), scan.forwardedFor)
+	if !trusted || scan.forwardedProto == 0 {
+		proto := "http"
+		if c.ctx.IsTLS() {
+			proto = "https"
+		}
+		setOnce(h, fasthttp.HeaderXForwardedProto, []byte(proto), scan.forwardedProto)
 	}
-	h.Set("X-Forwarded-Proto", proto)
-	h.SetBytesV("X-Forwarded-Host", c.ctx.Request.Header.Host())
+	if !trusted || scan.forwardedHost == 0 {
+		setOnce(h, fasthttp.HeaderXForwardedHost, c.ctx.Request.Header.Host(), scan.forwardedHost)
+	}
+}
+
+// trusted reports whether the peer at ip is a --trusted-proxy.
+func (p *Proxy) trusted(ip netip.Addr) bool {
+	for _, prefix := range p.opts.TrustedProxies {
+		if prefix.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// setOnce sets header name, which the head holds n times, to v alone.
+// fasthttp's Set replaces only the first: a client's repeats would follow
+// catherd's value, and a member reading them as one list would take the
+// client's forgery for what catherd added.
+func setOnce(h *fasthttp.RequestHeader, name string, v []byte, n int) {
+	if n > 1 {
+		h.Del(name)
+	}
+	h.SetBytesV(name, v)
 }
 
 // rewriteResponseHeader removes hop-by-hop headers from a member's response

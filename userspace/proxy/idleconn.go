@@ -7,24 +7,33 @@ import (
 	"time"
 )
 
-// idleConn bounds silence rather than total time: Reads and Writes push
-// its deadline forward, so a multi-gigabyte stream lives as long as bytes
-// keep moving, while a peer that stops answering is cut off after timeout.
+// silence bounds the silence in one direction of a connection rather than
+// total time: each Read (or Write) pushes the deadline forward, so a
+// multi-gigabyte stream lives as long as bytes keep moving, while a peer
+// that stops answering is cut off after timeout.
 //
 // Moving a deadline on every call would cost a clock read and a timer
 // update per syscall, and reading the clock is slow on virtual machines.
 // So each call only compares a coarse clock (updated every coarseTick) with
 // the time the deadline was last set, and sets a new one once timeout/8 has
 // passed. The effective limit is thus at least 7/8 of timeout, less one tick.
-type idleConn struct {
-	net.Conn
-	timeout           time.Duration
-	readAt, writeAt   int64 // coarse time the deadlines were last set; 0: unset
-	readSet, writeSet bool
-	// open, for a client connection, counts the proxy's open client
-	// connections (Drain waits for it to reach 0); nil for members.
-	open   *atomic.Int64
-	closed atomic.Bool
+type silence struct {
+	timeout time.Duration // 0: no bound here; the connection's owner sets deadlines
+	at      int64         // coarse time the deadline was last set
+	set     bool          // the deadline is ours, set at at
+}
+
+// due reports whether the deadline must be moved before the next call, and
+// if so records that it is.
+func (s *silence) due() bool {
+	if s.timeout == 0 {
+		return false
+	}
+	if now := coarseNow(); !s.set || time.Duration(now-s.at) > s.timeout/8 {
+		s.at, s.set = now, true
+		return true
+	}
+	return false
 }
 
 const coarseTick = 50 * time.Millisecond
@@ -47,26 +56,31 @@ func coarseNow() int64 {
 	return coarseNanos.Load()
 }
 
+// idleConn bounds the silence of each direction of a connection (see
+// silence). Backend connections bound both with --backend-timeout.
+type idleConn struct {
+	net.Conn
+	read, write silence
+}
+
 func newIdleConn(c net.Conn, timeout time.Duration) *idleConn {
-	return &idleConn{Conn: c, timeout: timeout}
+	return &idleConn{Conn: c, read: silence{timeout: timeout}, write: silence{timeout: timeout}}
 }
 
 func (c *idleConn) Read(b []byte) (int, error) {
-	if now := coarseNow(); !c.readSet || time.Duration(now-c.readAt) > c.timeout/8 {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+	if c.read.due() {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.read.timeout)); err != nil {
 			return 0, err
 		}
-		c.readAt, c.readSet = now, true
 	}
 	return c.Conn.Read(b)
 }
 
 func (c *idleConn) Write(b []byte) (int, error) {
-	if now := coarseNow(); !c.writeSet || time.Duration(now-c.writeAt) > c.timeout/8 {
-		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+	if c.write.due() {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.write.timeout)); err != nil {
 			return 0, err
 		}
-		c.writeAt, c.writeSet = now, true
 	}
 	return c.Conn.Write(b)
 }
@@ -74,22 +88,21 @@ func (c *idleConn) Write(b []byte) (int, error) {
 // SetReadDeadline lets the owner (fasthttp) set its own deadline; the next
 // Read starts counting silence again from there.
 func (c *idleConn) SetReadDeadline(t time.Time) error {
-	c.readSet = false
+	c.read.set = false
 	return c.Conn.SetReadDeadline(t)
 }
 
 // SetWriteDeadline is SetReadDeadline's twin for writes.
 func (c *idleConn) SetWriteDeadline(t time.Time) error {
-	c.writeSet = false
+	c.write.set = false
 	return c.Conn.SetWriteDeadline(t)
 }
 
-// Close closes the connection, and counts it closed once.
-func (c *idleConn) Close() error {
-	if c.open != nil && c.closed.CompareAndSwap(false, true) {
-		c.open.Add(-1)
-	}
-	return c.Conn.Close()
+// SetDeadline is both; fasthttp clears the deadlines with it before it
+// hands a connection over to a tunnel.
+func (c *idleConn) SetDeadline(t time.Time) error {
+	c.read.set, c.write.set = false, false
+	return c.Conn.SetDeadline(t)
 }
 
 // CloseWrite half-closes a TCP connection, so a tunnel can pass on the end
@@ -99,27 +112,4 @@ func (c *idleConn) CloseWrite() error {
 		return tc.CloseWrite()
 	}
 	return c.Conn.Close()
-}
-
-// clientConn wraps a client connection in an idleConn that counts it
-// among the open ones.
-func (p *Proxy) clientConn(c net.Conn) *idleConn {
-	ic := newIdleConn(c, p.opts.ClientTimeout)
-	ic.open = &p.openConns
-	p.openConns.Add(1)
-	return ic
-}
-
-// clientListener wraps the connections ln accepts with clientConn.
-type clientListener struct {
-	net.Listener
-	p *Proxy
-}
-
-func (l clientListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return l.p.clientConn(c), nil
 }

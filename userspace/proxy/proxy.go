@@ -34,12 +34,18 @@ type Options struct {
 	BackendTimeout     time.Duration
 	BackendIdleTimeout time.Duration
 	MaxConnsPerBackend int
-	ClientTimeout      time.Duration
-	MaxHeaderBytes     int
-	MaxClientConns     int
-	// TrustForwardedFor appends to a client's X-Forwarded-For instead of
-	// replacing it.
-	TrustForwardedFor bool
+	// A client's time for a request head, its silences in a body and
+	// between requests, and its silence while a response is written to
+	// it: see clientConn.
+	ClientHeaderTimeout time.Duration
+	ClientBodyTimeout   time.Duration
+	ClientIdleTimeout   time.Duration
+	ClientSendTimeout   time.Duration
+	MaxHeaderBytes      int
+	MaxClientConns      int
+	// TrustedProxies are the peers (unmapped IPv4 or IPv6 prefixes) whose
+	// X-Forwarded-* fields are kept: see rewriteRequestHeader.
+	TrustedProxies []netip.Prefix
 }
 
 // replayLimit is the largest request body kept in memory so that the
@@ -65,18 +71,19 @@ type Proxy struct {
 	none     *metrics.Member
 	log      *slog.Logger
 	server   *fasthttp.Server
-	h2       *http.Server // HTTP/2 over TLS; started by the first ServeTLS
+	slots    chan struct{} // one per client connection open: see clientListener
+	h2       *http.Server  // HTTP/2 over TLS; started by the first ServeTLS
 	h2Once   sync.Once
 
 	lnMu      sync.Mutex
-	listeners []net.Listener // what Serve and ServeTLS accept on
-	draining  atomic.Bool    // every response closes its connection
-	openConns atomic.Int64   // client connections open
+	listeners []*clientListener // what Serve and ServeTLS accept on
+	draining  atomic.Bool       // every response closes its connection
 }
 
 // New builds a proxy over pool; targets[i] says how to reach member i.
 func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options, log *slog.Logger) *Proxy {
-	p := &Proxy{pool: pool, opts: opts, metrics: m, none: m.Member(metrics.NoMember), log: log}
+	p := &Proxy{pool: pool, opts: opts, metrics: m, none: m.Member(metrics.NoMember), log: log,
+		slots: make(chan struct{}, opts.MaxClientConns)}
 	for i, mem := range pool.Members() {
 		b := newBackend(mem, targets[i], m.Member(mem.Name), &opts)
 		if b.ajp != nil {
@@ -96,26 +103,46 @@ func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options
 		DisableHeaderNamesNormalizing: false,
 		DisablePreParseMultipartForm:  true,
 		StreamRequestBody:             true,
+		ReadTimeout:                   opts.ClientHeaderTimeout,
+		IdleTimeout:                   opts.ClientIdleTimeout,
+		HeaderReceived:                p.headerReceived,
 		ReadBufferSize:                opts.MaxHeaderBytes,
 		WriteBufferSize:               16 << 10,
-		Concurrency:                   opts.MaxClientConns,
-		CloseOnShutdown:               true,
-		TCPKeepalive:                  true,
-		Logger:                        fasthttpLogger{log},
+		// Never reached: clientListener holds connections to
+		// MaxClientConns. fasthttp counts its workers, and one that
+		// served a connection is back in its pool only after the
+		// connection's Close freed a slot for the next one.
+		Concurrency:     2 * opts.MaxClientConns,
+		CloseOnShutdown: true,
+		TCPKeepalive:    true,
+		Logger:          fasthttpLogger{log},
 	}
 	return p
 }
 
 // Serve accepts clients on ln until Shutdown or Drain.
 func (p *Proxy) Serve(ln net.Listener) error {
-	p.track(ln)
-	return p.server.Serve(clientListener{Listener: ln, p: p})
+	return p.server.Serve(p.clientListener(ln))
 }
 
-func (p *Proxy) track(ln net.Listener) {
+// clientListener wraps ln for the proxy's clients, and remembers it for
+// Drain.
+func (p *Proxy) clientListener(ln net.Listener) *clientListener {
+	cl := newClientListener(ln, &p.opts, p.slots)
 	p.lnMu.Lock()
-	p.listeners = append(p.listeners, ln)
+	p.listeners = append(p.listeners, cl)
 	p.lnMu.Unlock()
+	return cl
+}
+
+// headerReceived gives a request with a body --client-body-timeout, from
+// the end of its head, for the first bytes of the body that fasthttp reads
+// before the handler runs, instead of what is left of the head's deadline.
+func (p *Proxy) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if n := h.ContentLength(); n > 0 || n == -1 { // -1: chunked
+		return fasthttp.RequestConfig{ReadTimeout: p.opts.ClientBodyTimeout}
+	}
+	return fasthttp.RequestConfig{}
 }
 
 // drainIdle is how long Drain lets keep-alive connections run before it
@@ -143,7 +170,7 @@ func (p *Proxy) Drain(ctx context.Context) error {
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 wait:
-	for p.openConns.Load() > 0 {
+	for len(p.slots) > 0 { // a slot per client connection open
 		select {
 		case <-grace.C:
 			break wait
@@ -208,6 +235,9 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 // route answers one request: through a member, or with an error.
 func (p *Proxy) route(ctx *fasthttp.RequestCtx) {
 	c := call{ctx: ctx, start: time.Now(), clientIP: clientIP(ctx)}
+	if cc, ok := clientConnOf(ctx.Conn()); ok {
+		cc.readingBody()
+	}
 	req := &ctx.Request
 	if err := checkHead(req.Header.RawHeaders()); err != nil {
 		p.refuseHead(&c, err)
@@ -221,8 +251,14 @@ func (p *Proxy) route(ctx *fasthttp.RequestCtx) {
 		ctx.Response.SetConnectionClose()
 	}
 	upgrade := isUpgrade(&req.Header)
-	if !upgrade && req.Header.ContentLength() >= 0 && req.Header.ContentLength() <= replayLimit {
-		c.body = req.Body() // small: keep it, so a retry can send it again
+	if n := req.Header.ContentLength(); !upgrade && n >= 0 && n <= replayLimit {
+		// Small: keep it, so a retry can send it again.
+		body, err := readReplayable(req, n)
+		if err != nil {
+			p.refuseBody(&c, err)
+			return
+		}
+		c.body = body
 	}
 	c.streamed = req.IsBodyStream() && c.body == nil
 
@@ -248,11 +284,9 @@ func (p *Proxy) route(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		if errors.Is(err, errClientBody) {
-			// The client broke its own body's framing: no member is to
-			// blame, and the member saw an incomplete request only.
-			p.plain(ctx, fasthttp.StatusBadRequest, "400 malformed request body\n")
-			ctx.SetConnectionClose()
-			p.none.Done(fasthttp.StatusBadRequest, c.start, 0, 0, false)
+			// No member is to blame: the member saw an incomplete
+			// request only.
+			p.refuseBody(&c, err)
 			return
 		}
 		if errors.Is(err, errCannotCarry) {
@@ -403,6 +437,50 @@ func (p *Proxy) refuseHead(c *call, err error) {
 	p.none.Done(code, c.start, 0, 0, false)
 }
 
+// noBody is the body of a request that has none: empty, but not nil,
+// because a nil body means a streamed one.
+var noBody = []byte{}
+
+// replayBufs hold a small body while it is read from the client.
+var replayBufs = sync.Pool{New: func() any { return new([replayLimit]byte) }}
+
+// readReplayable reads a request body of n <= replayLimit bytes whole, so
+// that it can be sent to another member after a failure. It does not use
+// fasthttp's Request.Body, which on a read error hands back what arrived,
+// or the error's text, as if it were the body: a client gone mid-upload
+// would reach the member as a complete, shorter request.
+func readReplayable(req *fasthttp.Request, n int) ([]byte, error) {
+	if n == 0 {
+		return noBody, nil
+	}
+	if !req.IsBodyStream() {
+		return req.Body(), nil // already whole in memory
+	}
+	buf := replayBufs.Get().(*[replayLimit]byte)
+	defer replayBufs.Put(buf)
+	if _, err := io.ReadFull(req.BodyStream(), buf[:n]); err != nil {
+		return nil, fmt.Errorf("%w: %w", errClientBody, err)
+	}
+	// Copied into the request's own buffer, which lives as long as the
+	// request (an AJP member may ask for the body while it answers).
+	req.SetBody(buf[:n])
+	return req.Body(), nil
+}
+
+// refuseBody answers a request whose body could not be read from the
+// client: 408 when it stalled past the timeout, else 400 (broken chunk
+// framing, or a body cut short). The connection is closed: what is left of
+// the body cannot be told from a next request.
+func (p *Proxy) refuseBody(c *call, err error) {
+	code, msg := fasthttp.StatusBadRequest, "400 malformed request body\n"
+	if isTimeout(err) {
+		code, msg = fasthttp.StatusRequestTimeout, "408 request timeout\n"
+	}
+	p.plain(c.ctx, code, msg)
+	c.ctx.SetConnectionClose()
+	p.none.Done(code, c.start, 0, 0, false)
+}
+
 // refuse answers a request no member could take.
 func (p *Proxy) refuse(c *call, err error) {
 	msg := "503 no backend available\n"
@@ -439,14 +517,18 @@ func (p *Proxy) plain(ctx *fasthttp.RequestCtx, code int, msg string) {
 	ctx.SetBodyString(msg)
 }
 
-// clientError answers requests fasthttp could not parse: 431 when the head
-// outgrew --max-header-bytes, 408 on a timeout, 400 otherwise.
+// clientError answers requests fasthttp could not read: 414 when the
+// request line alone outgrew --max-header-bytes, 431 when the head did,
+// 408 when it or the first bytes of the body took too long, 400 otherwise.
 func (p *Proxy) clientError(ctx *fasthttp.RequestCtx, err error) {
 	code, msg := fasthttp.StatusBadRequest, "400 bad request\n"
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.As(err, &small):
 		code, msg = fasthttp.StatusRequestHeaderFieldsTooLarge, "431 request header fields too large\n"
+		if cc, ok := clientConnOf(ctx.Conn()); ok && !cc.lineEnded {
+			code, msg = fasthttp.StatusRequestURITooLong, "414 URI too long\n"
+		}
 	case isTimeout(err):
 		code, msg = fasthttp.StatusRequestTimeout, "408 request timeout\n"
 	}
@@ -476,6 +558,12 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
 	switch {
+	case err == io.EOF && c.fromClient && c.want >= 0 && c.n < c.want:
+		// fasthttp ends a body of known length cut short by the client
+		// with a plain EOF; passed on, the member would get a request
+		// whose body silently ends early.
+		err = io.ErrUnexpectedEOF
+		c.clientErr = err
 	case err == io.EOF:
 		c.eof = true
 	case err != nil && c.fromClient:
@@ -485,14 +573,15 @@ func (c *countingReader) Read(b []byte) (int, error) {
 }
 
 // errClientBody marks a request that failed because the client's body
-// could not be read (bad chunk framing, or the client went away).
+// could not be read (bad chunk framing, the client went away, or it
+// stalled).
 var errClientBody = errors.New("reading the client's request body")
 
 // failure is the error of a failed exchange with member b: errClientBody
 // when reading the client's body failed, else err.
 func (c *countingReader) failure(b *backend, err error) error {
 	if c.clientErr != nil {
-		return fmt.Errorf("%w: %v", errClientBody, c.clientErr)
+		return fmt.Errorf("%w: %w", errClientBody, c.clientErr)
 	}
 	return fmt.Errorf("%s %s: %w", b.member.Name, b.addr, err)
 }

@@ -2,14 +2,21 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/catherd/catherd/ajp/ajptest"
 )
 
 // recBackend is a backend that records the bytes of every request it gets
@@ -109,7 +116,9 @@ func TestRawRequests(t *testing.T) {
 		{"two Hosts", "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "400", nil},
 		{"bad version", "GET / HTTP/1.x\r\nHost: x\r\n\r\n", "400", nil},
 		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400", nil},
-		{"URI over the head limit", "GET /" + strings.Repeat("a", 20000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "431", nil},
+		{"URI over the head limit", "GET /" + strings.Repeat("a", 20000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "414", nil},
+		{"header over the head limit", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20000) + "\r\n\r\n", "431", nil},
+		{"URI and headers over the head limit", "GET /" + strings.Repeat("a", 5000) + " HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n", "431", nil},
 		{"too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields) + "\r\n", "431", nil},
 		// Well-formed, if unusual: forwarded as they are.
 		{"as many headers as allowed", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields-1) + "\r\n", "200", []string{"GET / HTTP/1.1\r\n"}},
@@ -167,5 +176,118 @@ func TestRawRequests(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// completeRequest reports whether a request as a member saw it carries all
+// of the body its head announces.
+func completeRequest(raw string) bool {
+	head, body, _ := strings.Cut(raw, "\r\n\r\n")
+	if strings.Contains(head, "Transfer-Encoding: chunked") {
+		return strings.Contains(body, "\r\n0\r\n\r\n") || strings.HasPrefix(body, "0\r\n\r\n")
+	}
+	for _, line := range strings.Split(head, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
+			n, err := strconv.Atoi(v)
+			return err == nil && len(body) >= n
+		}
+	}
+	return true
+}
+
+// A client that goes away halfway through its body gets 400 and no member
+// sees a complete request, whichever way catherd reads the body: whole
+// before the handler (small), whole to keep it for a retry (up to 64 KiB),
+// or streamed (larger, or chunked); over HTTP and over AJP.
+func TestCutShortBodies(t *testing.T) {
+	for _, n := range []int{100, 20000, 100000, -1} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			b := newRecBackend(t)
+			var ajpComplete atomic.Int64
+			ajpB := ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+				got, err := io.Copy(io.Discard, r.Body)
+				if want, _ := strconv.ParseInt(string(r.Header("content-length")), 10, 64); err == nil && (want < 0 || got == want) {
+					ajpComplete.Add(1)
+				}
+				w.WriteHeader(200)
+			})
+			for _, r := range []*rig{
+				startRig(t, rigOptions{}, [2]string{"a", b.ln.Addr().String()}),
+				startRig(t, rigOptions{ajpSecret: testSecret}, ajpB),
+			} {
+				conn := r.rawConn()
+				if n < 0 {
+					io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n"+strings.Repeat("a", 2000))
+				} else {
+					fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", n, strings.Repeat("a", n/2))
+				}
+				conn.(*net.TCPConn).CloseWrite()
+				resp, _ := io.ReadAll(conn)
+				if line, _, _ := strings.Cut(string(resp), "\r\n"); !strings.HasPrefix(line, "HTTP/1.1 400 ") {
+					t.Fatalf("status line %q, want 400", line)
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // the HTTP member records what came within 100ms
+			for _, seen := range b.requests() {
+				if completeRequest(seen) {
+					t.Fatalf("the HTTP member got a complete request: %.300q", seen)
+				}
+			}
+			if ajpComplete.Load() != 0 {
+				t.Fatal("the AJP member read a complete body")
+			}
+		})
+	}
+}
+
+// A request line over the head limit is told from large headers on a
+// kept-alive connection too, after a request whose head or body held the
+// line ends that a new head is scanned for.
+func TestLongRequestLineAfterRequests(t *testing.T) {
+	a, _ := bodyBackend(t)
+	r := startRig(t, rigOptions{}, a.spec())
+	conn := r.rawConn()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	body := strings.Repeat("line\n", 20000) // streamed: read in the handler
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	for range 2 {
+		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request before: %v %v", resp, err)
+		} else {
+			io.Copy(io.Discard, resp.Body)
+		}
+	}
+	io.WriteString(conn, "GET /"+strings.Repeat("a", 20000)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 414 {
+		t.Fatalf("long request line: %v %v, want 414", resp, err)
+	}
+}
+
+// readReplayable takes a body already in memory as it is, reads a
+// streamed one whole, and fails on a stream that ends short.
+func TestReadReplayable(t *testing.T) {
+	var inMemory fasthttp.Request
+	inMemory.SetBodyString("abcd")
+	streamed := func(body string) *fasthttp.Request {
+		var req fasthttp.Request
+		req.SetBodyStream(strings.NewReader(body), 4)
+		return &req
+	}
+	for _, tt := range []struct {
+		name string
+		req  *fasthttp.Request
+		want string
+		err  bool
+	}{
+		{"in memory", &inMemory, "abcd", false},
+		{"streamed", streamed("abcd"), "abcd", false},
+		{"streamed, cut short", streamed("ab"), "", true},
+	} {
+		got, err := readReplayable(tt.req, 4)
+		if string(got) != tt.want || (err != nil) != tt.err || (err != nil && !errors.Is(err, errClientBody)) {
+			t.Errorf("%s: %q %v, want %q (error: %v)", tt.name, got, err, tt.want, tt.err)
+		}
 	}
 }

@@ -13,52 +13,50 @@ import (
 // bytes trickle in.
 const tlsHandshakeTimeout = 10 * time.Second
 
-// ServeTLS accepts TLS clients on ln until Shutdown. Each connection's
-// handshake decides who serves it: HTTP/1.1 goes to the same fasthttp
-// server as plain clients (upgrades and all), HTTP/2 to net/http's HTTP/2
-// server, whose requests an adapter hands to the same request path.
+// ServeTLS accepts TLS clients on ln until Shutdown or Drain. Each
+// connection's handshake decides who serves it: HTTP/1.1 goes to the same
+// fasthttp server as plain clients (upgrades and all), HTTP/2 to net/http's
+// HTTP/2 server, whose requests an adapter hands to the same request path.
+// A connection holds one of --max-client-conns from its accept on, as a
+// plain one does.
 func (p *Proxy) ServeTLS(ln net.Listener, config *tls.Config) error {
-	p.track(ln)
-	h1 := newConnQueue(ln)
-	h2 := newConnQueue(ln)
+	cl := p.clientListener(ln)
+	h1 := newConnQueue(cl)
+	h2 := newConnQueue(cl)
 	p.h2Once.Do(p.startHTTP2)
+	if p.h2 == nil { // Drain or Shutdown came first
+		cl.Close()
+		return nil
+	}
 	h2done := make(chan struct{})
 	go func() {
 		p.h2.Serve(h2)
 		close(h2done)
 	}()
-	go p.handshakes(ln, config, h1, h2)
+	go p.handshakes(cl, config, h1, h2)
 	err := p.server.Serve(h1)
 	h2.Close()
 	<-h2done
 	return err
 }
 
-// handshakes accepts connections on ln and completes their handshakes, each
-// in its own goroutine, at most MaxClientConns at a time.
-func (p *Proxy) handshakes(ln net.Listener, config *tls.Config, h1, h2 *connQueue) {
+// handshakes accepts connections on cl and completes their handshakes,
+// each in its own goroutine.
+func (p *Proxy) handshakes(cl *clientListener, config *tls.Config, h1, h2 *connQueue) {
 	defer h1.Close()
 	defer h2.Close()
-	slots := make(chan struct{}, p.opts.MaxClientConns)
 	for {
-		c, err := ln.Accept()
+		c, err := cl.Accept()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
-				p.log.Warn("TLS listener failed", "addr", ln.Addr().String(), "err", err)
+				p.log.Warn("TLS listener failed", "addr", cl.Addr().String(), "err", err)
 			}
 			return
 		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			c.Close() // as many handshakes running as clients allowed
-			continue
-		}
 		go func() {
-			defer func() { <-slots }()
-			// The idle bound sits under TLS, so that it sees the
-			// client's silence however the connection is served.
-			tc := tls.Server(p.clientConn(c), config)
+			// The client connection sits under TLS, so that its
+			// deadlines and slot work however it is served.
+			tc := tls.Server(c, config)
 			ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
 			err := tc.HandshakeContext(ctx)
 			cancel()
