@@ -101,17 +101,20 @@ func TestTLSClients(t *testing.T) {
 			t.Errorf("h2=%v: cookie stickiness: %q", h2, body)
 		}
 
-		// 1 MiB uploads: of known length (kept for a retry) and streamed.
-		upload := bytes.Repeat([]byte{'u'}, 1<<20)
-		want := fmt.Sprintf("body=%d %x", len(upload), sha256.Sum256(upload))
-		for _, known := range []bool{true, false} {
-			var rd io.Reader = bytes.NewReader(upload)
-			if !known {
-				rd = io.MultiReader(rd) // hides the length: sent without Content-Length
-			}
-			req, _ = http.NewRequest("POST", base+"/up", rd)
-			if _, body = get(t, c, req); !strings.HasSuffix(body, want) {
-				t.Errorf("h2=%v known=%v: upload arrived as %q", h2, known, body)
+		// Uploads of 1 KiB (kept for a retry) and 1 MiB (streamed), of
+		// known length and not.
+		for _, size := range []int{1 << 10, 1 << 20} {
+			upload := bytes.Repeat([]byte{'u'}, size)
+			want := fmt.Sprintf("body=%d %x", len(upload), sha256.Sum256(upload))
+			for _, known := range []bool{true, false} {
+				var rd io.Reader = bytes.NewReader(upload)
+				if !known {
+					rd = io.MultiReader(rd) // hides the length: sent without Content-Length
+				}
+				req, _ = http.NewRequest("POST", base+"/up", rd)
+				if _, body = get(t, c, req); !strings.HasSuffix(body, want) {
+					t.Errorf("h2=%v size=%d known=%v: upload arrived as %q", h2, size, known, body)
+				}
 			}
 		}
 
