@@ -123,7 +123,7 @@ func TestTomcatSoak(t *testing.T) {
 	first := tcStartCatherd(t, bin, args, logPath, r.Dir)
 	pid := first.Pid
 	var successors []int
-	t.Cleanup(func() { stopPids(successors) })
+	t.Cleanup(func() { stopPids(successorPids(logPath)) })
 	client := &http.Client{Timeout: 5 * time.Second}
 	tcWaitReady(t, client, "http://"+front+"/health.jsp", 20*time.Second)
 	ac := adminClient{base: "http://" + adminAddr, http: http.Client{Timeout: 5 * time.Second}}
@@ -300,7 +300,7 @@ func TestTomcatSoak(t *testing.T) {
 func waitSuccessor(t *testing.T, logPath string, n int) int {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if pids := successorPids(t, logPath); len(pids) >= n {
+		if pids := successorPids(logPath); len(pids) >= n {
 			return pids[n-1]
 		}
 	}
