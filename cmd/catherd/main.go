@@ -148,15 +148,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// asks for them.
 	sockets := map[string]net.Listener{}
 	listen := func(flag, addr string) (net.Listener, error) {
-		ln, inherited, err := net.Listener(nil), false, error(nil)
-		if succ != nil {
-			ln, inherited, err = succ.Listener(flag + " " + addr)
+		var ln net.Listener
+		var err error
+		if succ != nil { // an inherited socket, if the predecessor had this one
+			if ln, _, err = succ.Listener(flag + " " + addr); err != nil {
+				return nil, err
+			}
 		}
-		if !inherited && err == nil {
-			ln, err = net.Listen("tcp", addr)
-		}
-		if err != nil {
-			return nil, err
+		if ln == nil {
+			if ln, err = net.Listen("tcp", addr); err != nil {
+				return nil, err
+			}
 		}
 		listeners = append(listeners, ln)
 		sockets[flag+" "+addr] = ln

@@ -66,11 +66,7 @@ func TestMemberCommand(t *testing.T) {
 	srv := httptest.NewServer(admin.Handler(admin.Sources{Pool: pool}, ""))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	run := func(args ...string) (int, string, string) {
-		var stdout, stderr bytes.Buffer
-		code := dispatch(append([]string{"member"}, args...), &stdout, &stderr)
-		return code, stdout.String(), stderr.String()
-	}
+	run := func(args ...string) (int, string, string) { return runCLI(append([]string{"member"}, args...)...) }
 	if code, out, _ := run("evacuate", "a", "--admin", addr); code != 0 || !strings.Contains(out, "a has no request in flight") ||
 		a.Flags() != balancer.Disabled {
 		t.Fatalf("evacuate a: %d %q, flags %v", code, out, a.Flags())

@@ -114,7 +114,6 @@ func (s *Store) ServerConfig() *tls.Config {
 type Cert struct {
 	File     string
 	Subject  string
-	DNSNames []string
 	NotAfter time.Time
 }
 
@@ -133,8 +132,7 @@ func (s *Store) Stats() Stats {
 	st := Stats{Reloads: s.reloads, Failures: s.failures, LastErr: s.lastErr}
 	s.mu.Unlock()
 	for i, c := range set {
-		st.Certs = append(st.Certs, Cert{File: s.pairs[i].CertFile, Subject: c.Leaf.Subject.String(),
-			DNSNames: c.Leaf.DNSNames, NotAfter: c.Leaf.NotAfter})
+		st.Certs = append(st.Certs, Cert{File: s.pairs[i].CertFile, Subject: c.Leaf.Subject.String(), NotAfter: c.Leaf.NotAfter})
 	}
 	return st
 }

@@ -101,12 +101,16 @@ func writeHTTP2Response(w http.ResponseWriter, ctx *fasthttp.RequestCtx) {
 	// resp.Reset, when the request is done, closes the stream.
 }
 
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyFlushing streams a response body to an HTTP/2 client, flushing as
 // the member's bytes arrive rather than when a buffer fills, so that
 // streamed responses (server-sent events, long polls) are not held back.
 func copyFlushing(w http.ResponseWriter, r io.Reader) error {
 	flusher, _ := w.(http.Flusher)
-	buf := make([]byte, 32<<10)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {

@@ -179,6 +179,17 @@ wait:
 		case <-poll.C:
 		}
 	}
+	return p.stop(ctx)
+}
+
+// Shutdown stops at once, without Drain's grace for idle keep-alive
+// connections (fasthttp closes them): for tests.
+func (p *Proxy) Shutdown() error { return p.stop(context.Background()) }
+
+// stop shuts the client servers down (fasthttp closes its listeners and
+// idle connections, HTTP/2 clients get GOAWAY), waits for requests in
+// flight until ctx ends, and closes idle backend connections.
+func (p *Proxy) stop(ctx context.Context) error {
 	var wg sync.WaitGroup
 	p.h2Once.Do(func() {}) // no HTTP/2 server may start from now on
 	var h2err error
@@ -187,33 +198,15 @@ wait:
 	}
 	err := p.server.ShutdownWithContext(ctx)
 	if errors.Is(err, net.ErrClosed) {
-		err = nil // the listeners closed above
+		err = nil // listeners Drain closed already
 	}
 	wg.Wait()
-	p.closeBackends()
-	return errors.Join(err, h2err)
-}
-
-// Shutdown stops accepting clients, waits for requests in flight, and
-// closes idle backend connections.
-func (p *Proxy) Shutdown() error {
-	var wg sync.WaitGroup
-	p.h2Once.Do(func() {}) // no HTTP/2 server may start from now on
-	if p.h2 != nil {
-		wg.Go(func() { p.h2.Shutdown(context.Background()) })
-	}
-	err := p.server.Shutdown()
-	wg.Wait()
-	p.closeBackends()
-	return err
-}
-
-func (p *Proxy) closeBackends() {
 	for _, b := range p.backends {
 		if b.ajp != nil {
 			b.ajp.Close()
 		}
 	}
+	return errors.Join(err, h2err)
 }
 
 // call is one client request while catherd looks for a member to serve it.

@@ -6,12 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"time"
 )
-
-// tlsHandshakeTimeout bounds a client's TLS handshake, however slowly its
-// bytes trickle in.
-const tlsHandshakeTimeout = 10 * time.Second
 
 // ServeTLS accepts TLS clients on ln until Shutdown or Drain. Each
 // connection's handshake decides who serves it: HTTP/1.1 goes to the same
@@ -57,7 +52,9 @@ func (p *Proxy) handshakes(cl *clientListener, config *tls.Config, h1, h2 *connQ
 			// The client connection sits under TLS, so that its
 			// deadlines and slot work however it is served.
 			tc := tls.Server(c, config)
-			ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+			// The handshake comes before the first request's head and
+			// is bounded the same way, however slowly it trickles in.
+			ctx, cancel := context.WithTimeout(context.Background(), p.opts.ClientHeaderTimeout)
 			err := tc.HandshakeContext(ctx)
 			cancel()
 			if err != nil {
