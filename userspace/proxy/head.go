@@ -22,7 +22,32 @@ var (
 	errHeaderName     = errors.New("a header name is not a token")
 	errTooManyHeaders = errors.New("too many header fields")
 	errCLAndTE        = errors.New("both Content-Length and Transfer-Encoding")
+	// RFC 9110 7.6.1 has a proxy remove the fields a Connection header
+	// names. Naming a field that frames the message or says where it goes
+	// would have catherd take the request apart: a body whose length the
+	// member is no longer told reaches it as the start of the next request
+	// on a pooled connection (AJP request injection). Such a request is
+	// refused rather than forwarded in either reading.
+	errConnectionFraming = errors.New("Connection names a field that frames or routes the message")
+	// An upgrade to HTTP/2 in cleartext would have the member speak
+	// HTTP/2 with the client through a tunnel, past every check catherd
+	// makes; RFC 9113 deprecates it, and nginx refuses it too.
+	errH2C = errors.New("an upgrade to HTTP/2 over cleartext (h2c)")
 )
+
+// errVersion: the request line names an HTTP version other than 1.0 and
+// 1.1. Forwarded, it would have the member answer 505 and close, often
+// without saying so, leaving a dead connection in the pool; and what a
+// later version means by the bytes that follow is not HTTP/1.1's framing.
+var errVersion = errors.New("HTTP version not supported")
+
+// checkVersion checks the protocol of a request line.
+func checkVersion(proto []byte) error {
+	if string(proto) != "HTTP/1.1" && string(proto) != "HTTP/1.0" {
+		return errVersion
+	}
+	return nil
+}
 
 // checkHead checks the header block of a request as it arrived (the lines
 // after the request line, each ending in CRLF).
@@ -58,12 +83,48 @@ func checkHead(raw []byte) error {
 			contentLength = true
 		case asciiEqualFold(name, "Transfer-Encoding"):
 			transferEncoding = true
+		case asciiEqualFold(name, "Connection"):
+			if listHas(line[len(name)+1:], endToEnd) {
+				return errConnectionFraming
+			}
+		case asciiEqualFold(name, "Upgrade"):
+			if listHas(line[len(name)+1:], isH2C) {
+				return errH2C
+			}
 		}
 	}
 	if contentLength && transferEncoding {
 		return errCLAndTE
 	}
 	return nil
+}
+
+// listHas reports whether an element of the comma-separated list v
+// satisfies is.
+func listHas(v []byte, is func([]byte) bool) bool {
+	for len(v) > 0 {
+		var elem []byte
+		elem, v, _ = bytes.Cut(v, []byte{','})
+		if is(bytes.Trim(elem, " \t")) {
+			return true
+		}
+	}
+	return false
+}
+
+// endToEnd reports the fields a client may not name in Connection: those
+// that frame the request (Content-Length, Transfer-Encoding) or say which
+// resource and session it is for (Host, Cookie), which catherd has read
+// before it forwards.
+func endToEnd(name []byte) bool {
+	return asciiEqualFold(name, "Content-Length") || asciiEqualFold(name, "Transfer-Encoding") ||
+		asciiEqualFold(name, "Host") || asciiEqualFold(name, "Cookie")
+}
+
+// isH2C reports an Upgrade protocol of h2c, with or without a version.
+func isH2C(proto []byte) bool {
+	name, _, _ := bytes.Cut(proto, []byte{'/'})
+	return asciiEqualFold(name, "h2c")
 }
 
 // isToken reports whether b is a non-empty RFC 9110 token.

@@ -111,9 +111,13 @@ func (s *headerScan) delHopHeaders(del func(string), keepUpgrade bool) {
 	}
 }
 
-// isUpgrade reports a protocol switch request (WebSocket and the like).
+// isUpgrade reports a WebSocket handshake: the one protocol switch catherd
+// tunnels. Any other Upgrade is hop-by-hop like the rest and removed, so
+// the member answers the request as a plain one; a tunnel to a protocol
+// catherd cannot read (h2c above all, which checkHead refuses) would carry
+// requests past its checks.
 func isUpgrade(h *fasthttp.RequestHeader) bool {
-	return len(h.Peek(fasthttp.HeaderUpgrade)) > 0 && headerHasToken(h.Peek(fasthttp.HeaderConnection), "upgrade")
+	return headerHasToken(h.Peek(fasthttp.HeaderUpgrade), "websocket") && headerHasToken(h.Peek(fasthttp.HeaderConnection), "upgrade")
 }
 
 func headerHasToken(v []byte, token string) bool {

@@ -232,6 +232,10 @@ func (p *Proxy) route(ctx *fasthttp.RequestCtx) {
 		cc.readingBody()
 	}
 	req := &ctx.Request
+	if err := checkVersion(req.Header.Protocol()); err != nil {
+		p.refuseHead(&c, err)
+		return
+	}
 	if err := checkHead(req.Header.RawHeaders()); err != nil {
 		p.refuseHead(&c, err)
 		return
@@ -422,8 +426,11 @@ func (x *exchange) respond(ctx *fasthttp.RequestCtx, n int) error {
 // the client meant.
 func (p *Proxy) refuseHead(c *call, err error) {
 	code := fasthttp.StatusBadRequest
-	if errors.Is(err, errTooManyHeaders) {
+	switch {
+	case errors.Is(err, errTooManyHeaders):
 		code = fasthttp.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, errVersion):
+		code = fasthttp.StatusHTTPVersionNotSupported
 	}
 	p.plain(c.ctx, code, fmt.Sprintf("%d %s\n", code, err))
 	c.ctx.SetConnectionClose()

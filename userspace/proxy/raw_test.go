@@ -120,14 +120,37 @@ func TestRawRequests(t *testing.T) {
 		{"header over the head limit", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20000) + "\r\n\r\n", "431", nil},
 		{"URI and headers over the head limit", "GET /" + strings.Repeat("a", 5000) + " HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n", "431", nil},
 		{"too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields) + "\r\n", "431", nil},
+		// A client must not be able to have catherd remove framing or
+		// routing fields by naming them in Connection.
+		{"Connection names Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello", "400", nil},
+		{"Connection names Transfer-Encoding", "POST / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "400", nil},
+		{"Connection names Host", "GET / HTTP/1.1\r\nHost: x\r\nConnection: Host\r\n\r\n", "400", nil},
+		{"second Connection names Cookie", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nConnection: x,Cookie\r\nCookie: JSESSIONID=a.a\r\n\r\n", "400", nil},
+		// h2c would have the member speak HTTP/2 to the client through
+		// a tunnel, whatever Connection says of HTTP2-Settings.
+		{"h2c upgrade", "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", "400", nil},
+		{"h2c upgrade, odd Connection", "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, X-HTTP2-Settings\r\nUpgrade: H2C\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", "400", nil},
+		{"h2c among upgrades", "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo/2, h2c\r\n\r\n", "400", nil},
+		// Versions catherd does not speak are answered, not forwarded.
+		{"HTTP/1.2", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", "505", nil},
+		{"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", "505", nil},
+		{"HTTP/3.0", "GET / HTTP/3.0\r\nHost: x\r\n\r\n", "505", nil},
+		{"HTTP/0.9 with a version", "GET / HTTP/0.9\r\nHost: x\r\n\r\n", "505", nil},
 		// Well-formed, if unusual: forwarded as they are.
 		{"as many headers as allowed", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields-1) + "\r\n", "200", []string{"GET / HTTP/1.1\r\n"}},
+		// An upgrade catherd does not tunnel reaches the member as a
+		// plain request.
+		{"upgrade other than WebSocket", "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo/2\r\n\r\n", "200",
+			[]string{"GET / HTTP/1.1\r\n"}},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: x\r\n\r\n", "200", []string{"GET / HTTP/1.0\r\n"}},
 		{"chunk extension", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nabcd\r\n0\r\n\r\n", "200",
 			[]string{"Transfer-Encoding: chunked\r\n", "\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"}},
 		{"trailer", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\nX-T: 1\r\n\r\n", "200",
 			[]string{"\r\n\r\n4\r\nabcd\r\n0\r\n"}},
 		{"extension method", "get / HTTP/1.1\r\nHost: x\r\n\r\n", "200", []string{"get / HTTP/1.1\r\n"}},
 	}
+	// What the member's request must not hold.
+	absent := map[string][]string{"upgrade other than WebSocket": {"foo/2", "Upgrade"}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := newRecBackend(t)
@@ -166,6 +189,11 @@ func TestRawRequests(t *testing.T) {
 						t.Fatalf("the member saw %q, without %q (in order)", seen[0], want)
 					}
 					at += i + len(want)
+				}
+				for _, bad := range absent[c.name] {
+					if strings.Contains(seen[0], bad) {
+						t.Fatalf("the member saw %q, with %q", seen[0], bad)
+					}
 				}
 			}
 			// forwarded == []string{}: the body broke mid-stream; the
