@@ -38,7 +38,9 @@ func TestTomcatOverAJP(t *testing.T) {
 	args = append(args, "--backend", "misconfigured=ajp://"+r.Nodes[0].AJP+",secret=not-the-secret")
 	logPath := filepath.Join(tmp, "catherd.log")
 	tcStartCatherd(t, bin, args, logPath, r.Dir)
-	client := &http.Client{Timeout: 10 * time.Second}
+	// A bound on each response head, not on whole responses: the 100 MiB
+	// download below may take any time on a busy machine.
+	client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second}}
 	base := "http://" + listen
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(tcMetric(t, client, "http://"+metricsAddr), `catherd_member_state{member="misconfigured",state="down"} 1`) {

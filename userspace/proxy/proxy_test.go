@@ -157,7 +157,18 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
-var client = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// client waits a bounded time for a response head, not for a whole
+// response: a large body under the race detector on a busy machine may
+// take any time, and the proxy's own timeouts bound its silences.
+var client = &http.Client{Transport: headTimeoutTransport(), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// headTimeoutTransport is the default transport with a bound on the wait
+// for a response head.
+func headTimeoutTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = 10 * time.Second
+	return tr
+}
 
 func (r *rig) do(method, path string, body io.Reader, header ...string) (*http.Response, string) {
 	r.t.Helper()

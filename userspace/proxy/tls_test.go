@@ -33,12 +33,12 @@ func (r *rig) tlsFront(h2 bool) (addr string, c *http.Client) {
 		r.t.Fatal(err)
 	}
 	go r.px.ServeTLS(ln, store.ServerConfig())
-	tr := &http.Transport{TLSClientConfig: ca.ClientConfig("front.test"), ForceAttemptHTTP2: h2}
+	tr := &http.Transport{TLSClientConfig: ca.ClientConfig("front.test"), ForceAttemptHTTP2: h2, ResponseHeaderTimeout: 10 * time.Second}
 	if !h2 {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	r.t.Cleanup(tr.CloseIdleConnections)
-	return ln.Addr().String(), &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return ln.Addr().String(), &http.Client{Transport: tr}
 }
 
 func get(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
