@@ -335,3 +335,21 @@ func (d *decoder) headers(dst []Header, names [][]byte) []Header {
 	}
 	return dst
 }
+
+// SplitContainerPacket returns the payload of the container's packet at
+// the start of b, and the packet's length in b; n is 0 while b does not
+// hold all of it yet. It lets a caller that reads into buffers of its own
+// (an event loop) take packets out of them without a reader.
+func SplitContainerPacket(b []byte, packetSize int) (payload []byte, n int, err error) {
+	if len(b) < headerLen {
+		return nil, 0, nil
+	}
+	l, err := packetLen(b, magicFromContainer, packetSize)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(b) < headerLen+l {
+		return nil, 0, nil
+	}
+	return b[headerLen : headerLen+l], headerLen + l, nil
+}

@@ -212,3 +212,23 @@ func TestPlainHeaderNamesMayNotLookCoded(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestSplitContainerPacket(t *testing.T) {
+	pkt := AppendEndResponse(nil, true)
+	stream := append(append([]byte(nil), pkt...), AppendCPong(nil)...)
+	for i := range len(pkt) {
+		if p, n, err := SplitContainerPacket(stream[:i], DefaultPacketSize); p != nil || n != 0 || err != nil {
+			t.Fatalf("prefix of %d bytes: %q %d %v", i, p, n, err)
+		}
+	}
+	p, n, err := SplitContainerPacket(stream, DefaultPacketSize)
+	if err != nil || n != len(pkt) || p[0] != TypeEndResponse {
+		t.Fatalf("%q %d %v", p, n, err)
+	}
+	if _, _, err := SplitContainerPacket([]byte{0x12, 0x34, 0, 1, 9}, DefaultPacketSize); err == nil {
+		t.Fatal("a proxy's magic taken for a container's")
+	}
+	if _, _, err := SplitContainerPacket([]byte{'A', 'B', 0xff, 0xff}, DefaultPacketSize); err == nil {
+		t.Fatal("a packet past the packet size")
+	}
+}

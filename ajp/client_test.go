@@ -103,7 +103,7 @@ func TestUploads(t *testing.T) {
 }
 
 // cutBody is a request body whose client went away: some data, then
-// io.ErrUnexpectedEOF, as fasthttp's body stream reports it.
+// io.ErrUnexpectedEOF, as an HTTP server's body stream reports it.
 type cutBody struct{ data io.Reader }
 
 func (c cutBody) Read(b []byte) (int, error) {

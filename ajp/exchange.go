@@ -255,7 +255,7 @@ const drainLimit = 64 << 10
 func (r *Response) Close() error { return r.close(true) }
 
 // CloseWithError is Close for callers that report why they stopped reading
-// (fasthttp's body streams). With a non-nil error (say, the client went
+// (body streams that tell the end of a copy). With a non-nil error (say, the client went
 // away) the rest of the body is not wanted: the connection is closed
 // rather than drained, and not counted as broken.
 func (r *Response) CloseWithError(err error) error { return r.close(err == nil) }

@@ -28,6 +28,7 @@
 # `down` never touches a network owned by another live rig. `down` deletes DIR only if `up` created it
 # (set CTH_RIG_KEEP=1 to keep it, e.g. to read the logs). Extra JVM flags: $CTH_RIG_JAVA_OPTS.
 # $CTH_RIG_DOMAIN sets the cluster's domain attribute (carried by every heartbeat).
+# $CTH_RIG_MAX_THREADS sets each connector's maxThreads (Tomcat's default: 200).
 #
 # Traffic: only to the node addresses in our own namespaces (and multicast inside the bridge).
 # Needs root, iproute2, curl, tomcat10 (which pulls in libeclipse-jdt-core-java for JSPs).
@@ -317,7 +318,7 @@ cluster_xml() {
 }
 
 server_xml() {
-	local i=$1 ip cluster=""
+	local i=$1 ip cluster="" threads=${CTH_RIG_MAX_THREADS:-200}
 	ip=$(node_ip "$i")
 	[ "$CLUSTER" = 1 ] && cluster=$(cluster_xml "$ip")
 	cat <<-EOF
@@ -326,9 +327,9 @@ server_xml() {
 		<Server port="-1" shutdown="SHUTDOWN">
 		  <Service name="Catalina">
 		    <Connector address="$ip" port="$HTTP_PORT" protocol="HTTP/1.1"
-		               connectionTimeout="20000" maxKeepAliveRequests="-1"/>
+		               connectionTimeout="20000" maxKeepAliveRequests="-1" maxThreads="$threads"/>
 		    <Connector address="$ip" port="$AJP_PORT" protocol="AJP/1.3"
-		               secret="$AJP_SECRET" secretRequired="true"/>
+		               secret="$AJP_SECRET" secretRequired="true" maxThreads="$threads"/>
 		    <Engine name="Catalina" defaultHost="localhost" jvmRoute="node$i">
 		$cluster
 		      <Host name="localhost" appBase="webapps" unpackWARs="false" autoDeploy="false"

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ func startFramingRig(t *testing.T) *framingRig {
 	rig.Require(t)
 	tmp := t.TempDir()
 	bin := tcBuild(t, tmp)
+	// Few threads, so that clients holding them (slow uploads) show.
+	t.Setenv("CTH_RIG_MAX_THREADS", strconv.Itoa(framingThreads))
 	r := rig.Up(t, 1, false)
 	node := r.Nodes[0]
 	f := &framingRig{t: t, front: tcFreeAddr(t), metricsAddr: tcFreeAddr(t), client: &http.Client{Timeout: 30 * time.Second}}
@@ -44,6 +47,9 @@ func startFramingRig(t *testing.T) *framingRig {
 	}
 	return f
 }
+
+// framingThreads is the rig's Tomcat threads per connector.
+const framingThreads = 8
 
 // raw sends a request as bytes on a fresh connection and returns what
 // came back until catherd closed the connection or went quiet.
@@ -78,6 +84,34 @@ func (f *framingRig) healthy(what, route string, n int) {
 			f.t.Fatalf("after %s: client %d of route %s got %d %.300q %v", what, i, route, code, body, err)
 		}
 	}
+}
+
+// slowUploads starts more slow uploads than Tomcat has threads (bodies
+// of known length larger than the 64 KiB always read whole, and chunked
+// ones), each stalled after its first bytes, then checks that other
+// clients are served: catherd holds the bodies (--buffer-requests) until
+// they are whole, instead of handing Tomcat a thread-holding trickle.
+func (f *framingRig) slowUploads(route string) {
+	f.t.Helper()
+	var stalled []net.Conn
+	defer func() {
+		for _, c := range stalled {
+			c.Close()
+		}
+	}()
+	for i := range 2 * framingThreads {
+		conn, err := net.Dial("tcp", f.front)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		stalled = append(stalled, conn)
+		framing := "Content-Length: 200000\r\n\r\n" + strings.Repeat("s", 1000)
+		if i%2 == 1 {
+			framing = "Transfer-Encoding: chunked\r\n\r\n3e8\r\n" + strings.Repeat("s", 1000) + "\r\n"
+		}
+		fmt.Fprintf(conn, "POST /echo.jsp HTTP/1.1\r\nHost: x\r\nCookie: JSESSIONID=X.%s\r\n%s", route, framing)
+	}
+	f.healthy(fmt.Sprintf("%d stalled uploads", len(stalled)), route, 5)
 }
 
 // injectedAJP is a request body that an AJP container reads as a request
@@ -145,6 +179,16 @@ func TestTomcatFraming(t *testing.T) {
 			}
 			f.healthy(version, route, 15)
 		}
+		// Broken chunk framing is refused, never re-framed into a whole
+		// body for Tomcat.
+		for _, body := range []string{"5\r\nhello\rX3\r\nabc\r\n0\r\n\r\n", "5\r\nhelloabc\r\n0\r\n\r\n"} {
+			req := fmt.Sprintf("POST /echo.jsp HTTP/1.1\r\nHost: x\r\nCookie: JSESSIONID=X.%s\r\nTransfer-Encoding: chunked\r\n\r\n%s", route, body)
+			if got := f.raw(req); !strings.HasPrefix(got, "400 ") {
+				t.Errorf("route %s: chunks %q answered %.80q, want 400", route, body, got)
+			}
+		}
+		f.healthy("broken chunks", route, 3)
+		f.slowUploads(route)
 	}
 	// None of it was the members' fault.
 	metrics := tcMetric(t, f.client, "http://"+f.metricsAddr)

@@ -184,10 +184,15 @@ func writeWebappFile(rigDir, node, name string, data []byte) error {
 	return nil
 }
 
-// tcMetric fetches the metrics page.
+// tcMetric fetches the metrics page, waiting (bounded) for a catherd
+// just started to listen.
 func tcMetric(t *testing.T, client *http.Client, base string) string {
 	t.Helper()
 	resp, err := client.Get(base + "/metrics")
+	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		resp, err = client.Get(base + "/metrics")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

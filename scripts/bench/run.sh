@@ -39,9 +39,7 @@
 #   BENCH_BACKENDS        "b1=http://H:P,b2=http://H:P"; default static nginx on 18081/18082,
 #                         with --tomcat: b1=http://10.77.0.11:8080,b2=http://10.77.0.12:8080,
 #                         with --ajp: node1=..., node2=... (names = routes = Tomcat jvmRoutes)
-#   BENCH_FRONTENDS       subset/order, e.g. "direct nginx haproxy apache floor catherd" [all]
-#                         floor = scripts/bench/floor, a naive fasthttp proxy: the cost of
-#                         the HTTP library alone, to tell it apart from catherd's own work;
+#   BENCH_FRONTENDS       subset/order, e.g. "direct nginx haproxy apache catherd" [all];
 #                         with --ajp [direct apache-ajp apache-jk catherd-http catherd-ajp]
 #   BENCH_AJP_PORT        AJP port on every backend host [8009]  (--ajp)
 #   BENCH_AJP_SECRET      AJP secret [catherd-secret]             (--ajp)
@@ -57,7 +55,7 @@
 # Traffic goes only to 127.0.0.1 (and, with --tomcat, to the rig's own netns addresses).
 # Every server is started here from its own config in a temp dir, in the foreground, in
 # its own process group; all are killed by that group on every exit path. Ports used:
-# 18081-18082 (backends), 18090-18094 (nginx, haproxy, apache, catherd, floor), 18095-18098
+# 18081-18082 (backends), 18090-18093 (nginx, haproxy, apache, catherd), 18095-18098
 # (apache-ajp, apache-jk, catherd-ajp, catherd-http); they must be free. Every catherd runs
 # with --metrics "" (the endpoint is only a listener, not on the request path) so that two
 # catherds, or one from a concurrent test, never fight over 127.0.0.1:9180.
@@ -96,7 +94,7 @@ if [ "$AJP" = 1 ]; then
 	FRONTENDS=${BENCH_FRONTENDS:-direct apache-ajp apache-jk catherd-http catherd-ajp}
 	SUBJECT=catherd-ajp # the front end the ratio table compares with its peers
 else
-	FRONTENDS=${BENCH_FRONTENDS:-direct nginx haproxy apache floor catherd}
+	FRONTENDS=${BENCH_FRONTENDS:-direct nginx haproxy apache catherd}
 	SUBJECT=catherd
 fi
 AJP_PORT=${BENCH_AJP_PORT:-8009}
@@ -107,7 +105,7 @@ APACHE_MODS=/usr/lib/apache2/modules
 CATHERD_FES="catherd catherd-ajp catherd-http" # front ends that need the catherd binary
 
 # Front-end ports (all on 127.0.0.1).
-declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [catherd]=18093 [floor]=18094
+declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [catherd]=18093
 	[apache-ajp]=18095 [apache-jk]=18096 [catherd-ajp]=18097 [catherd-http]=18098)
 APACHE_V=$(apache2 -v | awk -F'[/ ]' 'NR==1{print $4}')
 declare -A LABEL=([direct]="direct (1 backend)" [nginx]="nginx $(nginx -v 2>&1 | sed 's|.*/||')"
@@ -115,8 +113,7 @@ declare -A LABEL=([direct]="direct (1 backend)" [nginx]="nginx $(nginx -v 2>&1 |
 	[apache]="Apache $APACHE_V event"
 	[apache-ajp]="Apache $APACHE_V event mod_proxy_ajp"
 	[apache-jk]="Apache $APACHE_V event mod_jk $(dpkg-query -W -f='${Version}' libapache2-mod-jk 2>/dev/null | sed 's/^[0-9]*://; s/-.*//')"
-	[catherd]="catherd" [catherd-ajp]="catherd AJP" [catherd-http]="catherd HTTP"
-	[floor]="fasthttp floor (naive proxy)")
+	[catherd]="catherd" [catherd-ajp]="catherd AJP" [catherd-http]="catherd HTTP")
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
@@ -547,16 +544,6 @@ JkMount /* lb
 EOF
 	} >"$d/httpd.conf"
 	start_apache apache-jk
-fi
-
-if want floor; then
-	d=$WORK/floor
-	mkdir -p "$d"
-	(cd "$ROOT" && go build -o "$d/floor" ./scripts/bench/floor) || die "building scripts/bench/floor failed"
-	fargs=(--listen "127.0.0.1:${PORT[floor]}")
-	for j in "${!BNAMES[@]}"; do fargs+=(--backend "${BNAMES[$j]}=http://${BHOSTPORTS[$j]}"); done
-	start floor "$d/stderr.log" "$d/floor" "${fargs[@]}"
-	ACTIVE+=(floor)
 fi
 
 # start_catherd FE BACKEND...: catherd on PORT[FE] with one --backend per BACKEND.

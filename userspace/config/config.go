@@ -117,6 +117,15 @@ type Membership struct {
 // DefaultHandoffSocket is where a running catherd waits for its successor.
 const DefaultHandoffSocket = "/run/catherd/handoff.sock"
 
+// DefaultBufferRequests is --buffer-requests' default: an upload of up to
+// a megabyte (most forms, most files a Tomcat application takes) reaches
+// a member whole, however slowly the client sends it, as nginx's request
+// buffering does; Tomcat's threads never wait on a slow client for it.
+const DefaultBufferRequests = 1 << 20
+
+// MaxBufferRequests bounds --buffer-requests: held bodies live in memory.
+const MaxBufferRequests = 64 << 20
+
 // DefaultAdmin is where the admin API listens, and where catherd status
 // looks for it.
 const DefaultAdmin = "127.0.0.1:9181"
@@ -179,6 +188,8 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.DurationVar(&c.Proxy.ClientIdleTimeout, "client-idle-timeout", 60*time.Second, "close a kept-alive client connection after this long without a request (no response is written)")
 	fs.DurationVar(&c.Proxy.ClientSendTimeout, "client-send-timeout", 60*time.Second, "longest stall writing a response to a client before the connection is closed")
 	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431, or 414 when the request line alone is")
+	c.Proxy.BufferRequests = DefaultBufferRequests
+	fs.Var(sizeFlag{&c.Proxy.BufferRequests}, "buffer-requests", "request bodies up to this size are read whole before a member is chosen, so that a slow upload holds no backend thread;\nlarger ones stream (bodies up to 64KiB are always read whole; 256MiB of held bodies at most in all)")
 	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections open at once, all listeners and tunnels together; more wait in the kernel's accept queue until one ends")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, or after handing over to a successor, how long in-flight requests may finish")
 	var trustedProxies listFlag
@@ -372,6 +383,9 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	}
 	if c.Pprof && c.Metrics == "" {
 		return nil, &FlagError{"pprof", errors.New("needs a --metrics address to serve on")}
+	}
+	if c.Proxy.BufferRequests > MaxBufferRequests {
+		return nil, &FlagError{"buffer-requests", fmt.Errorf("at most %s", formatSize(MaxBufferRequests))}
 	}
 	if c.Proxy.MaxHeaderBytes < 1024 || c.Proxy.MaxHeaderBytes > 1<<20 {
 		return nil, &FlagError{"max-header-bytes", errors.New("must be between 1024 and 1048576")}

@@ -209,3 +209,21 @@ func TestREADMEFlagTablesMatchHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]int64{"65536": 65536, "64K": 64 << 10, "64KiB": 64 << 10, "1m": 1 << 20, "1MiB": 1 << 20, "2G": 2 << 30, "0": 0, "12B": 12} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5M", "1T", "M"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+	for n, want := range map[int64]string{1 << 20: "1MiB", 64 << 10: "64KiB", 1000: "1000", 3 << 30: "3GiB"} {
+		if got := formatSize(n); got != want {
+			t.Errorf("formatSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

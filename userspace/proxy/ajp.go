@@ -8,148 +8,443 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
+	"time"
 	"unsafe"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/catherd/catherd/ajp"
+	"github.com/catherd/catherd/userspace/httpwire"
 )
 
-// errCannotCarry marks a request the member's protocol cannot carry (an AJP
-// head larger than the packet size): the client gets 400, and neither the
-// member nor any other is to blame.
-var errCannotCarry = errors.New("request cannot be carried to the member")
+// ajpTransport speaks AJP/1.3 to a Tomcat connector: the request goes as
+// a FORWARD_REQUEST with what mod_jk tells Tomcat (the client's address
+// and port, the route, the secret, TLS details), its body in packets the
+// container asks for, and the answer comes back in packets that catherd
+// turns into an HTTP/1.1 response.
+type ajpTransport struct {
+	secret      []byte
+	packetSize  int
+	ping        ajp.PingMode
+	pingTimeout time.Duration
+	pingIdle    time.Duration
+}
+
+func newAJPTransport(o *ajp.ClientOptions) *ajpTransport {
+	t := &ajpTransport{secret: []byte(o.Secret), packetSize: o.PacketSize, ping: o.Ping,
+		pingTimeout: o.PingTimeout, pingIdle: o.PingIdle}
+	if t.packetSize == 0 {
+		t.packetSize = ajp.DefaultPacketSize
+	}
+	if t.pingTimeout <= 0 {
+		t.pingTimeout = 2 * time.Second
+	}
+	if t.pingIdle <= 0 {
+		t.pingIdle = 10 * time.Second
+	}
+	return t
+}
+
+// ajpExchange is an exchange's AJP state. Its slices keep their storage
+// across the exchanges that reuse it.
+type ajpExchange struct {
+	headers []ajp.Header
+	attrs   [2]ajp.Header
+	buf     []byte // the remote address, route and port the request points to
+	pkt     []byte // a packet being built
+	data    []byte // body data for the next packet
+	// want is what the container asked for (GET_BODY_CHUNK) and has not
+	// been sent yet; firstOwed: the first body packet, which the
+	// container expects unasked when the length is known, is still due.
+	want      int
+	firstOwed bool
+	// heldAt is how far into the held body (as the client sent it) the
+	// packets have got; dechunk takes the data out of a chunked body.
+	heldAt  int64
+	dechunk httpwire.ChunkScanner
+	ended   bool // the body's end went to the container
+	sh      ajp.SendHeaders
+}
+
+// reset empties the state and returns it with its storage.
+func (a *ajpExchange) reset() ajpExchange {
+	return ajpExchange{headers: a.headers[:0], buf: a.buf[:0], pkt: a.pkt[:0], data: a.data[:0],
+		sh: ajp.SendHeaders{Headers: a.sh.Headers[:0]}}
+}
+
+// cping is the packet that checks a connection: a live container answers
+// CPONG at once, without a servlet.
+var cping = ajp.AppendCPing(nil)
+
+func (t *ajpTransport) connected(mc *memberConn) {
+	if t.ping&ajp.PingConnect == 0 {
+		mc.ready()
+		return
+	}
+	t.check(mc)
+}
+
+// check sends CPING; checked follows with the answer.
+func (t *ajpTransport) check(mc *memberConn) {
+	mc.state, mc.since = mcReady, mc.lp.now()
+	if err := mc.c.Write(cping); err != nil {
+		t.checked(mc, err)
+		return
+	}
+	mc.arm()
+}
+
+func (t *ajpTransport) checked(mc *memberConn, err error) {
+	if err == nil {
+		payload, n, perr := ajp.SplitContainerPacket(mc.pending(), t.packetSize)
+		switch {
+		case perr != nil:
+			err = perr
+		case n == 0:
+			return // the rest of the answer is on its way
+		case len(payload) != 1 || payload[0] != ajp.TypeCPong:
+			err = errors.New("answered CPING with something other than CPONG")
+		default:
+			mc.consume(n)
+			mc.ready()
+			return
+		}
+	}
+	x := mc.x
+	mc.x = nil
+	mc.close(err)
+	if x != nil {
+		// Nothing of the request was sent: it may go elsewhere.
+		x.connFailed(mc, &memberError{failConnect, fmt.Errorf("CPING: %w", err)})
+	}
+}
+
+func (t *ajpTransport) checkTimeout() time.Duration { return t.pingTimeout }
+
+func (t *ajpTransport) needsCheck(mc *memberConn, now int64) bool {
+	return t.ping&ajp.PingPrepost != 0 && now-mc.since > int64(t.pingIdle)
+}
+
+func (t *ajpTransport) idleCheck() time.Duration {
+	if t.ping&ajp.PingInterval != 0 {
+		return t.pingIdle
+	}
+	return 0
+}
+
+// idleTimeout pings a connection idle for a ping period (mode I), so that
+// a dead one leaves the pool before a request meets it.
+func (t *ajpTransport) idleTimeout(mc *memberConn, now int64) bool {
+	if t.ping&ajp.PingInterval == 0 || now-mc.since < int64(t.pingIdle) {
+		return false
+	}
+	mc.leavePool()
+	t.check(mc)
+	return true
+}
+
+// sendHead writes the FORWARD_REQUEST and, when the body's length is
+// known, the first body packet behind it, as Tomcat expects.
+func (t *ajpTransport) sendHead(x *exchange) error {
+	a := &x.ajp
+	a.want, a.heldAt, a.ended, a.firstOwed = 0, 0, false, x.req.ContentLength > 0
+	a.dechunk.Reset()
+	fr := t.forwardRequest(x)
+	pkt, err := ajp.AppendForwardRequest(a.pkt[:0], &fr, t.packetSize)
+	if err != nil {
+		if errors.Is(err, ajp.ErrTooLarge) {
+			return &errCannotCarry{err}
+		}
+		return err
+	}
+	a.pkt = pkt
+	if err := x.mc.c.Write(pkt); err != nil {
+		return err
+	}
+	x.mc.busy()
+	if a.firstOwed {
+		a.want = ajp.MaxBodyChunk(t.packetSize)
+		return t.sendBody(x)
+	}
+	return nil
+}
+
+// forwardRequest fills in the request's FORWARD_REQUEST. Its fields point
+// into the request and into x.ajp, valid for the exchange. The remote
+// address is the TCP peer, even a --trusted-proxy: as over HTTP, where
+// the member's peer is catherd, the client behind a proxy is told by the
+// X-Forwarded-For chain among the headers (Tomcat's RemoteIpValve reads it
+// over AJP too).
+func (t *ajpTransport) forwardRequest(x *exchange) ajp.ForwardRequest {
+	a, cl := &x.ajp, x.cl
+	a.buf = cl.remote.Addr().AppendTo(a.buf[:0])
+	addrEnd := len(a.buf)
+	a.buf = append(a.buf, x.up.member.Route...)
+	routeEnd := len(a.buf)
+	a.buf = strconv.AppendUint(a.buf, uint64(cl.remote.Port()), 10)
+	fr := ajp.ForwardRequest{
+		Method:     x.req.Method,
+		Protocol:   x.req.Version,
+		RemoteAddr: a.buf[:addrEnd],
+		RemoteHost: a.buf[:addrEnd],
+		IsSSL:      cl.tls != nil,
+		Route:      a.buf[addrEnd:routeEnd],
+		Secret:     t.secret,
+	}
+	fr.URI, fr.QueryString, _ = bytes.Cut(x.req.Target, []byte("?"))
+	fr.ServerName, fr.ServerPort = serverNamePort(x.req.Host, cl.tls != nil)
+	a.headers = a.headers[:0]
+	x.requestEdits(func(f *httpwire.Field) { a.headers = append(a.headers, ajp.Header{Name: f.Name, Value: f.Value}) },
+		func(name string, value []byte) {
+			a.headers = append(a.headers, ajp.Header{Name: readOnlyBytes(name), Value: value})
+		})
+	fr.Headers = a.headers
+	fr.Attributes = append(a.attrs[:0], ajp.Header{Name: remotePortAttr, Value: a.buf[routeEnd:]})
+	if cl.tls != nil {
+		// What mod_jk tells Tomcat about the client's TLS connection (the
+		// servlet's cipher_suite, key_size and protocol attributes). Go
+		// names cipher suites as IANA does, not as OpenSSL does.
+		suite := tls.CipherSuiteName(cl.tls.CipherSuite)
+		fr.SSLCipher = readOnlyBytes(suite)
+		fr.SSLKeySize = cipherKeyBits(suite)
+		fr.Attributes = append(fr.Attributes, ajp.Header{Name: sslProtocolAttr, Value: readOnlyBytes(tlsVersionName(cl.tls.Version))})
+	}
+	return fr
+}
+
+// sendBody sends the container the body packet it asked for, once there
+// are body bytes to fill it with or the body has ended.
+func (t *ajpTransport) sendBody(x *exchange) error {
+	a := &x.ajp
+	if a.want == 0 || a.ended {
+		return nil
+	}
+	data, err := t.appendData(x, a.data[:0], a.want)
+	a.data = data
+	if err != nil {
+		return err
+	}
+	last := len(data) == 0
+	if last && !t.bodyOver(x) {
+		return nil // asked, but nothing has come yet
+	}
+	if a.pkt, err = ajp.AppendBodyChunk(a.pkt[:0], data, t.packetSize); err != nil {
+		return err
+	}
+	if err := x.mc.c.Write(a.pkt); err != nil {
+		return writeFailure(err)
+	}
+	x.body.sent += int64(len(data))
+	a.want, a.firstOwed, a.ended = 0, false, last
+	x.mc.busy()
+	if !x.body.in {
+		x.cl.ResumeRead() // room for more of the body
+	}
+	return nil
+}
+
+// bodyOver reports whether every byte of the body has gone to the
+// container (or, answered early, been dropped): the client's all came,
+// and packets took what is held. Bytes still in the client's buffer then
+// are its next request.
+func (t *ajpTransport) bodyOver(x *exchange) bool {
+	return x.body.in && x.ajp.heldAt == x.body.heldLen
+}
+
+// appendData appends up to n bytes of body data to dst: from the held
+// body first, then from what the client sent since, chunk framing taken
+// out.
+func (t *ajpTransport) appendData(x *exchange, dst []byte, n int) ([]byte, error) {
+	a := &x.ajp
+	raw := func(b []byte) {
+		if !x.req.Chunked {
+			dst = append(dst, b...)
+			return
+		}
+		for len(b) > 0 {
+			m, data, _ := a.dechunk.Scan(b) // checked as it arrived
+			if m == 0 {
+				return
+			}
+			if data {
+				dst = append(dst, b[:m]...)
+			}
+			b = b[m:]
+		}
+	}
+	for a.heldAt < x.body.heldLen && len(dst) < n {
+		at := int64(0)
+		x.body.heldBytes(func(b []byte) bool {
+			if end := at + int64(len(b)); end > a.heldAt {
+				piece := b[a.heldAt-at:]
+				piece = piece[:min(len(piece), n-len(dst))]
+				raw(piece)
+				a.heldAt += int64(len(piece))
+				return len(dst) < n && a.heldAt < x.body.heldLen
+			}
+			at += int64(len(b))
+			return true
+		})
+	}
+	if len(dst) < n && x.body.sending && !x.body.in {
+		cl := x.cl
+		piece, err := x.body.take(x, min(cl.w-cl.r, n-len(dst)))
+		if err != nil {
+			return dst, err
+		}
+		if len(piece) > 0 {
+			x.body.streamed = true
+			raw(piece)
+		}
+	}
+	return dst, nil
+}
+
+// response reads the container's packets: body requests are answered,
+// the head and body go to the client, END_RESPONSE ends the exchange.
+func (t *ajpTransport) response(x *exchange, rerr error) {
+	rs, mc := &x.resp, x.mc
+	for {
+		payload, n, err := ajp.SplitContainerPacket(mc.pending(), t.packetSize)
+		if err != nil {
+			x.memberFailed(&memberError{failProtocol, err})
+			return
+		}
+		if n == 0 {
+			if rerr != nil {
+				x.memberFailed(readFailure(rerr, rs.received))
+			}
+			return
+		}
+		rs.received = true
+		if len(payload) == 0 {
+			x.memberFailed(&memberError{failProtocol, errors.New("an empty AJP packet")})
+			return
+		}
+		switch payload[0] {
+		case ajp.TypeGetBodyChunk:
+			want, err := ajp.ParseGetBodyChunk(payload)
+			if err != nil {
+				x.memberFailed(&memberError{failProtocol, err})
+				return
+			}
+			mc.consume(n)
+			x.ajp.want = min(want, ajp.MaxBodyChunk(t.packetSize))
+			if err := t.sendBody(x); err != nil {
+				x.bodyFailed(err)
+				return
+			}
+		case ajp.TypeSendHeaders:
+			if rs.headSent {
+				x.memberFailed(&memberError{failProtocol, errors.New("a second SEND_HEADERS")})
+				return
+			}
+			if x.earlyAnswer() {
+				return // the head waits in the buffer
+			}
+			if !t.sendClientHead(x, payload) {
+				return
+			}
+			mc.consume(n)
+		case ajp.TypeSendBodyChunk:
+			data, err := ajp.ParseBodyChunk(payload)
+			if err != nil || !rs.headSent {
+				x.memberFailed(&memberError{failProtocol, fmt.Errorf("a body chunk before the head, or malformed: %v", err)})
+				return
+			}
+			rs.bytes += int64(len(data))
+			if rs.out != outNone && !x.writeData(data) {
+				return
+			}
+			mc.consume(n)
+			if x.cl.io.Queued() > 0 {
+				mc.stall() // until the client takes it
+				return
+			}
+		case ajp.TypeEndResponse:
+			reuse, err := ajp.ParseEndResponse(payload)
+			if err != nil || !rs.headSent {
+				x.memberFailed(&memberError{failProtocol, fmt.Errorf("END_RESPONSE before the head, or malformed: %v", err)})
+				return
+			}
+			mc.consume(n)
+			x.finish(reuse && x.ajp.settled())
+			return
+		default:
+			x.memberFailed(&memberError{failProtocol, fmt.Errorf("AJP message type %d in an answer", payload[0])})
+			return
+		}
+	}
+}
+
+// settled reports whether the body exchange with the container ended in
+// step: the connection carries no body packet the container did not read.
+func (a *ajpExchange) settled() bool { return !a.firstOwed }
+
+// sendClientHead turns SEND_HEADERS into the client's response head.
+func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
+	a, rs, lp := &x.ajp, &x.resp, x.lp()
+	if err := ajp.ParseSendHeaders(payload, &a.sh); err != nil {
+		x.memberFailed(&memberError{failProtocol, err})
+		return false
+	}
+	length := int64(-1)
+	for _, h := range a.sh.Headers {
+		if httpwire.EqualFold(h.Name, "content-length") {
+			if v, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil && v >= 0 {
+				length = v
+			}
+		}
+	}
+	x.decide(a.sh.Status, length, false, false, false)
+	dst := append(lp.scratch[:0], "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(a.sh.Status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, a.sh.Message...)
+	dst = append(dst, "\r\n"...)
+	for _, h := range a.sh.Headers {
+		dst = x.responseField(dst, h.Name, h.Value, nil, nil)
+	}
+	dst = x.appendConnection(dst)
+	dst = append(dst, "\r\n"...)
+	lp.scratch = dst
+	rs.headSent = true
+	return x.cl.write(dst)
+}
+
+// serverNamePort splits the client's Host into the name and port a servlet
+// sees (getServerName, getServerPort): Tomcat builds redirects from them.
+// The name is a sub-slice of host.
+func serverNamePort(host []byte, isTLS bool) ([]byte, int) {
+	port := 80
+	if isTLS {
+		port = 443
+	}
+	// A string view of host, not a copy: nothing keeps it past this call.
+	h, ps, err := net.SplitHostPort(unsafe.String(unsafe.SliceData(host), len(host)))
+	if err != nil {
+		return host, port
+	}
+	if p, err := strconv.Atoi(ps); err == nil {
+		port = p
+	}
+	// h is host without the port and, for an IPv6 literal, the brackets.
+	start := 0
+	if host[0] == '[' {
+		start = 1
+	}
+	return host[start : start+len(h)], port
+}
 
 // remotePortAttr is the request attribute that tells Tomcat the client's
 // port (getRemotePort).
 var remotePortAttr = []byte("AJP_REMOTE_PORT")
 
-// ajpRequest is forwardAJP's per-request state, pooled so that forwarding
-// allocates nothing once the pool is warm: the rewritten head, the
-// FORWARD_REQUEST pointing into it and into buf, the reader of a buffered
-// request body, and the member's response. It is the exchange's body
-// stream; the exchange closes it once, when the response was written or
-// given up, and that returns it and the response to their pools.
-type ajpRequest struct {
-	header  fasthttp.RequestHeader // the client's head, rewritten for the member
-	fr      ajp.ForwardRequest
-	headers []ajp.Header // fr.Headers' storage
-	attrs   [2]ajp.Header
-	buf     []byte // the remote address, route and port fr points to
-	body    bytes.Reader
-	resp    *ajp.Response
-}
-
-var ajpRequests = sync.Pool{New: func() any { return new(ajpRequest) }}
-
-// forwardAJP sends the request to an AJP member and arranges for the
-// response to stream back, like forward does for HTTP members.
-func (p *Proxy) forwardAJP(c *call, b *backend) error {
-	ctx := c.ctx
-	a := ajpRequests.Get().(*ajpRequest)
-	ctx.Request.Header.CopyTo(&a.header)
-	p.rewriteRequestHeader(c, &a.header, false)
-	a.setHead(c, b)
-
-	x := acquireExchange(b, c.start)
-	length := int64(len(c.body))
-	if c.streamed {
-		x.sent.streamFrom(ctx.RequestBodyStream(), ctx.Request.Header.ContentLength())
-		length = int64(ctx.Request.Header.ContentLength()) // -1: chunked
-	} else {
-		a.body.Reset(c.body)
-		x.sent.r = &a.body
-	}
-	b.member.Begin()
-	b.metrics.Begin()
-	resp, err := b.ajp.Do(&a.fr, &x.sent, length, p.opts.BackendTimeout)
-	if err != nil {
-		failure := x.sent.failure(b, err)
-		x.abort(failure)
-		a.release()
-		if errors.Is(err, ajp.ErrTooLarge) {
-			return fmt.Errorf("%w: %v", errCannotCarry, err)
-		}
-		return failure
-	}
-	a.resp = resp
-	ctx.Response.SetStatusCode(resp.Status)
-	n := -1
-	for _, h := range resp.Headers {
-		ctx.Response.Header.AddBytesKV(h.Name, h.Value)
-		if string(h.Name) == fasthttp.HeaderContentLength {
-			if v, err := strconv.Atoi(string(h.Value)); err == nil && v >= 0 {
-				n = v
-			}
-		}
-	}
-	p.rewriteResponseHeader(ctx, b)
-	x.code, x.body = resp.Status, a
-	if ctx.IsHead() || resp.Status == fasthttp.StatusNoContent || resp.Status == fasthttp.StatusNotModified {
-		// No body on the wire, whatever Content-Length says: read up to
-		// END_RESPONSE so the connection can be reused.
-		ctx.Response.SkipBody = true
-		n = 0
-	}
-	return x.respond(ctx, n)
-}
-
-// setHead fills in a.fr from the client's request and a.header. The
-// fields point into those and into a's buffers, valid until a is released.
-// The remote address is the TCP peer, even a --trusted-proxy: as over HTTP,
-// where the member's peer is catherd, the client behind a proxy is told by
-// the X-Forwarded-For chain among the headers (Tomcat's RemoteIpValve
-// reads it over AJP too).
-func (a *ajpRequest) setHead(c *call, b *backend) {
-	ctx := c.ctx
-	a.buf = c.clientIP.AppendTo(a.buf[:0])
-	addrEnd := len(a.buf)
-	a.buf = append(a.buf, b.member.Route...)
-	routeEnd := len(a.buf)
-	tcp, isTCP := ctx.RemoteAddr().(*net.TCPAddr)
-	if isTCP {
-		a.buf = strconv.AppendInt(a.buf, int64(tcp.Port), 10)
-	}
-	a.fr = ajp.ForwardRequest{
-		Method:     ctx.Method(),
-		Protocol:   ctx.Request.Header.Protocol(),
-		RemoteAddr: a.buf[:addrEnd],
-		RemoteHost: a.buf[:addrEnd],
-		IsSSL:      ctx.IsTLS(),
-		Route:      a.buf[addrEnd:routeEnd],
-	}
-	a.fr.URI, a.fr.QueryString, _ = bytes.Cut(ctx.Request.Header.RequestURI(), []byte("?"))
-	a.fr.ServerName, a.fr.ServerPort = serverNamePort(ctx)
-	a.headers = a.headers[:0]
-	for k, v := range a.header.All() {
-		a.headers = append(a.headers, ajp.Header{Name: k, Value: v})
-	}
-	a.fr.Headers = a.headers
-	a.fr.Attributes = a.attrs[:0]
-	if isTCP {
-		a.fr.Attributes = append(a.fr.Attributes, ajp.Header{Name: remotePortAttr, Value: a.buf[routeEnd:]})
-	}
-	if a.fr.IsSSL {
-		// What mod_jk tells Tomcat about the client's TLS connection
-		// (the servlet's cipher_suite, key_size and protocol attributes).
-		// Go names cipher suites as IANA does, not as OpenSSL does.
-		state := ctx.TLSConnectionState()
-		suite := tls.CipherSuiteName(state.CipherSuite)
-		a.fr.SSLCipher = readOnlyBytes(suite)
-		a.fr.SSLKeySize = cipherKeyBits(suite)
-		version := tlsVersionName(state.Version)
-		a.fr.Attributes = append(a.fr.Attributes, ajp.Header{Name: sslProtocolAttr, Value: readOnlyBytes(version)})
-	}
-}
+// sslProtocolAttr is the request attribute that tells Tomcat the client's
+// TLS version (javax.servlet.request.secure_protocol).
+var sslProtocolAttr = []byte("AJP_SSL_PROTOCOL")
 
 // readOnlyBytes views s as bytes without copying; the AJP encoder only
 // reads them.
 func readOnlyBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
-
-// sslProtocolAttr is the request attribute that tells Tomcat the client's
-// TLS version (javax.servlet.request.secure_protocol).
-var sslProtocolAttr = []byte("AJP_SSL_PROTOCOL")
 
 // cipherKeyBits is the symmetric key size of a cipher suite, by its IANA
 // name: what a servlet reads as javax.servlet.request.key_size.
@@ -178,53 +473,4 @@ func tlsVersionName(v uint16) string {
 		return "TLSv1"
 	}
 	return "unknown"
-}
-
-// Read and CloseWithError make a the exchange's body stream.
-func (a *ajpRequest) Read(b []byte) (int, error) { return a.resp.Read(b) }
-
-// CloseWithError ends the member's response (see ajp.Response) and
-// releases a: the exchange calls it once, and reads nothing of a after.
-func (a *ajpRequest) CloseWithError(err error) error {
-	a.resp.CloseWithError(err)
-	a.release()
-	return nil
-}
-
-// release returns a and its response to their pools, dropping its
-// references into the client's request.
-func (a *ajpRequest) release() {
-	if a.resp != nil {
-		a.resp.Release()
-		a.resp = nil
-	}
-	a.fr = ajp.ForwardRequest{}
-	a.body.Reset(nil)
-	ajpRequests.Put(a)
-}
-
-// serverNamePort splits the client's Host into the name and port a servlet
-// sees (getServerName, getServerPort): Tomcat builds redirects from them.
-// The name is a sub-slice of the request's Host.
-func serverNamePort(ctx *fasthttp.RequestCtx) ([]byte, int) {
-	port := 80
-	if ctx.IsTLS() {
-		port = 443
-	}
-	host := ctx.Request.Header.Host()
-	// A string view of host, not a copy: nothing keeps it past this call
-	// (an error holding it is dropped), and host does not change during it.
-	h, ps, err := net.SplitHostPort(unsafe.String(unsafe.SliceData(host), len(host)))
-	if err != nil {
-		return host, port
-	}
-	if p, err := strconv.Atoi(ps); err == nil {
-		port = p
-	}
-	// h is host without the port and, for an IPv6 literal, the brackets.
-	start := 0
-	if host[0] == '[' {
-		start = 1
-	}
-	return host[start : start+len(h)], port
 }

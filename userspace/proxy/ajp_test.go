@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/ajp/ajptest"
@@ -70,9 +67,9 @@ func TestAJPMembers(t *testing.T) {
 	// Sequential requests share one connection per member: the small-body
 	// path reads exactly Content-Length bytes, and closing the response
 	// must still reach END_RESPONSE and pool the connection.
-	for _, b := range r.px.backends {
-		if n := b.ajp.Opened.Load(); n != 1 {
-			t.Errorf("member %s: %d AJP connections opened, want 1 reused", b.member.Name, n)
+	for _, u := range r.px.upstreams {
+		if n := u.opened.Load(); n != 1 {
+			t.Errorf("member %s: %d AJP connections opened, want 1 reused", u.member.Name, n)
 		}
 	}
 }
@@ -130,7 +127,7 @@ func TestAJPFailures(t *testing.T) {
 			t.Fatalf("garbage from the container: %d, want 502", resp.StatusCode)
 		}
 	}
-	if got := r.px.backends[0].ajp.Discarded.Load(); got != 20 {
+	if got := r.px.upstreams[0].discarded.Load(); got != 20 {
 		t.Errorf("%d broken connections counted, want 20", got)
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -276,12 +273,7 @@ func TestServerNamePort(t *testing.T) {
 		{"shop.example:x", "shop.example", false, 80},
 		{"", "", false, 80},
 	} {
-		var ctx fasthttp.RequestCtx
-		ctx.Request.Header.SetHost(tt.host)
-		if tt.tls {
-			ctx.Init2(tls.Client(nil, &tls.Config{}), nil, false) // never used: IsTLS asks its type
-		}
-		if name, port := serverNamePort(&ctx); string(name) != tt.name || port != tt.port {
+		if name, port := serverNamePort([]byte(tt.host), tt.tls); string(name) != tt.name || port != tt.port {
 			t.Errorf("Host %q (TLS %v): %q %d, want %q %d", tt.host, tt.tls, name, port, tt.name, tt.port)
 		}
 	}

@@ -1,23 +1,25 @@
 package proxy
 
 import (
-	"crypto/tls"
+	"bytes"
+	"context"
+	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 
-	"github.com/valyala/fasthttp"
+	"github.com/catherd/catherd/userspace/httpwire"
 )
 
-// HTTP/2 clients are served by net/http's HTTP/2 server (fasthttp has
-// none). Each stream's request is copied into a fasthttp RequestCtx and
-// goes down the same path as an HTTP/1.1 request, so stickiness, failover,
-// retries and metrics are the same whatever the client spoke; the member
-// is always reached over HTTP/1.1 or AJP.
+// HTTP/2 clients are served by net/http's HTTP/2 server. Each stream's
+// request is written out as an HTTP/1.1 request on a connection of its
+// own to a loop (a bridge), and the HTTP/1.1 answer the loop writes back
+// is turned into the stream's response. So an HTTP/2 request goes down
+// the same path as an HTTP/1.1 one: the same checks, stickiness,
+// failover, retries, edits and accounting. The member is always reached
+// over HTTP/1.1 or AJP.
 
 func (p *Proxy) startHTTP2() {
 	p.h2 = &http.Server{
@@ -29,133 +31,193 @@ func (p *Proxy) startHTTP2() {
 	}
 }
 
-var h2Contexts = sync.Pool{New: func() any { return new(fasthttp.RequestCtx) }}
-
 func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
-	ctx := h2Contexts.Get().(*fasthttp.RequestCtx)
-	defer func() {
-		ctx.Request.Reset()
-		ctx.Response.Reset()
-		h2Contexts.Put(ctx)
-	}()
-	stream := &h2Stream{remote: tcpAddr(r.RemoteAddr)}
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		stream.local = a
+	if r.Context().Err() != nil {
+		return // reset by the client before it could be served
 	}
-	if r.TLS != nil {
-		stream.state = *r.TLS
-	}
-	ctx.Init2(stream, fasthttpLogger{p.log}, false)
-
-	h := &ctx.Request.Header
-	h.SetMethod(r.Method)
-	h.SetRequestURI(r.RequestURI)
-	h.SetHost(r.Host)
-	for name, values := range r.Header {
-		for _, v := range values {
-			h.Add(name, v)
+	head, chunked := http2RequestHead(r)
+	src := io.Reader(bytes.NewReader(head))
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body := io.Reader(r.Body)
+		if chunked {
+			body = &chunkEncoder{r: r.Body}
 		}
+		src = io.MultiReader(src, body)
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		ctx.Request.SetBodyStream(r.Body, int(r.ContentLength))
-	}
-
-	p.serve(ctx)
-	writeHTTP2Response(w, ctx)
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	lp := p.pickLoop()
+	b := newBridge(lp)
+	// A stream the client resets ends its request on the loop too.
+	stop := context.AfterFunc(r.Context(), func() { lp.nl.Post(func() { b.abort() }) })
+	defer stop()
+	lp.nl.Post(func() {
+		cl := lp.newClient(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()), r.TLS)
+		cl.io, b.cl = b, cl
+		cl.h2, cl.slotless = true, true
+		cl.start()
+		go b.readFrom(src)
+	})
+	out := &h2Response{w: w, maxHead: p.opts.MaxHeaderBytes}
+	b.writeTo(out)
+	out.finish()
 }
 
-// writeHTTP2Response sends what the request path left in ctx.Response.
-func writeHTTP2Response(w http.ResponseWriter, ctx *fasthttp.RequestCtx) {
-	resp := &ctx.Response
-	out := w.Header()
-	for k, v := range resp.Header.All() {
-		if hopHeader(k) != "" || string(k) == fasthttp.HeaderContentLength || string(k) == fasthttp.HeaderTransferEncoding {
-			continue // HTTP/2 frames the body itself and has no connection headers
+// abort closes the stream's connection on the loop, whatever it was doing.
+func (b *bridge) abort() {
+	if b.cl != nil {
+		b.cl.close()
+	} else {
+		b.Close()
+	}
+}
+
+// http2RequestHead writes an HTTP/2 request's head as HTTP/1.1: the
+// authority as Host, the fields as they came (their names lower-case, as
+// HTTP/2 has them), and the body's framing: its length when the client
+// gave one, else chunked. Expect is left to net/http's server, which
+// answers 100-continue itself.
+func http2RequestHead(r *http.Request) ([]byte, bool) {
+	var b []byte
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = append(b, r.RequestURI...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, r.Host...)
+	b = append(b, "\r\n"...)
+	for name, values := range r.Header {
+		switch name {
+		case "Host", "Content-Length", "Transfer-Encoding", "Expect":
+			continue
 		}
-		out.Add(string(k), string(v))
+		for _, v := range values {
+			b = append(b, name...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	chunked := false
+	switch {
+	case r.ContentLength > 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, r.ContentLength, 10)
+		b = append(b, "\r\n"...)
+	case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+		chunked = true
+	}
+	return append(b, "\r\n"...), chunked
+}
+
+// chunkEncoder reads r as a chunked body.
+type chunkEncoder struct {
+	r    io.Reader
+	buf  []byte
+	done bool
+}
+
+func (c *chunkEncoder) Read(p []byte) (int, error) {
+	for len(c.buf) == 0 {
+		if c.done {
+			return 0, io.EOF
+		}
+		data := make([]byte, 16<<10)
+		n, err := c.r.Read(data)
+		if n > 0 {
+			c.buf = strconv.AppendInt(c.buf[:0], int64(n), 16)
+			c.buf = append(append(append(c.buf, "\r\n"...), data[:n]...), "\r\n"...)
+		}
+		if errors.Is(err, io.EOF) {
+			c.buf, c.done = append(c.buf, "0\r\n\r\n"...), true
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.buf)
+	c.buf = c.buf[n:]
+	return n, nil
+}
+
+// h2Response turns the HTTP/1.1 answer the loop writes into the stream's
+// response: the head into the ResponseWriter's, the body as it comes,
+// flushed at once so that streamed answers are not held back.
+type h2Response struct {
+	w       http.ResponseWriter
+	maxHead int
+	head    []byte
+	resp    httpwire.Response
+	started bool
+	cs      httpwire.ChunkScanner
+	err     error
+}
+
+func (o *h2Response) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	n := len(p)
+	if !o.started {
+		o.head = append(o.head, p...)
+		m, err := httpwire.ParseResponse(o.head, &o.resp, o.maxHead)
+		if err != nil || m == 0 {
+			return n, err
+		}
+		o.started = true
+		o.writeHead()
+		p = o.head[m:]
+	}
+	if err := o.body(p); err != nil {
+		o.err = err
+		return 0, err
+	}
+	if f, ok := o.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return n, nil
+}
+
+// writeHead sends the response head: HTTP/2 frames the body itself and
+// has no connection fields.
+func (o *h2Response) writeHead() {
+	out := o.w.Header()
+	for i := range o.resp.Fields {
+		f := &o.resp.Fields[i]
+		if hopByHop(f.Name) || httpwire.EqualFold(f.Name, "transfer-encoding") {
+			continue
+		}
+		name := http.CanonicalHeaderKey(string(f.Name))
+		out[name] = append(out[name], string(f.Value))
 	}
 	if _, typed := out["Content-Type"]; !typed {
 		out["Content-Type"] = nil // as the member sent it: no type sniffed
 	}
-	code := resp.StatusCode()
-	stream := resp.BodyStream()
-	switch {
-	case code == http.StatusNoContent || code == http.StatusNotModified:
-	case stream != nil || ctx.IsHead():
-		if n := resp.Header.ContentLength(); n >= 0 {
-			out.Set("Content-Length", strconv.Itoa(n))
-		}
-	default:
-		out.Set("Content-Length", strconv.Itoa(len(resp.Body())))
-	}
-	w.WriteHeader(code)
-	if stream == nil {
-		w.Write(resp.Body())
-		return
-	}
-	if err := copyFlushing(w, stream); err != nil {
-		if x, ok := stream.(*exchange); ok {
-			x.streamErr = err // so the member's connection is not reused
-		}
-	}
-	// resp.Reset, when the request is done, closes the stream.
+	o.w.WriteHeader(o.resp.Status)
 }
 
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// copyFlushing streams a response body to an HTTP/2 client, flushing as
-// the member's bytes arrive rather than when a buffer fills, so that
-// streamed responses (server-sent events, long polls) are not held back.
-func copyFlushing(w http.ResponseWriter, r io.Reader) error {
-	flusher, _ := w.(http.Flusher)
-	bp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bp)
-	buf := *bp
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
-			}
-			if flusher != nil {
-				flusher.Flush()
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
+// body writes body bytes, taking chunk framing out.
+func (o *h2Response) body(p []byte) error {
+	if !o.resp.Chunked {
+		_, err := o.w.Write(p)
+		return err
+	}
+	for len(p) > 0 && !o.cs.Done() {
+		n, data, err := o.cs.Scan(p)
 		if err != nil {
 			return err
 		}
+		if data {
+			if _, err := o.w.Write(p[:n]); err != nil {
+				return err
+			}
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// finish answers a stream the loop closed without an answer.
+func (o *h2Response) finish() {
+	if !o.started {
+		o.w.WriteHeader(http.StatusBadGateway)
 	}
 }
-
-func tcpAddr(hostport string) net.Addr {
-	ap, err := netip.ParseAddrPort(hostport)
-	if err != nil {
-		return &net.TCPAddr{}
-	}
-	return net.TCPAddrFromAddrPort(ap)
-}
-
-// h2Stream stands in for the connection of a RequestCtx that carries an
-// HTTP/2 stream. fasthttp asks its conn for the addresses and TLS state
-// only (the stream's bytes go through net/http), and the request path never
-// hijacks: an HTTP/2 request cannot ask to upgrade. The embedded Conn is
-// nil; calling its I/O methods would be a bug.
-type h2Stream struct {
-	net.Conn
-	local, remote net.Addr
-	state         tls.ConnectionState
-}
-
-func (s *h2Stream) LocalAddr() net.Addr {
-	if s.local == nil {
-		return &net.TCPAddr{}
-	}
-	return s.local
-}
-
-func (s *h2Stream) RemoteAddr() net.Addr                 { return s.remote }
-func (s *h2Stream) Handshake() error                     { return nil }
-func (s *h2Stream) ConnectionState() tls.ConnectionState { return s.state }

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/catherd/catherd/ajp"
+	"github.com/catherd/catherd/userspace/httpwire"
 )
 
 // ErrSecretRefused: the AJP container refused catherd's secret. Tomcat
@@ -21,45 +21,63 @@ var ErrSecretRefused = errors.New("AJP secret refused by the container (it answe
 const probeBodyLimit = 64 << 10
 
 // Probe returns a health probe for member i: a GET of uri over the
-// member's own transport that fails on a connect error, a timeout, a 5xx,
-// or a refused AJP secret.
+// member's own protocol that fails on a connect error, a timeout, a 5xx,
+// or a refused AJP secret. Probes run in the health checker's goroutines,
+// blocking, on connections of their own.
 func (p *Proxy) Probe(i int, uri string) func(context.Context) error {
-	b := p.backends[i]
-	if b.ajp != nil {
-		return func(ctx context.Context) error { return b.probeAJP(ctx, uri) }
+	u := p.upstreams[i]
+	if u.ajpProbe != nil {
+		return func(ctx context.Context) error { return u.probeAJP(ctx, uri) }
 	}
-	return func(ctx context.Context) error { return b.probeHTTP(ctx, uri) }
+	return func(ctx context.Context) error { return u.probeHTTP(ctx, uri, p.opts.MaxHeaderBytes) }
 }
 
-func (b *backend) probeHTTP(ctx context.Context, uri string) error {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(uri)
-	req.Header.SetHost(b.addr)
-	req.Header.Set(fasthttp.HeaderUserAgent, "catherd-health")
-	deadline, _ := ctx.Deadline()
-	if err := b.client.DoDeadline(req, resp, deadline); err != nil {
+// probeHTTP sends one GET on a new connection and reads the answer's head
+// (and up to probeBodyLimit of its body).
+func (u *upstream) probeHTTP(ctx context.Context, uri string, maxHead int) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
 		return err
 	}
-	if s := resp.BodyStream(); s != nil {
-		io.Copy(io.Discard, io.LimitReader(s, probeBodyLimit))
+	defer c.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		c.SetDeadline(deadline)
 	}
-	return statusError(resp.StatusCode())
+	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: catherd-health\r\nConnection: close\r\n\r\n", uri, u.addr)
+	if _, err := io.WriteString(c, req); err != nil {
+		return err
+	}
+	buf := make([]byte, max(maxHead, 4096)+probeBodyLimit)
+	var resp httpwire.Response
+	for have := 0; ; {
+		n, err := c.Read(buf[have:])
+		have += n
+		if m, perr := httpwire.ParseResponse(buf[:have], &resp, maxHead); perr != nil {
+			return fmt.Errorf("health check: %w", perr)
+		} else if m > 0 {
+			return statusError(resp.Status)
+		}
+		if err != nil {
+			return fmt.Errorf("health check: %w", err)
+		}
+		if have == len(buf) {
+			return fmt.Errorf("health check: %w", httpwire.ErrBadResponseHead)
+		}
+	}
 }
 
-func (b *backend) probeAJP(ctx context.Context, uri string) error {
+func (u *upstream) probeAJP(ctx context.Context, uri string) error {
 	fr := ajp.ForwardRequest{
 		Method: []byte("GET"), Protocol: []byte("HTTP/1.1"), URI: []byte(uri),
 		RemoteAddr: []byte("127.0.0.1"), RemoteHost: []byte("127.0.0.1"), ServerName: []byte("catherd-health"), ServerPort: 80,
-		Headers: []ajp.Header{{Name: []byte("Host"), Value: []byte(b.addr)}, {Name: []byte("User-Agent"), Value: []byte("catherd-health")}},
+		Headers: []ajp.Header{{Name: []byte("Host"), Value: []byte(u.addr)}, {Name: []byte("User-Agent"), Value: []byte("catherd-health")}},
 	}
 	timeout := time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
-	resp, err := b.ajp.Do(&fr, nil, 0, timeout)
+	resp, err := u.ajpProbe.Do(&fr, nil, 0, timeout)
 	if err != nil {
 		return err
 	}
@@ -67,7 +85,7 @@ func (b *backend) probeAJP(ctx context.Context, uri string) error {
 	if _, err := io.Copy(io.Discard, io.LimitReader(resp, probeBodyLimit)); err != nil {
 		return err
 	}
-	if resp.Status == fasthttp.StatusForbidden && !resp.Reused() {
+	if resp.Status == 403 && !resp.Reused() {
 		return ErrSecretRefused
 	}
 	return statusError(resp.Status)

@@ -603,3 +603,26 @@ func TestTruncatedResponses(t *testing.T) {
 		t.Fatal("a truncated stream reached the client as a complete response")
 	}
 }
+
+// TestLargeUploadStreams: a body much larger than any buffer, of known
+// length and chunked, reaches the member intact.
+func TestLargeUploadStreams(t *testing.T) {
+	sums := make(chan string, 1)
+	a := newNamedBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, _ := io.Copy(h, r.Body)
+		sums <- fmt.Sprintf("%d %x", n, h.Sum(nil))
+	})
+	r := startRig(t, rigOptions{}, a.spec())
+	data := make([]byte, 32<<20)
+	rand.Read(data)
+	want := fmt.Sprintf("%d %x", len(data), sha256.Sum256(data))
+	for _, body := range []io.Reader{bytes.NewReader(data), io.MultiReader(bytes.NewReader(data))} {
+		if resp, _ := r.do("PUT", "/up", body); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if got := <-sums; got != want {
+			t.Fatalf("the member got %s, want %s", got, want)
+		}
+	}
+}

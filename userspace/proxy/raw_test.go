@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/catherd/catherd/ajp/ajptest"
+	"github.com/catherd/catherd/userspace/httpwire"
 )
 
 // recBackend is a backend that records the bytes of every request it gets
@@ -119,7 +117,7 @@ func TestRawRequests(t *testing.T) {
 		{"URI over the head limit", "GET /" + strings.Repeat("a", 20000) + " HTTP/1.1\r\nHost: x\r\n\r\n", "414", nil},
 		{"header over the head limit", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20000) + "\r\n\r\n", "431", nil},
 		{"URI and headers over the head limit", "GET /" + strings.Repeat("a", 5000) + " HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n", "431", nil},
-		{"too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields) + "\r\n", "431", nil},
+		{"too many headers", "GET / HTTP/1.1\r\nHost: x\r\n" + many(httpwire.MaxFields) + "\r\n", "431", nil},
 		// A client must not be able to have catherd remove framing or
 		// routing fields by naming them in Connection.
 		{"Connection names Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello", "400", nil},
@@ -137,14 +135,14 @@ func TestRawRequests(t *testing.T) {
 		{"HTTP/3.0", "GET / HTTP/3.0\r\nHost: x\r\n\r\n", "505", nil},
 		{"HTTP/0.9 with a version", "GET / HTTP/0.9\r\nHost: x\r\n\r\n", "505", nil},
 		// Well-formed, if unusual: forwarded as they are.
-		{"as many headers as allowed", "GET / HTTP/1.1\r\nHost: x\r\n" + many(MaxHeaderFields-1) + "\r\n", "200", []string{"GET / HTTP/1.1\r\n"}},
+		{"as many headers as allowed", "GET / HTTP/1.1\r\nHost: x\r\n" + many(httpwire.MaxFields-1) + "\r\n", "200", []string{"GET / HTTP/1.1\r\n"}},
 		// An upgrade catherd does not tunnel reaches the member as a
 		// plain request.
 		{"upgrade other than WebSocket", "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo/2\r\n\r\n", "200",
 			[]string{"GET / HTTP/1.1\r\n"}},
 		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: x\r\n\r\n", "200", []string{"GET / HTTP/1.0\r\n"}},
 		{"chunk extension", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nabcd\r\n0\r\n\r\n", "200",
-			[]string{"Transfer-Encoding: chunked\r\n", "\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"}},
+			[]string{"Transfer-Encoding: chunked\r\n", "\r\n\r\n4;a=b\r\nabcd\r\n0\r\n\r\n"}},
 		{"trailer", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\nX-T: 1\r\n\r\n", "200",
 			[]string{"\r\n\r\n4\r\nabcd\r\n0\r\n"}},
 		{"extension method", "get / HTTP/1.1\r\nHost: x\r\n\r\n", "200", []string{"get / HTTP/1.1\r\n"}},
@@ -290,32 +288,5 @@ func TestLongRequestLineAfterRequests(t *testing.T) {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 414 {
 		t.Fatalf("long request line: %v %v, want 414", resp, err)
-	}
-}
-
-// readReplayable takes a body already in memory as it is, reads a
-// streamed one whole, and fails on a stream that ends short.
-func TestReadReplayable(t *testing.T) {
-	var inMemory fasthttp.Request
-	inMemory.SetBodyString("abcd")
-	streamed := func(body string) *fasthttp.Request {
-		var req fasthttp.Request
-		req.SetBodyStream(strings.NewReader(body), 4)
-		return &req
-	}
-	for _, tt := range []struct {
-		name string
-		req  *fasthttp.Request
-		want string
-		err  bool
-	}{
-		{"in memory", &inMemory, "abcd", false},
-		{"streamed", streamed("abcd"), "abcd", false},
-		{"streamed, cut short", streamed("ab"), "", true},
-	} {
-		got, err := readReplayable(tt.req, 4)
-		if string(got) != tt.want || (err != nil) != tt.err || (err != nil && !errors.Is(err, errClientBody)) {
-			t.Errorf("%s: %q %v, want %q (error: %v)", tt.name, got, err, tt.want, tt.err)
-		}
 	}
 }

@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -370,18 +370,7 @@ func TestStalledReaderCutOff(t *testing.T) {
 	}
 }
 
-// The phase of a request is set on its clientConn under TLS too.
-func TestClientConnOfTLS(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	cc := &clientConn{idleConn: idleConn{Conn: a}}
-	for _, c := range []net.Conn{cc, tls.Server(cc, &tls.Config{})} {
-		if got, ok := clientConnOf(c); !ok || got != cc {
-			t.Errorf("%T: got %p %v, want %p", c, got, ok, cc)
-		}
-	}
-	if _, ok := clientConnOf(a); ok {
-		t.Error("a connection from no clientListener")
-	}
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

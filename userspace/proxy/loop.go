@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"net/netip"
+
+	"github.com/catherd/catherd/userspace/netloop"
+)
+
+// loop is the proxy's state on one event loop: its client connections,
+// and per member the kept-alive connections it may reuse. Only the loop's
+// goroutine touches it.
+type loop struct {
+	p  *Proxy
+	nl *netloop.Loop
+	// idle holds, per member index, the member connections waiting for
+	// a request, most recently used last.
+	idle [][]*memberConn
+	// waiting holds, per member index, exchanges waiting for a connection
+	// because the member is at --max-conns-per-backend.
+	waiting [][]*exchange
+	clients clientList
+	// scratch is where a head is built before it is written; a write
+	// copies what the kernel does not take, so it is free again after.
+	scratch []byte
+}
+
+func newLoop(p *Proxy, nl *netloop.Loop) *loop {
+	return &loop{p: p, nl: nl, idle: make([][]*memberConn, len(p.upstreams)),
+		waiting: make([][]*exchange, len(p.upstreams)), scratch: make([]byte, 0, 4096)}
+}
+
+// now is the loop's clock, read once per wakeup.
+func (lp *loop) now() int64 { return lp.nl.Now() }
+
+// adopt takes an accepted plain client socket onto the loop.
+func (lp *loop) adopt(fd int, remote netip.AddrPort) {
+	cl := lp.newClient(remote, nil)
+	c, err := lp.nl.Adopt(fd, cl)
+	if err != nil {
+		lp.p.loopLog.Warn("client connection not served", "client", remote.String(), "err", err)
+		lp.p.releaseSlot()
+		return
+	}
+	cl.io = c
+	cl.start()
+}
+
+// closeIdle closes the client connections between requests, for Drain.
+func (lp *loop) closeIdle() {
+	for cl := lp.clients.first; cl != nil; {
+		next := cl.next
+		if cl.ex == nil && cl.r == cl.w {
+			cl.close()
+		}
+		cl = next
+	}
+}
+
+// closeAll closes every connection of the loop, at the end.
+func (lp *loop) closeAll() {
+	for lp.clients.first != nil {
+		lp.clients.first.close()
+	}
+	for i := range lp.idle {
+		for len(lp.idle[i]) > 0 {
+			lp.idle[i][len(lp.idle[i])-1].close(nil)
+		}
+	}
+}
+
+// clientList is the loop's client connections, linked through them: an
+// idle connection costs two pointers here rather than a map entry.
+type clientList struct{ first *clientConn }
+
+func (l *clientList) add(cl *clientConn) {
+	cl.next = l.first
+	if l.first != nil {
+		l.first.prev = cl
+	}
+	l.first = cl
+}
+
+func (l *clientList) remove(cl *clientConn) {
+	if cl.prev != nil {
+		cl.prev.next = cl.next
+	} else if l.first == cl {
+		l.first = cl.next
+	}
+	if cl.next != nil {
+		cl.next.prev = cl.prev
+	}
+	cl.prev, cl.next = nil, nil
+}
