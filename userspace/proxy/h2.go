@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -32,6 +34,10 @@ func (p *Proxy) startHTTP2() {
 var h2Contexts = sync.Pool{New: func() any { return new(fasthttp.RequestCtx) }}
 
 func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
+	if err := checkHTTP2Request(r); err != nil {
+		p.refuseHTTP2(w, http.StatusBadRequest, err)
+		return
+	}
 	ctx := h2Contexts.Get().(*fasthttp.RequestCtx)
 	defer func() {
 		ctx.Request.Reset()
@@ -52,6 +58,9 @@ func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	h.SetRequestURI(r.RequestURI)
 	h.SetHost(r.Host)
 	for name, values := range r.Header {
+		if name == "Host" || name == "Content-Length" {
+			continue // the member gets r.Host, and the length of the body the client sent
+		}
 		for _, v := range values {
 			h.Add(name, v)
 		}
@@ -62,6 +71,14 @@ func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 
 	p.serve(ctx)
 	writeHTTP2Response(w, ctx)
+}
+
+// refuseHTTP2 answers a request refused before a member was chosen.
+func (p *Proxy) refuseHTTP2(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "%d %s\n", code, err)
+	p.none.Done(code, time.Now(), 0, 0, false)
 }
 
 // writeHTTP2Response sends what the request path left in ctx.Response.
