@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -21,6 +22,15 @@ import (
 // retries and metrics are the same whatever the client spoke; the member
 // is always reached over HTTP/1.1 or AJP.
 
+// startHTTP2 sets up the HTTP/2 server. Its connections come from
+// ServeTLS with the handshake done, each behind a frameGuard, which is not
+// a *tls.Conn: the server takes them for HTTP/2 with prior knowledge
+// ("unencrypted", to net/http; x/net/http2's ServeConn, which takes any
+// connection, is deprecated for this), and the handler finds the TLS state
+// in the request's context instead of Request.TLS. net/http's own checks
+// of the TLS state are skipped: the listener's configuration already
+// requires TLS 1.2, but a TLS 1.2 client that offers only CBC suites,
+// which RFC 9113 lets a server refuse, is served.
 func (p *Proxy) startHTTP2() {
 	p.h2 = &http.Server{
 		Handler:           http.HandlerFunc(p.serveHTTP2),
@@ -28,8 +38,23 @@ func (p *Proxy) startHTTP2() {
 		ReadHeaderTimeout: p.opts.ClientHeaderTimeout,
 		MaxHeaderBytes:    p.opts.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		Protocols:         new(http.Protocols),
+		HTTP2: &http.HTTP2Config{
+			MaxReadFrameSize:          maxFrameSize,
+			MaxDecoderHeaderTableSize: headerTableSize,
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if g, ok := c.(*frameGuard); ok {
+				ctx = context.WithValue(ctx, tlsStateKey{}, &g.tls)
+			}
+			return ctx
+		},
 	}
+	p.h2.Protocols.SetUnencryptedHTTP2(true)
 }
+
+// tlsStateKey is the context key of a client connection's TLS state.
+type tlsStateKey struct{}
 
 var h2Contexts = sync.Pool{New: func() any { return new(fasthttp.RequestCtx) }}
 
@@ -48,8 +73,8 @@ func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		stream.local = a
 	}
-	if r.TLS != nil {
-		stream.state = *r.TLS
+	if state, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+		stream.state = *state
 	}
 	ctx.Init2(stream, fasthttpLogger{p.log}, false)
 

@@ -92,25 +92,14 @@ func (c *h2Client) get(id uint32, path string) {
 // body it reads.
 func (c *h2Client) result(id uint32) (outcome, body string) {
 	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(h2Wait))
 	var status string
 	var data []byte
 	for {
-		f, err := c.fr.ReadFrame()
+		f, err := c.readFrame()
 		if err != nil {
 			return "closed", string(data)
 		}
 		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				c.fr.WriteSettingsAck()
-				c.flush()
-			}
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				c.fr.WritePing(true, f.Data)
-				c.flush()
-			}
 		case *http2.GoAwayFrame:
 			return "GOAWAY " + f.ErrCode.String(), string(data)
 		case *http2.RSTStreamFrame:
@@ -141,5 +130,33 @@ func (c *h2Client) result(id uint32) (outcome, body string) {
 				}
 			}
 		}
+	}
+}
+
+// readFrame reads the next frame that is not the server's SETTINGS or
+// PING, which it answers. It waits h2Wait at most.
+func (c *h2Client) readFrame() (http2.Frame, error) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(h2Wait))
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if f.IsAck() {
+				return f, nil
+			}
+			c.fr.WriteSettingsAck()
+		case *http2.PingFrame:
+			if f.IsAck() {
+				return f, nil
+			}
+			c.fr.WritePing(true, f.Data)
+		default:
+			return f, nil
+		}
+		c.flush()
 	}
 }

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/http2"
 )
 
 // refused stands for either way catherd may refuse a malformed HTTP/2
@@ -55,6 +58,14 @@ func TestHTTP2Requests(t *testing.T) {
 		{"content-length above the DATA", with(post, "content-length", "40"), []byte("hello"), refused, nil},
 		{"content-length without DATA", with(post, "content-length", "40"), nil, refused, nil},
 		{"te: trailers", with(get, "te", "trailers"), nil, "200", []string{"GET /a HTTP/1.1\r\n"}},
+		// RFC 9113 section 8.2.2; h2spec 8.1.2.2 wants a stream error.
+		{"connection", with(get, "connection", "keep-alive"), nil, "RST_STREAM PROTOCOL_ERROR", nil},
+		{"keep-alive", with(get, "keep-alive", "timeout=5"), nil, "RST_STREAM PROTOCOL_ERROR", nil},
+		{"proxy-connection", with(get, "proxy-connection", "keep-alive"), nil, "RST_STREAM PROTOCOL_ERROR", nil},
+		{"transfer-encoding", with(post, "transfer-encoding", "chunked"), nil, "RST_STREAM PROTOCOL_ERROR", nil},
+		{"upgrade", with(get, "upgrade", "websocket"), nil, "RST_STREAM PROTOCOL_ERROR", nil},
+		{"te other than trailers", with(get, "te", "trailers, deflate"), nil, "RST_STREAM PROTOCOL_ERROR", nil},
+		{"te: gzip", with(get, "te", "gzip"), nil, "RST_STREAM PROTOCOL_ERROR", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,5 +100,86 @@ func TestHTTP2Requests(t *testing.T) {
 				t.Errorf("the member got %d Host fields: %q", n, seen[0])
 			}
 		})
+	}
+}
+
+// HTTP/2 framing that net/http's server got wrong for h2spec: several
+// values of one setting in a SETTINGS frame, a HEADERS frame over the
+// frame size catherd advertises, and fields HTTP/2 forbids, also when
+// they come in a CONTINUATION frame.
+func TestHTTP2Frames(t *testing.T) {
+	member := newNamedBackend(t, "a", nil)
+	r := startRig(t, rigOptions{}, member.spec())
+	addr, config := r.tlsListener()
+	getFields := []string{":method", "GET", ":scheme", "https", ":authority", "front.test", ":path", "/x"}
+
+	t.Run("a setting repeated", func(t *testing.T) {
+		// Processed in order (RFC 9113 section 6.5.3): the last value holds.
+		c := dialH2(t, addr, config)
+		c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
+		c.flush()
+		c.get(1, "/x")
+		if n := c.firstData(1); n != 1 {
+			t.Fatalf("first DATA frame of %d bytes, want 1 (the window the last value set)", n)
+		}
+	})
+	t.Run("an invalid value before a valid one", func(t *testing.T) {
+		c := dialH2(t, addr, config)
+		c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 31}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100})
+		c.flush()
+		if got, _ := c.result(1); got != "GOAWAY FLOW_CONTROL_ERROR" {
+			t.Fatalf("got %s, want GOAWAY FLOW_CONTROL_ERROR", got)
+		}
+	})
+	t.Run("HEADERS over the frame size", func(t *testing.T) {
+		c := dialH2(t, addr, config)
+		fields := append([]string(nil), getFields...)
+		for i := range 5 {
+			fields = append(fields, fmt.Sprint("x-dummy", i), strings.Repeat("x", 4000))
+		}
+		c.request(1, nil, fields...)
+		if got, _ := c.result(1); got != "GOAWAY FRAME_SIZE_ERROR" && got != "closed" {
+			t.Fatalf("got %s, want GOAWAY FRAME_SIZE_ERROR", got)
+		}
+	})
+	t.Run("fields across CONTINUATION frames", func(t *testing.T) {
+		c := dialH2(t, addr, config)
+		for i, extra := range [][]string{{"x-ok", "1"}, {"connection", "close"}, {"x-ok", "2"}} {
+			id := uint32(2*i + 1)
+			block := c.headerBlock(append(append([]string(nil), getFields...), extra...)...)
+			c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:3], EndStream: true})
+			c.fr.WriteContinuation(id, false, block[3:len(block)-2])
+			c.fr.WriteContinuation(id, true, block[len(block)-2:])
+			c.flush()
+			want := "200"
+			if extra[0] == "connection" {
+				want = "RST_STREAM PROTOCOL_ERROR"
+			}
+			if got, body := c.result(id); got != want {
+				t.Fatalf("stream %d with %s: got %s %q, want %s", id, extra[0], got, body, want)
+			}
+		}
+	})
+}
+
+// firstData reads frames until the first DATA frame of stream id and
+// returns its length, without returning flow-control credit.
+func (c *h2Client) firstData(id uint32) int {
+	c.t.Helper()
+	for {
+		f, err := c.readFrame()
+		if err != nil {
+			c.t.Fatalf("waiting for DATA on stream %d: %v", id, err)
+		}
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			c.t.Fatalf("waiting for DATA on stream %d: GOAWAY %v", id, f.ErrCode)
+		case *http2.RSTStreamFrame:
+			c.t.Fatalf("waiting for DATA on stream %d: RST_STREAM %v", f.StreamID, f.ErrCode)
+		case *http2.DataFrame:
+			if f.StreamID == id {
+				return len(f.Data())
+			}
+		}
 	}
 }

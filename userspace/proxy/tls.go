@@ -10,8 +10,9 @@ import (
 
 // ServeTLS accepts TLS clients on ln until Shutdown or Drain. Each
 // connection's handshake decides who serves it: HTTP/1.1 goes to the same
-// fasthttp server as plain clients (upgrades and all), HTTP/2 to net/http's
-// HTTP/2 server, whose requests an adapter hands to the same request path.
+// fasthttp server as plain clients (upgrades and all), HTTP/2 through a
+// frameGuard to net/http's HTTP/2 server, whose requests an adapter hands
+// to the same request path.
 // A connection holds one of --max-client-conns from its accept on, as a
 // plain one does.
 func (p *Proxy) ServeTLS(ln net.Listener, config *tls.Config) error {
@@ -63,11 +64,11 @@ func (p *Proxy) handshakes(cl *clientListener, config *tls.Config, h1, h2 *connQ
 				tc.Close()
 				return
 			}
-			q := h1
 			if tc.ConnectionState().NegotiatedProtocol == "h2" {
-				q = h2
+				h2.push(newFrameGuard(tc, p.opts.MaxHeaderBytes))
+				return
 			}
-			q.push(tc)
+			h1.push(tc)
 		}()
 	}
 }
