@@ -22,6 +22,12 @@ import (
 // retries and metrics are the same whatever the client spoke; the member
 // is always reached over HTTP/1.1 or AJP.
 
+// maxHTTP2Streams is how many streams a client may have open on one
+// connection: the least RFC 9113 recommends, HAProxy's default (nginx
+// allows 128). net/http's 250 would let one connection keep 250 requests
+// in flight on the members, and start as many handlers at once.
+const maxHTTP2Streams = 100
+
 // startHTTP2 sets up the HTTP/2 server. Its connections come from
 // ServeTLS with the handshake done, each behind a frameGuard, which is not
 // a *tls.Conn: the server takes them for HTTP/2 with prior knowledge
@@ -40,6 +46,7 @@ func (p *Proxy) startHTTP2() {
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 		Protocols:         new(http.Protocols),
 		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      maxHTTP2Streams,
 			MaxReadFrameSize:          maxFrameSize,
 			MaxDecoderHeaderTableSize: headerTableSize,
 		},
@@ -92,6 +99,21 @@ func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		ctx.Request.SetBodyStream(r.Body, int(r.ContentLength))
+		if n := int(r.ContentLength); n > 0 && n <= replayLimit {
+			// Read whole now, as the request path would to keep it for
+			// a retry, so that a stream reset meanwhile is caught below.
+			if _, err := readReplayable(&ctx.Request, n); err != nil && r.Context().Err() == nil {
+				p.refuseHTTP2(w, http.StatusBadRequest, err)
+				return
+			}
+		}
+	}
+	if r.Context().Err() != nil {
+		// The client reset the stream before a member was chosen: no
+		// one waits for the answer, so no member is asked. A stream
+		// reset after this point may still reach one.
+		p.metrics.HTTP2ResetUnforwarded()
+		return
 	}
 
 	p.serve(ctx)

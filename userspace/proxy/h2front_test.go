@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/catherd/catherd/userspace/certs"
 )
 
 // refused stands for either way catherd may refuse a malformed HTTP/2
@@ -103,6 +106,77 @@ func TestHTTP2Requests(t *testing.T) {
 	}
 }
 
+// TestHTTP2RapidReset sends the shape of CVE-2023-44487: streams opened
+// and reset at once, 1000 on one connection, each HEADERS and its
+// RST_STREAM in one write. A stream the client has reset before catherd
+// chose a member must not reach one, and is counted.
+func TestHTTP2RapidReset(t *testing.T) {
+	const streams = 1000
+	member := newNamedBackend(t, "a", nil)
+	r := startRig(t, rigOptions{}, member.spec())
+	r.metrics.TLS(func() certs.Stats { return certs.Stats{} })
+	addr, config := r.tlsListener()
+	c := dialH2(t, addr, config)
+	for i := range streams {
+		id := uint32(2*i + 1)
+		c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, EndStream: true,
+			BlockFragment: c.headerBlock(":method", "GET", ":scheme", "https", ":authority", "front.test", ":path", "/burst")})
+		c.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		c.flush()
+	}
+	// Frames are processed in order: when this answer comes, every reset
+	// has been seen, and what was forwarded has reached the member.
+	last := uint32(2*streams + 1)
+	c.get(last, "/after")
+	if got, body := c.result(last); got != "200" || body != "a /after" {
+		t.Fatalf("after the burst: %s %q", got, body)
+	}
+	deadline := time.Now().Add(h2Wait)
+	for r.pool.Members()[0].Active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("requests of the burst still in flight on the member")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	forwarded := member.hits.Load() - 1
+	t.Logf("%d of %d reset streams forwarded", forwarded, streams)
+	if forwarded != 0 {
+		t.Errorf("%d of %d streams reset on arrival reached the member", forwarded, streams)
+	}
+	want := fmt.Sprintf("\ncatherd_http2_resets_unforwarded_total %d\n", streams-forwarded)
+	if got := r.scrape(); !strings.Contains(got, want) {
+		t.Errorf("metrics lack %q", strings.TrimSpace(want))
+	}
+}
+
+// A stream reset while its small body is read, before a member is chosen,
+// reaches no member and is counted as reset, not answered.
+func TestHTTP2ResetMidBody(t *testing.T) {
+	member := newNamedBackend(t, "a", nil)
+	r := startRig(t, rigOptions{}, member.spec())
+	r.metrics.TLS(func() certs.Stats { return certs.Stats{} })
+	addr, config := r.tlsListener()
+	c := dialH2(t, addr, config)
+	c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
+		BlockFragment: c.headerBlock(":method", "POST", ":scheme", "https", ":authority", "front.test", ":path", "/up", "content-length", "10")})
+	c.fr.WriteData(1, false, []byte("hello"))
+	c.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	c.get(3, "/after")
+	if got, body := c.result(3); got != "200" || body != "a /after" {
+		t.Fatalf("next stream: %s %q", got, body)
+	}
+	deadline := time.Now().Add(h2Wait)
+	for !strings.Contains(r.scrape(), "\ncatherd_http2_resets_unforwarded_total 1\n") {
+		if time.Now().After(deadline) {
+			t.Fatal("the reset stream was not counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := member.hits.Load(); n != 1 {
+		t.Fatalf("the member got %d requests, want 1 (/after)", n)
+	}
+}
+
 // HTTP/2 framing that net/http's server got wrong for h2spec: several
 // values of one setting in a SETTINGS frame, a HEADERS frame over the
 // frame size catherd advertises, and fields HTTP/2 forbids, also when
@@ -140,6 +214,17 @@ func TestHTTP2Frames(t *testing.T) {
 		c.request(1, nil, fields...)
 		if got, _ := c.result(1); got != "GOAWAY FRAME_SIZE_ERROR" && got != "closed" {
 			t.Fatalf("got %s, want GOAWAY FRAME_SIZE_ERROR", got)
+		}
+	})
+	t.Run("a refused stream reset at once", func(t *testing.T) {
+		// Neither the refusal nor the reset costs the connection.
+		c := dialH2(t, addr, config)
+		c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true,
+			BlockFragment: c.headerBlock(append(append([]string(nil), getFields...), "connection", "close")...)})
+		c.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+		c.get(3, "/y")
+		if got, body := c.result(3); got != "200" || body != "a /y" {
+			t.Fatalf("next stream: %s %q", got, body)
 		}
 	})
 	t.Run("fields across CONTINUATION frames", func(t *testing.T) {

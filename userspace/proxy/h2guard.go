@@ -14,7 +14,7 @@ import (
 
 // frameGuard reads a client's HTTP/2 frames before net/http's HTTP/2
 // server does, for what that server gets wrong and no setting of it
-// changes (h2spec 6.5.3/1 and 8.1.2.2):
+// changes (the first two fail h2spec 6.5.3/1 and 8.1.2.2):
 //
 //   - a SETTINGS frame that names a setting more than once: net/http hangs
 //     up, RFC 9113 section 6.5.3 has the values processed in order. The
@@ -24,6 +24,12 @@ import (
 //     section 8.2.2): net/http answers 400 itself, they call for a stream
 //     error. The guard appends a field the server refuses with one
 //     (RST_STREAM PROTOCOL_ERROR): its own check of header blocks.
+//   - a stream reset as it opens (HEADERS, then RST_STREAM for it, among
+//     the bytes already received): net/http starts the stream's handler
+//     before it reads the reset, and the handler would have forwarded the
+//     request before it heard of it (the rapid-reset attack,
+//     CVE-2023-44487). The guard drops the RST_STREAM and has the server
+//     refuse the stream, so no handler runs for it.
 //
 // It decodes every header block with its own HPACK decoder, whose dynamic
 // table follows the server's because both see the same blocks; the fields
@@ -35,6 +41,7 @@ import (
 type frameGuard struct {
 	net.Conn // the client's TLS connection, but not its ConnectionState: see startHTTP2
 	tls      tls.ConnectionState
+	dropped  func() // counts a stream reset as it opened
 
 	hdr   [frameHeaderLen]byte // the frame being handled
 	in    *guardBuf            // bytes received and not yet handled: in[r:w]; nil when none
@@ -45,13 +52,15 @@ type frameGuard struct {
 	start bool      // the client preface has been read
 	lost  bool      // the guard cannot follow the connection any more
 
-	hdec  *hpack.Decoder
-	block headerBlock
+	hdec      *hpack.Decoder
+	block     headerBlock
+	maxStream uint32 // the highest stream a HEADERS frame has opened
 }
 
 // headerBlock is what the guard knows of the header block being decoded.
 type headerBlock struct {
 	stream    uint32
+	opens     bool // the block opens its stream (else: trailers)
 	open      bool // a HEADERS frame without END_HEADERS has been read
 	forbidden bool // a field HTTP/2 forbids in a request
 	te        int  // te fields seen
@@ -70,6 +79,7 @@ const (
 	headerTableSize = 4096
 
 	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
 	frameSettings     = 0x4
 	framePushPromise  = 0x5
 	frameContinuation = 0x9
@@ -95,9 +105,10 @@ var errGuardPreface = errors.New("HTTP/2 client preface missing")
 // newFrameGuard guards the HTTP/2 connection c. maxHeaderBytes is the
 // server's header limit: the decoder accepts strings twice as long, so it
 // never refuses a block the server would accept (the server refuses a
-// string longer than its limit).
-func newFrameGuard(c *tls.Conn, maxHeaderBytes int) *frameGuard {
-	g := &frameGuard{Conn: c, tls: c.ConnectionState()}
+// string longer than its limit). dropped counts a stream reset as it
+// opened.
+func newFrameGuard(c *tls.Conn, maxHeaderBytes int, dropped func()) *frameGuard {
+	g := &frameGuard{Conn: c, tls: c.ConnectionState(), dropped: dropped}
 	g.hdec = hpack.NewDecoder(headerTableSize, g.field)
 	g.hdec.SetMaxStringLength(2*maxHeaderBytes + 1024)
 	return g
@@ -221,7 +232,8 @@ func (g *frameGuard) headerFrame(typ, flags byte, stream uint32, payload []byte)
 		if frag, ok = headersFragment(flags, payload); !ok || stream == 0 {
 			g.lost = true
 		}
-		g.block = headerBlock{stream: stream, open: true}
+		g.block = headerBlock{stream: stream, open: true, opens: stream > g.maxStream}
+		g.maxStream = max(g.maxStream, stream)
 	} else if !g.block.open || stream != g.block.stream {
 		g.lost = true
 	}
@@ -241,7 +253,16 @@ func (g *frameGuard) headerFrame(typ, flags byte, stream uint32, payload []byte)
 		g.emit(g.hdr[:], payload, nil)
 		return
 	}
-	if !g.block.forbidden {
+	refuse := g.block.forbidden
+	if g.block.opens && g.resetFollows(stream) {
+		// The reset is dropped either way: the server, which refuses
+		// the stream, would take a reset of it for a protocol error.
+		if !refuse {
+			g.dropped()
+		}
+		refuse = true
+	}
+	if !refuse {
 		g.emit(g.hdr[:], payload, nil)
 		return
 	}
@@ -282,6 +303,23 @@ var refusal = func() []byte {
 	hpack.NewEncoder(&b).WriteField(hpack.HeaderField{Name: "refused by catherd", Sensitive: true})
 	return b.Bytes()
 }()
+
+// resetFollows reports whether the bytes already received after a header
+// block begin with an RST_STREAM frame for its stream, and if so drops it:
+// the server, which refuses the stream, never hears of that stream again.
+func (g *frameGuard) resetFollows(stream uint32) bool {
+	const rstLen = frameHeaderLen + 4
+	if g.w-g.r < rstLen {
+		return false
+	}
+	h := g.in[g.r : g.r+frameHeaderLen]
+	if h[0] != 0 || h[1] != 0 || h[2] != 4 || h[3] != frameRSTStream ||
+		binary.BigEndian.Uint32(h[5:])&(1<<31-1) != stream {
+		return false
+	}
+	g.r += rstLen
+	return true
+}
 
 // headersFragment returns the header block fragment of a HEADERS frame's
 // payload, without padding and priority; false when they do not fit.
@@ -335,7 +373,8 @@ func (g *frameGuard) readHeader() error {
 }
 
 // payload returns the next n bytes received, reading as much as the
-// connection has ready. The bytes are valid until the next call.
+// connection has ready, so that what follows them is seen too (see
+// resetFollows). The bytes are valid until the next call.
 func (g *frameGuard) payload(n int) ([]byte, error) {
 	if g.in == nil {
 		g.in = guardBufs.Get().(*guardBuf)
