@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDatapath$$' -fuzztime $(FUZZTIME) ./userspace/xdp/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./session/membership/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckHead$$' -fuzztime $(FUZZTIME) ./userspace/proxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzFrameGuard$$' -fuzztime $(FUZZTIME) ./userspace/proxy/
 
 demo: build
 	scripts/deps.sh demo

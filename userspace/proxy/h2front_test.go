@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +177,48 @@ func TestHTTP2ResetMidBody(t *testing.T) {
 	}
 	if n := member.hits.Load(); n != 1 {
 		t.Fatalf("the member got %d requests, want 1 (/after)", n)
+	}
+}
+
+// Drain tells an HTTP/2 client GOAWAY and lets its stream in flight
+// finish, behind the frame guard too.
+func TestHTTP2Drain(t *testing.T) {
+	release := make(chan struct{})
+	member := newNamedBackend(t, "a", func(w http.ResponseWriter, _ *http.Request) {
+		<-release
+		io.WriteString(w, "done")
+	})
+	r := startRig(t, rigOptions{}, member.spec())
+	addr, config := r.tlsListener()
+	c := dialH2(t, addr, config)
+	c.get(1, "/slow")
+	deadline := time.Now().Add(h2Wait)
+	for member.hits.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request did not reach the member")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	drained := make(chan error, 1)
+	go func() { drained <- r.px.Drain(context.Background()) }()
+	for {
+		f, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("waiting for GOAWAY: %v", err)
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			if g.ErrCode != http2.ErrCodeNo || g.LastStreamID < 1 {
+				t.Fatalf("GOAWAY %v, last stream %d; want NO_ERROR, stream 1 kept", g.ErrCode, g.LastStreamID)
+			}
+			break
+		}
+	}
+	close(release)
+	if got, body := c.result(1); got != "200" || body != "done" {
+		t.Fatalf("the stream in flight: %s %q", got, body)
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain: %v", err)
 	}
 }
 

@@ -102,13 +102,13 @@ var guardBufs = sync.Pool{New: func() any { return new(guardBuf) }}
 // errGuardPreface: the connection does not start with HTTP/2's preface.
 var errGuardPreface = errors.New("HTTP/2 client preface missing")
 
-// newFrameGuard guards the HTTP/2 connection c. maxHeaderBytes is the
-// server's header limit: the decoder accepts strings twice as long, so it
-// never refuses a block the server would accept (the server refuses a
-// string longer than its limit). dropped counts a stream reset as it
-// opened.
-func newFrameGuard(c *tls.Conn, maxHeaderBytes int, dropped func()) *frameGuard {
-	g := &frameGuard{Conn: c, tls: c.ConnectionState(), dropped: dropped}
+// newFrameGuard guards the HTTP/2 connection c, a TLS connection in this
+// state. maxHeaderBytes is the server's header limit: the decoder accepts
+// strings twice as long, so it never refuses a block the server would
+// accept (the server refuses a string longer than its limit). dropped
+// counts a stream reset as it opened.
+func newFrameGuard(c net.Conn, state tls.ConnectionState, maxHeaderBytes int, dropped func()) *frameGuard {
+	g := &frameGuard{Conn: c, tls: state, dropped: dropped}
 	g.hdec = hpack.NewDecoder(headerTableSize, g.field)
 	g.hdec.SetMaxStringLength(2*maxHeaderBytes + 1024)
 	return g

@@ -65,7 +65,7 @@ func (p *Proxy) handshakes(cl *clientListener, config *tls.Config, h1, h2 *connQ
 				return
 			}
 			if tc.ConnectionState().NegotiatedProtocol == "h2" {
-				h2.push(newFrameGuard(tc, p.opts.MaxHeaderBytes, p.metrics.HTTP2ResetUnforwarded))
+				h2.push(newFrameGuard(tc, tc.ConnectionState(), p.opts.MaxHeaderBytes, p.metrics.HTTP2ResetUnforwarded))
 				return
 			}
 			h1.push(tc)
