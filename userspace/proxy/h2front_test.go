@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/catherd/catherd/userspace/certs"
+	"github.com/catherd/catherd/userspace/proxy/h2test"
 )
 
 // refused stands for either way catherd may refuse a malformed HTTP/2
@@ -78,9 +79,9 @@ func TestHTTP2Requests(t *testing.T) {
 			member := newRecBackend(t)
 			r := startRig(t, rigOptions{}, [2]string{"a", member.ln.Addr().String()})
 			addr, config := r.tlsListener()
-			c := dialH2(t, addr, config)
-			c.request(1, tc.body, tc.fields...)
-			got, body := c.result(1)
+			c := h2test.Dial(t, addr, config)
+			c.Request(1, tc.body, tc.fields...)
+			got, body := c.Result(1)
 			switch {
 			case tc.want == refused && got != "400" && got != "RST_STREAM PROTOCOL_ERROR":
 				t.Fatalf("got %s %q, want a 400 or a stream error PROTOCOL_ERROR", got, body)
@@ -119,22 +120,22 @@ func TestHTTP2RapidReset(t *testing.T) {
 	r := startRig(t, rigOptions{}, member.spec())
 	r.metrics.TLS(func() certs.Stats { return certs.Stats{} })
 	addr, config := r.tlsListener()
-	c := dialH2(t, addr, config)
+	c := h2test.Dial(t, addr, config)
 	for i := range streams {
 		id := uint32(2*i + 1)
-		c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, EndStream: true,
-			BlockFragment: c.headerBlock(":method", "GET", ":scheme", "https", ":authority", "front.test", ":path", "/burst")})
-		c.fr.WriteRSTStream(id, http2.ErrCodeCancel)
-		c.flush()
+		c.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, EndStream: true,
+			BlockFragment: c.HeaderBlock(":method", "GET", ":scheme", "https", ":authority", "front.test", ":path", "/burst")})
+		c.Framer.WriteRSTStream(id, http2.ErrCodeCancel)
+		c.Flush()
 	}
 	// Frames are processed in order: when this answer comes, every reset
 	// has been seen, and what was forwarded has reached the member.
 	last := uint32(2*streams + 1)
-	c.get(last, "/after")
-	if got, body := c.result(last); got != "200" || body != "a /after" {
+	c.Get(last, "front.test", "/after")
+	if got, body := c.Result(last); got != "200" || body != "a /after" {
 		t.Fatalf("after the burst: %s %q", got, body)
 	}
-	deadline := time.Now().Add(h2Wait)
+	deadline := time.Now().Add(h2test.Wait)
 	for r.pool.Members()[0].Active() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("requests of the burst still in flight on the member")
@@ -159,16 +160,16 @@ func TestHTTP2ResetMidBody(t *testing.T) {
 	r := startRig(t, rigOptions{}, member.spec())
 	r.metrics.TLS(func() certs.Stats { return certs.Stats{} })
 	addr, config := r.tlsListener()
-	c := dialH2(t, addr, config)
-	c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
-		BlockFragment: c.headerBlock(":method", "POST", ":scheme", "https", ":authority", "front.test", ":path", "/up", "content-length", "10")})
-	c.fr.WriteData(1, false, []byte("hello"))
-	c.fr.WriteRSTStream(1, http2.ErrCodeCancel)
-	c.get(3, "/after")
-	if got, body := c.result(3); got != "200" || body != "a /after" {
+	c := h2test.Dial(t, addr, config)
+	c.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
+		BlockFragment: c.HeaderBlock(":method", "POST", ":scheme", "https", ":authority", "front.test", ":path", "/up", "content-length", "10")})
+	c.Framer.WriteData(1, false, []byte("hello"))
+	c.Framer.WriteRSTStream(1, http2.ErrCodeCancel)
+	c.Get(3, "front.test", "/after")
+	if got, body := c.Result(3); got != "200" || body != "a /after" {
 		t.Fatalf("next stream: %s %q", got, body)
 	}
-	deadline := time.Now().Add(h2Wait)
+	deadline := time.Now().Add(h2test.Wait)
 	for !strings.Contains(r.scrape(), "\ncatherd_http2_resets_unforwarded_total 1\n") {
 		if time.Now().After(deadline) {
 			t.Fatal("the reset stream was not counted")
@@ -190,9 +191,9 @@ func TestHTTP2Drain(t *testing.T) {
 	})
 	r := startRig(t, rigOptions{}, member.spec())
 	addr, config := r.tlsListener()
-	c := dialH2(t, addr, config)
-	c.get(1, "/slow")
-	deadline := time.Now().Add(h2Wait)
+	c := h2test.Dial(t, addr, config)
+	c.Get(1, "front.test", "/slow")
+	deadline := time.Now().Add(h2test.Wait)
 	for member.hits.Load() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the request did not reach the member")
@@ -202,7 +203,7 @@ func TestHTTP2Drain(t *testing.T) {
 	drained := make(chan error, 1)
 	go func() { drained <- r.px.Drain(context.Background()) }()
 	for {
-		f, err := c.readFrame()
+		f, err := c.ReadFrame()
 		if err != nil {
 			t.Fatalf("waiting for GOAWAY: %v", err)
 		}
@@ -214,7 +215,7 @@ func TestHTTP2Drain(t *testing.T) {
 		}
 	}
 	close(release)
-	if got, body := c.result(1); got != "200" || body != "done" {
+	if got, body := c.Result(1); got != "200" || body != "done" {
 		t.Fatalf("the stream in flight: %s %q", got, body)
 	}
 	if err := <-drained; err != nil {
@@ -234,82 +235,60 @@ func TestHTTP2Frames(t *testing.T) {
 
 	t.Run("a setting repeated", func(t *testing.T) {
 		// Processed in order (RFC 9113 section 6.5.3): the last value holds.
-		c := dialH2(t, addr, config)
-		c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
-		c.flush()
-		c.get(1, "/x")
-		if n := c.firstData(1); n != 1 {
+		c := h2test.Dial(t, addr, config)
+		c.Framer.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
+		c.Flush()
+		c.Get(1, "front.test", "/x")
+		if n := c.FirstData(1); n != 1 {
 			t.Fatalf("first DATA frame of %d bytes, want 1 (the window the last value set)", n)
 		}
 	})
 	t.Run("an invalid value before a valid one", func(t *testing.T) {
-		c := dialH2(t, addr, config)
-		c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 31}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100})
-		c.flush()
-		if got, _ := c.result(1); got != "GOAWAY FLOW_CONTROL_ERROR" {
+		c := h2test.Dial(t, addr, config)
+		c.Framer.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 31}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100})
+		c.Flush()
+		if got, _ := c.Result(1); got != "GOAWAY FLOW_CONTROL_ERROR" {
 			t.Fatalf("got %s, want GOAWAY FLOW_CONTROL_ERROR", got)
 		}
 	})
 	t.Run("HEADERS over the frame size", func(t *testing.T) {
-		c := dialH2(t, addr, config)
+		c := h2test.Dial(t, addr, config)
 		fields := append([]string(nil), getFields...)
 		for i := range 5 {
 			fields = append(fields, fmt.Sprint("x-dummy", i), strings.Repeat("x", 4000))
 		}
-		c.request(1, nil, fields...)
-		if got, _ := c.result(1); got != "GOAWAY FRAME_SIZE_ERROR" && got != "closed" {
+		c.Request(1, nil, fields...)
+		if got, _ := c.Result(1); got != "GOAWAY FRAME_SIZE_ERROR" && got != "closed" {
 			t.Fatalf("got %s, want GOAWAY FRAME_SIZE_ERROR", got)
 		}
 	})
 	t.Run("a refused stream reset at once", func(t *testing.T) {
 		// Neither the refusal nor the reset costs the connection.
-		c := dialH2(t, addr, config)
-		c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true,
-			BlockFragment: c.headerBlock(append(append([]string(nil), getFields...), "connection", "close")...)})
-		c.fr.WriteRSTStream(1, http2.ErrCodeCancel)
-		c.get(3, "/y")
-		if got, body := c.result(3); got != "200" || body != "a /y" {
+		c := h2test.Dial(t, addr, config)
+		c.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true,
+			BlockFragment: c.HeaderBlock(append(append([]string(nil), getFields...), "connection", "close")...)})
+		c.Framer.WriteRSTStream(1, http2.ErrCodeCancel)
+		c.Get(3, "front.test", "/y")
+		if got, body := c.Result(3); got != "200" || body != "a /y" {
 			t.Fatalf("next stream: %s %q", got, body)
 		}
 	})
 	t.Run("fields across CONTINUATION frames", func(t *testing.T) {
-		c := dialH2(t, addr, config)
+		c := h2test.Dial(t, addr, config)
 		for i, extra := range [][]string{{"x-ok", "1"}, {"connection", "close"}, {"x-ok", "2"}} {
 			id := uint32(2*i + 1)
-			block := c.headerBlock(append(append([]string(nil), getFields...), extra...)...)
-			c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:3], EndStream: true})
-			c.fr.WriteContinuation(id, false, block[3:len(block)-2])
-			c.fr.WriteContinuation(id, true, block[len(block)-2:])
-			c.flush()
+			block := c.HeaderBlock(append(append([]string(nil), getFields...), extra...)...)
+			c.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:3], EndStream: true})
+			c.Framer.WriteContinuation(id, false, block[3:len(block)-2])
+			c.Framer.WriteContinuation(id, true, block[len(block)-2:])
+			c.Flush()
 			want := "200"
 			if extra[0] == "connection" {
 				want = "RST_STREAM PROTOCOL_ERROR"
 			}
-			if got, body := c.result(id); got != want {
+			if got, body := c.Result(id); got != want {
 				t.Fatalf("stream %d with %s: got %s %q, want %s", id, extra[0], got, body, want)
 			}
 		}
 	})
-}
-
-// firstData reads frames until the first DATA frame of stream id and
-// returns its length, without returning flow-control credit.
-func (c *h2Client) firstData(id uint32) int {
-	c.t.Helper()
-	for {
-		f, err := c.readFrame()
-		if err != nil {
-			c.t.Fatalf("waiting for DATA on stream %d: %v", id, err)
-		}
-		switch f := f.(type) {
-		case *http2.GoAwayFrame:
-			c.t.Fatalf("waiting for DATA on stream %d: GOAWAY %v", id, f.ErrCode)
-		case *http2.RSTStreamFrame:
-			c.t.Fatalf("waiting for DATA on stream %d: RST_STREAM %v", f.StreamID, f.ErrCode)
-		case *http2.DataFrame:
-			if f.StreamID == id {
-				return len(f.Data())
-			}
-		}
-	}
 }
