@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./userspace/httpwire/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseResponse$$' -fuzztime $(FUZZTIME) ./userspace/httpwire/
 	$(GO) test -run '^$$' -fuzz '^FuzzChunkScanner$$' -fuzztime $(FUZZTIME) ./userspace/httpwire/
+	$(GO) test -run '^$$' -fuzz '^FuzzFrameGuard$$' -fuzztime $(FUZZTIME) ./userspace/proxy/
 
 demo: build
 	scripts/deps.sh demo

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, and only those missing,
-# so `make demo` and `make test` work on a fresh Debian 12 machine as root.
+# so `make demo` and `make test` work on a fresh Debian 12 machine as root;
+# for test, also h2spec, from the Go module proxy.
 #   scripts/deps.sh test|demo|bench|bench-xdp|bench-idle
 set -euo pipefail
 
@@ -16,6 +17,21 @@ esac
 if ! command -v go >/dev/null; then
   echo "deps: Go is not on PATH; catherd needs Go $(sed -n 's/^go //p' "$(dirname "$0")/../go.mod") or newer" >&2
   exit 1
+fi
+
+# h2spec, the HTTP/2 conformance suite that userspace/proxy's TestH2spec
+# runs against catherd's TLS listener, at a pinned version, into go
+# install's directory (where the test looks for it). It has no go.mod, so
+# its own dependencies resolve to their latest versions when installed.
+h2spec_version=v2.2.1+incompatible
+if [ "$1" = test ]; then
+  gobin="$(go env GOBIN)"
+  [ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+  have="$(go version -m "$gobin/h2spec" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/summerwind/h2spec" {print $3}' || true)"
+  if [ "$have" != "$h2spec_version" ]; then
+    echo "deps: installing h2spec $h2spec_version into $gobin"
+    go install "github.com/summerwind/h2spec/cmd/h2spec@$h2spec_version"
+  fi
 fi
 
 missing=()

@@ -412,7 +412,8 @@ webapp() {
 	EOF
 	# echo.jsp reports what the servlet saw, for protocol tests (AJP above all):
 	# method, decoded URI, query, header count, the length of X-Long, body bytes read,
-	# the client address and port, and whether the request counts as secure.
+	# the client address and port, whether the request counts as secure, and the
+	# Host and X-Forwarded-Host fields.
 	cat >"$root/echo.jsp" <<-'EOF'
 		<%@ page session="false" contentType="text/plain; charset=UTF-8" trimDirectiveWhitespaces="true" %><%
 		    long n = 0;
@@ -424,7 +425,8 @@ webapp() {
 		    String lng = request.getHeader("X-Long");
 		    out.print("method=" + request.getMethod() + " uri=" + request.getRequestURI() + " query=" + request.getQueryString()
 		        + " headers=" + headers + " long=" + (lng == null ? 0 : lng.length()) + " body=" + n
-		        + " remote=" + request.getRemoteAddr() + ":" + request.getRemotePort() + " secure=" + request.isSecure() + "\n");
+		        + " remote=" + request.getRemoteAddr() + ":" + request.getRemotePort() + " secure=" + request.isSecure()
+		        + " host=" + request.getHeader("Host") + " xfhost=" + request.getHeader("X-Forwarded-Host") + "\n");
 		%>
 	EOF
 	# A static file with a UTF-8 name, to check paths survive each hop.

@@ -19,7 +19,7 @@ import (
 
 // framingRig is the catherd binary in front of one real Tomcat node,
 // reached over HTTP (route h) and over AJP with its secret (route a), so
-// that a request's cookie picks the protocol.
+// that a request's cookie picks the protocol; extraArgs go to catherd run.
 type framingRig struct {
 	t           *testing.T
 	front       string // catherd's client address
@@ -27,7 +27,7 @@ type framingRig struct {
 	client      *http.Client
 }
 
-func startFramingRig(t *testing.T) *framingRig {
+func startFramingRig(t *testing.T, extraArgs ...string) *framingRig {
 	t.Helper()
 	rig.Require(t)
 	tmp := t.TempDir()
@@ -41,6 +41,7 @@ func startFramingRig(t *testing.T) *framingRig {
 		"--health-interval", "500ms", "--health-uri", "/health.jsp",
 		"--backend", "h=http://" + node.HTTP + ",route=h",
 		"--backend", "a=ajp://" + node.AJP + ",secret=" + rig.Secret + ",route=a"}
+	args = append(args, extraArgs...)
 	tcStartCatherd(t, bin, args, filepath.Join(tmp, "catherd.log"), r.Dir)
 	for _, route := range []string{"h", "a"} {
 		tcWaitReady(t, f.client, "http://"+f.front+"/health.jsp;jsessionid=X."+route, 30*time.Second)

@@ -37,8 +37,10 @@ type Metrics struct {
 	errors   *prometheus.CounterVec
 	attempts *prometheus.CounterVec
 	sticky   [balancer.NumOutcomes]prometheus.Counter // by balancer.Outcome
-	// handshakeFailures is registered by TLS, when catherd terminates TLS.
+	// handshakeFailures and http2Resets are registered by TLS, when
+	// catherd terminates TLS (and so serves HTTP/2).
 	handshakeFailures prometheus.Counter
+	http2Resets       prometheus.Counter
 }
 
 // New registers catherd's metrics, the member-state collector over pool
@@ -75,6 +77,10 @@ func New(pool *balancer.Pool) *Metrics {
 		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "catherd_tls_handshake_failures_total",
 			Help: "Client TLS handshakes that failed or timed out.",
+		}),
+		http2Resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "catherd_http2_resets_unforwarded_total",
+			Help: "HTTP/2 requests not forwarded because the client reset the stream before a member was chosen.",
 		}),
 	}
 	sticky := prometheus.NewCounterVec(prometheus.CounterOpts{

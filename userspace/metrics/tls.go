@@ -7,14 +7,22 @@ import (
 )
 
 // TLS exports the certificates catherd serves and their reloads, read at
-// scrape time, and the failed-handshake counter.
+// scrape time, the failed-handshake counter, and the count of HTTP/2
+// streams reset before they were forwarded.
 func (m *Metrics) TLS(read func() certs.Stats) {
-	m.reg.MustRegister(tlsCollector{read}, m.handshakeFailures)
+	m.reg.MustRegister(tlsCollector{read}, m.handshakeFailures, m.http2Resets)
 }
 
 // TLSHandshakeFailed counts a client whose TLS handshake failed or timed
 // out (scanners, clients without a common protocol version or cipher).
 func (m *Metrics) TLSHandshakeFailed() { m.handshakeFailures.Inc() }
+
+// HTTP2ResetUnforwarded counts an HTTP/2 request that catherd dropped
+// because its client had reset the stream before a member was chosen: a
+// browser that changed its mind, or the rapid-reset attack
+// (CVE-2023-44487), which opens and resets streams to make the server
+// work for requests nobody waits for.
+func (m *Metrics) HTTP2ResetUnforwarded() { m.http2Resets.Inc() }
 
 type tlsCollector struct{ read func() certs.Stats }
 

@@ -3,12 +3,16 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/catherd/catherd/userspace/httpwire"
 )
@@ -21,6 +25,21 @@ import (
 // failover, retries, edits and accounting. The member is always reached
 // over HTTP/1.1 or AJP.
 
+// maxHTTP2Streams is how many streams a client may have open on one
+// connection: the least RFC 9113 recommends, HAProxy's default (nginx
+// allows 128). net/http's 250 would let one connection keep 250 requests
+// in flight on the members, and start as many handlers at once.
+const maxHTTP2Streams = 100
+
+// startHTTP2 sets up the HTTP/2 server. Its connections come from
+// ServeTLS with the handshake done, each behind a frameGuard, which is not
+// a *tls.Conn: the server takes them for HTTP/2 with prior knowledge
+// ("unencrypted", to net/http; x/net/http2's ServeConn, which takes any
+// connection, is deprecated for this), and the handler finds the TLS state
+// in the request's context instead of Request.TLS. net/http's own checks
+// of the TLS state are skipped: the listener's configuration already
+// requires TLS 1.2, but a TLS 1.2 client that offers only CBC suites,
+// which RFC 9113 lets a server refuse, is served.
 func (p *Proxy) startHTTP2() {
 	p.h2 = &http.Server{
 		Handler:           http.HandlerFunc(p.serveHTTP2),
@@ -28,22 +47,61 @@ func (p *Proxy) startHTTP2() {
 		ReadHeaderTimeout: p.opts.ClientHeaderTimeout,
 		MaxHeaderBytes:    p.opts.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		Protocols:         new(http.Protocols),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      maxHTTP2Streams,
+			MaxReadFrameSize:          maxFrameSize,
+			MaxDecoderHeaderTableSize: headerTableSize,
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if g, ok := c.(*frameGuard); ok {
+				ctx = context.WithValue(ctx, tlsStateKey{}, &g.tls)
+			}
+			return ctx
+		},
 	}
+	p.h2.Protocols.SetUnencryptedHTTP2(true)
 }
 
+// tlsStateKey is the context key of a client connection's TLS state.
+type tlsStateKey struct{}
+
 func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
-	if r.Context().Err() != nil {
-		return // reset by the client before it could be served
+	if err := checkHTTP2Request(r); err != nil {
+		p.refuseHTTP2(w, http.StatusBadRequest, err)
+		return
 	}
 	head, chunked := http2RequestHead(r)
 	src := io.Reader(bytes.NewReader(head))
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		body := io.Reader(r.Body)
+		if n := r.ContentLength; n > 0 && n <= replayLimit {
+			// Read whole now, as the loop would, so that a stream reset
+			// meanwhile is caught below.
+			small := make([]byte, n)
+			if _, err := io.ReadFull(r.Body, small); err != nil {
+				if r.Context().Err() != nil {
+					p.metrics.HTTP2ResetUnforwarded()
+				} else {
+					p.refuseHTTP2(w, http.StatusBadRequest, err)
+				}
+				return
+			}
+			body = bytes.NewReader(small)
+		}
 		if chunked {
 			body = &chunkEncoder{r: r.Body}
 		}
 		src = io.MultiReader(src, body)
 	}
+	if r.Context().Err() != nil {
+		// The client reset the stream before a member was chosen: no one
+		// waits for the answer, so no member is asked. A stream reset
+		// after this point may still reach one.
+		p.metrics.HTTP2ResetUnforwarded()
+		return
+	}
+	state, _ := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
 	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
 	lp := p.pickLoop()
 	b := newBridge(lp)
@@ -51,7 +109,7 @@ func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(r.Context(), func() { lp.nl.Post(func() { b.abort() }) })
 	defer stop()
 	lp.nl.Post(func() {
-		cl := lp.newClient(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()), r.TLS)
+		cl := lp.newClient(netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()), state)
 		cl.io, b.cl = b, cl
 		cl.h2, cl.slotless = true, true
 		cl.start()
@@ -60,6 +118,14 @@ func (p *Proxy) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	out := &h2Response{w: w, maxHead: p.opts.MaxHeaderBytes}
 	b.writeTo(out)
 	out.finish()
+}
+
+// refuseHTTP2 answers a request refused before a member was chosen.
+func (p *Proxy) refuseHTTP2(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "%d %s\n", code, err)
+	p.none.Done(code, time.Now(), 0, 0, false)
 }
 
 // abort closes the stream's connection on the loop, whatever it was doing.

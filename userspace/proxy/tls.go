@@ -11,8 +11,8 @@ import (
 // ServeTLS accepts TLS clients on ln until Shutdown or Drain. Each
 // connection's handshake (in a goroutine, bounded by
 // --client-header-timeout) decides who serves it: HTTP/1.1 goes to a loop
-// through a bridge, HTTP/2 to net/http's HTTP/2 server, whose streams come
-// to a loop one request each (serveHTTP2). A connection holds one of
+// through a bridge, HTTP/2 through a frameGuard to net/http's HTTP/2
+// server, whose streams come to a loop one request each (serveHTTP2). A connection holds one of
 // --max-client-conns from its accept on, as a plain one does.
 func (p *Proxy) ServeTLS(ln net.Listener, config *tls.Config) error {
 	cl, err := newClientListener(ln)
@@ -64,7 +64,7 @@ func (p *Proxy) handshake(c *slotConn, remote netip.AddrPort, config *tls.Config
 	}
 	state := tc.ConnectionState()
 	if state.NegotiatedProtocol == "h2" {
-		h2.push(tc)
+		h2.push(newFrameGuard(tc, state, p.opts.MaxHeaderBytes, p.metrics.HTTP2ResetUnforwarded))
 		return
 	}
 	lp := p.pickLoop()

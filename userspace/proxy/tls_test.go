@@ -22,6 +22,20 @@ import (
 // that speaks HTTP/2 (h2) or HTTP/1.1 only.
 func (r *rig) tlsFront(h2 bool) (addr string, c *http.Client) {
 	r.t.Helper()
+	addr, config := r.tlsListener()
+	tr := &http.Transport{TLSClientConfig: config, ForceAttemptHTTP2: h2, ResponseHeaderTimeout: 10 * time.Second}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	r.t.Cleanup(tr.CloseIdleConnections)
+	return addr, &http.Client{Transport: tr}
+}
+
+// tlsListener adds a TLS listener to r's proxy, with a certificate for
+// front.test, and returns its address and a client configuration that
+// trusts it.
+func (r *rig) tlsListener() (addr string, client *tls.Config) {
+	r.t.Helper()
 	ca, dir := certstest.NewCA(r.t), r.t.TempDir()
 	cert, key := ca.Write(r.t, dir, "front", time.Now().Add(time.Hour), "front.test")
 	store, err := certs.Load([]certs.Pair{{CertFile: cert, KeyFile: key}})
@@ -33,12 +47,7 @@ func (r *rig) tlsFront(h2 bool) (addr string, c *http.Client) {
 		r.t.Fatal(err)
 	}
 	go r.px.ServeTLS(ln, store.ServerConfig())
-	tr := &http.Transport{TLSClientConfig: ca.ClientConfig("front.test"), ForceAttemptHTTP2: h2, ResponseHeaderTimeout: 10 * time.Second}
-	if !h2 {
-		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	}
-	r.t.Cleanup(tr.CloseIdleConnections)
-	return ln.Addr().String(), &http.Client{Transport: tr}
+	return ln.Addr().String(), ca.ClientConfig("front.test")
 }
 
 func get(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
