@@ -111,7 +111,7 @@ func TestIdleKeepAliveClosedQuietly(t *testing.T) {
 	conn := r.rawConn()
 	br := bufio.NewReader(conn)
 	var sent time.Time // the last request: its response comes after
-	for range 2 { // the idle time counts from each response
+	for range 2 {      // the idle time counts from each response
 		sent = time.Now()
 		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		resp, err := http.ReadResponse(br, nil)
@@ -331,7 +331,7 @@ func TestSilentTunnelEnds(t *testing.T) {
 		t.Fatalf("handshake: %v %v", resp, err)
 	}
 	var sent time.Time // the client's last message: the silence counts from it
-	for range 6 { // 6 x 150 ms: twice the timeout in all
+	for range 6 {      // 6 x 150 ms: twice the timeout in all
 		sent = time.Now()
 		io.WriteString(conn, "ping")
 		buf := make([]byte, 4)
