@@ -63,6 +63,10 @@ type Request struct {
 	Tried Set
 
 	now time.Time // of the pick, for policies that weigh by share
+	// candidates is the pick's working set. It lives here, in the
+	// caller's Request, rather than on the stack: handed to a Policy (an
+	// interface), it would escape to the heap on every pick.
+	candidates Set
 }
 
 // Options are the pool-wide settings.
@@ -175,22 +179,23 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 			outcome = Failover
 		}
 	}
-	candidates, ok := p.newSessionCandidates(now, &r.Tried, false)
-	if !ok {
+	candidates := &r.candidates
+	var ok bool
+	if *candidates, ok = p.newSessionCandidates(now, &r.Tried, false); !ok {
 		// Like Apache's forcerecovery: when every member is in error,
 		// try them anyway rather than fail every request for the whole
 		// retry period after a blip that hit them all.
-		if candidates, ok = p.newSessionCandidates(now, &r.Tried, true); !ok {
+		if *candidates, ok = p.newSessionCandidates(now, &r.Tried, true); !ok {
 			return nil, outcome, ErrNoMember
 		}
 	}
 	if outcome == Failover && len(r.SessionKey) > 0 {
 		if !p.opts.AnyDomain {
-			if candidates = p.inDomain(candidates, home.Domain()); candidates.Empty() {
+			if *candidates = p.inDomain(*candidates, home.Domain()); candidates.Empty() {
 				return nil, outcome, ErrNoPartner
 			}
 		}
-		partner := p.partner.pickKey(p.members, &candidates, hashBytes(r.SessionKey), time.Time{})
+		partner := p.partner.pickKey(p.members, candidates, hashBytes(r.SessionKey), time.Time{})
 		if partner == home {
 			return home, Hit, nil // a settling home, and no one else left
 		}
@@ -200,7 +205,7 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 		}
 		return partner, outcome, nil
 	}
-	return p.policy.Pick(p.members, &candidates, r), outcome, nil
+	return p.policy.Pick(p.members, candidates, r), outcome, nil
 }
 
 // movedTo returns the member r's session moved to, when it moved and that

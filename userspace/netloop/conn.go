@@ -144,7 +144,7 @@ func (c *Conn) Writev(bufs ...[]byte) error {
 		if len(bufs) == 1 {
 			n, err = unix.Write(c.fd, bufs[0])
 		} else {
-			n, err = unix.Writev(c.fd, bufs)
+			n, err = c.l.writev(c.fd, bufs)
 		}
 		if !errors.Is(err, unix.EINTR) {
 			break

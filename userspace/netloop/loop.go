@@ -19,9 +19,11 @@ package netloop
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +39,8 @@ type Loop struct {
 	timers wheel
 	// Buffers is the loop's free list of I/O buffers.
 	Buffers BufferPool
-	pipes   *Pipe // free list of empty pipes
+	pipes   *Pipe        // free list of empty pipes
+	iov     []unix.Iovec // writev's vector, reused
 
 	mu       sync.Mutex
 	posted   []func()
@@ -103,14 +106,29 @@ func (l *Loop) Run() {
 	defer close(l.done)
 	defer unix.Close(l.epfd)
 	defer unix.Close(l.wakefd)
+	busy := false // the last wait found events
 	for !l.stopped.Load() {
 		wait := l.timers.wait(l.now)
-		l.sleeping.Store(true)
+		if busy {
+			// Under load more events are likely already there: look
+			// without blocking, which keeps the loop's thread and its P
+			// (a blocking epoll_wait hands both back to the scheduler,
+			// and taking them again costs more than the call).
+			wait = 0
+		}
+		l.sleeping.Store(wait != 0)
 		if l.hasPosted() {
 			wait = 0
 		}
 		n, err := unix.EpollWait(l.epfd, l.events, wait)
 		l.sleeping.Store(false)
+		if n <= 0 && busy {
+			// Nothing yet: let other goroutines run, then block.
+			busy = false
+			runtime.Gosched()
+			continue
+		}
+		busy = n > 0
 		l.now = time.Now().UnixNano()
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			panic(fmt.Sprintf("netloop: epoll_wait: %v", err)) // EBADF/EINVAL: a bug of ours
@@ -145,6 +163,27 @@ func (l *Loop) runPosted() {
 		f()
 		l.running[i] = nil
 	}
+}
+
+// writev writes bufs with one writev(2), through the loop's own vector:
+// x/sys's Writev allocates one per call.
+func (l *Loop) writev(fd int, bufs [][]byte) (int, error) {
+	iov := l.iov[:0]
+	for _, b := range bufs {
+		if len(b) > 0 {
+			iov = append(iov, unix.Iovec{Base: &b[0], Len: uint64(len(b))})
+		}
+	}
+	l.iov = iov
+	if len(iov) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	clear(iov) // hold no buffer past the call
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 func (l *Loop) conn(fd int) *Conn {

@@ -176,14 +176,11 @@ func (b *requestBody) replayable() bool { return !b.streamed }
 func (b *requestBody) rewind() { b.sent = 0 }
 
 // release gives back the held bytes and their budget.
-func (b *requestBody) release(x *exchange) {
-	if x.cl == nil {
-		return
-	}
+func (b *requestBody) release(lp *loop) {
 	for _, buf := range b.held {
-		x.lp().nl.Buffers.Put(buf)
+		lp.nl.Buffers.Put(buf)
 	}
 	if b.reserved > 0 {
-		x.p().held.Add(-b.reserved)
+		lp.p.held.Add(-b.reserved)
 	}
 }

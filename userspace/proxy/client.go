@@ -240,7 +240,13 @@ func (cl *clientConn) ResumeRead() { cl.io.ResumeRead() }
 
 // write sends bufs to the client; the connection closes on failure.
 func (cl *clientConn) write(bufs ...[]byte) bool {
-	if err := cl.io.Writev(bufs...); err != nil {
+	// Through the loop's own slice: a variadic slice handed to an
+	// interface method would be allocated on the heap on every call.
+	lp := cl.lp
+	lp.bufs = append(lp.bufs[:0], bufs...)
+	err := cl.io.Writev(lp.bufs...)
+	clear(lp.bufs)
+	if err != nil {
 		cl.close()
 		return false
 	}

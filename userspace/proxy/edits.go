@@ -103,7 +103,8 @@ func (x *exchange) requestEdits(keep func(f *httpwire.Field), add func(name stri
 	if x.req.WebSocket {
 		add("Connection", []byte("Upgrade"))
 	}
-	add("X-Forwarded-For", x.cl.remote.Addr().AppendTo(xff))
+	xff = x.cl.remote.Addr().AppendTo(xff)
+	add("X-Forwarded-For", xff)
 	if !proto {
 		if x.cl.tls != nil {
 			add("X-Forwarded-Proto", []byte("https"))

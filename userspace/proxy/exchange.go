@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/catherd/catherd/userspace/balancer"
@@ -45,28 +44,39 @@ type exchange struct {
 	iov       [][]byte    // the pieces of a write
 }
 
-var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+// maxFreeExchanges bounds the exchanges a loop keeps for reuse: they are
+// kept per loop (no lock, and unlike a sync.Pool, not dropped at every
+// garbage collection, which would make the next requests allocate them).
+const maxFreeExchanges = 1024
 
 func acquireExchange(cl *clientConn) *exchange {
-	x := exchanges.Get().(*exchange)
+	lp := cl.lp
+	var x *exchange
+	if n := len(lp.free); n > 0 {
+		x, lp.free = lp.free[n-1], lp.free[:n-1]
+	} else {
+		x = new(exchange)
+	}
 	x.cl = cl
 	return x
 }
 
 func releaseExchange(x *exchange) {
+	lp := x.lp()
 	if x.waitTimer != nil {
 		x.waitTimer.Stop()
 	}
-	if x.cl != nil {
-		x.down.release(x.lp())
-		x.up2.release(x.lp())
-	}
-	x.body.release(x)
-	fields, tmp, iov := x.req.Fields[:0], x.tmp[:0], x.iov[:0]
+	x.down.release(lp)
+	x.up2.release(lp)
+	x.body.release(lp)
+	// The slices keep their storage for the next exchange.
+	fields, respFields, tmp, iov := x.req.Fields[:0], x.resp.head.Fields[:0], x.tmp[:0], x.iov[:0]
 	ajpState := x.ajp.reset()
 	*x = exchange{}
-	x.req.Fields, x.tmp, x.iov, x.ajp = fields, tmp, iov, ajpState
-	exchanges.Put(x)
+	x.req.Fields, x.resp.head.Fields, x.tmp, x.iov, x.ajp = fields, respFields, tmp, iov, ajpState
+	if len(lp.free) < maxFreeExchanges {
+		lp.free = append(lp.free, x)
+	}
 }
 
 func (x *exchange) lp() *loop      { return x.cl.lp }
@@ -159,9 +169,10 @@ func (x *exchange) clientData() {
 			return
 		}
 	}
-	if x.body.in {
-		cl.PauseRead() // a next request waits until this one is done
-	} else if cl.r == cl.w {
+	// A request the client sends before this one is done waits in the
+	// buffer (reading stops when it is full), rather than reads being
+	// paused and resumed for every request, two epoll_ctl calls each.
+	if !x.body.in && cl.r == cl.w {
 		cl.ResumeRead()
 	}
 }

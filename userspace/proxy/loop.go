@@ -22,6 +22,8 @@ type loop struct {
 	// scratch is where a head is built before it is written; a write
 	// copies what the kernel does not take, so it is free again after.
 	scratch []byte
+	bufs    [][]byte    // the pieces of a write to a client, reused
+	free    []*exchange // exchanges to reuse
 }
 
 func newLoop(p *Proxy, nl *netloop.Loop) *loop {

@@ -154,7 +154,7 @@ func (x *exchange) spliceUp() {
 		x.body.in = true
 		x.up2.release(x.lp())
 		x.up2 = nil
-		cl.PauseRead() // a next request waits until this one is done
+		cl.ResumeRead() // a next request waits in the buffer
 	case dry:
 		cl.ResumeRead()
 	default: // the member is full
