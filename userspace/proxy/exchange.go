@@ -94,6 +94,7 @@ func (x *exchange) begin(at, n int) {
 		x.br.SessionKey, x.br.Route = x.opts().Sticky.Split(id)
 	}
 	x.body.init(x)
+	cl.phase = phaseExchange // the member's bounds apply now, or the body's below
 	if x.req.Expect100 && x.req.HasBody() && x.req.Minor == 1 {
 		// Answered here, and the field not forwarded: catherd reads the
 		// body itself, whoever ends up with it.
@@ -172,7 +173,11 @@ func (x *exchange) clientData() {
 	// A request the client sends before this one is done waits in the
 	// buffer (reading stops when it is full), rather than reads being
 	// paused and resumed for every request, two epoll_ctl calls each.
-	if !x.body.in && cl.r == cl.w {
+	if x.body.in {
+		if cl.phase == phaseBody {
+			cl.phase = phaseExchange // the body is in: the member's bounds apply
+		}
+	} else if cl.r == cl.w {
 		cl.ResumeRead()
 	}
 }

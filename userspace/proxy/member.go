@@ -178,7 +178,7 @@ func (mc *memberConn) release(reusable bool) {
 	if w := lp.waiting[i]; len(w) > 0 {
 		x := w[0]
 		lp.waiting[i] = w[1:]
-		mc.x, mc.state = x, mcBusy
+		mc.x, mc.state, mc.since = x, mcBusy, lp.now()
 		x.mc = mc
 		x.send(mc)
 		return

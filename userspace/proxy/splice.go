@@ -154,6 +154,7 @@ func (x *exchange) spliceUp() {
 		x.body.in = true
 		x.up2.release(x.lp())
 		x.up2 = nil
+		cl.phase = phaseExchange
 		cl.ResumeRead() // a next request waits in the buffer
 	case dry:
 		cl.ResumeRead()

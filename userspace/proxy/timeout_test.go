@@ -375,3 +375,24 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// A member that takes longer than the client's bounds to answer (within
+// --backend-timeout) is waited for: the client's head, body and idle
+// timeouts bound the client, not the member.
+func TestSlowMemberOutlastsClientBounds(t *testing.T) {
+	a := newNamedBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		time.Sleep(700 * time.Millisecond)
+		fmt.Fprintf(w, "got %d", n)
+	})
+	r := startRig(t, rigOptions{tweak: func(o *Options) {
+		o.ClientHeaderTimeout, o.ClientBodyTimeout, o.ClientIdleTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+		o.BackendTimeout = 5 * time.Second
+	}}, a.spec())
+	for _, size := range []int{0, 10, 200 << 10} { // no body, held, streamed
+		resp, body := r.do("POST", "/slow", strings.NewReader(strings.Repeat("b", size)))
+		if resp.StatusCode != 200 || body != fmt.Sprintf("got %d", size) {
+			t.Fatalf("body of %d: %d %q", size, resp.StatusCode, body)
+		}
+	}
+}
