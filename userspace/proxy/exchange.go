@@ -149,7 +149,8 @@ func (x *exchange) clientData() {
 			return
 		}
 		cl.phase = phaseExchange
-		x.pick()
+		x.pick() // x may be done with after this
+		return
 	case x.body.discarding:
 		err := x.body.discard(x)
 		if err != nil {
@@ -284,6 +285,7 @@ func (x *exchange) waitedTooLong() {
 
 // send writes the request to the member over mc.
 func (x *exchange) send(mc *memberConn) {
+	cl := x.cl // x may be done with before the end
 	if x.waitTimer != nil {
 		x.waitTimer.Stop()
 	}
@@ -308,10 +310,10 @@ func (x *exchange) send(mc *memberConn) {
 		return
 	}
 	if x.body.sending && !x.body.in {
-		x.cl.phase, x.cl.since = phaseBody, x.lp().now()
+		cl.phase, cl.since = phaseBody, cl.lp.now()
 		x.clientData()
 	}
-	x.cl.arm()
+	cl.arm()
 }
 
 // errCannotCarry marks a request the member's protocol cannot carry (an AJP
