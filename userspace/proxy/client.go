@@ -61,6 +61,11 @@ type clientConn struct {
 	flushedAt int64
 	used      bool // a byte has arrived on the connection
 	closing   bool // close once the output is flushed
+	// lingering: the answer is out and the write side shut; what the
+	// client still sends is read and dropped until it closes, or
+	// lingerTime has passed (see linger).
+	lingering bool
+	eof       bool // the client's stream ended
 	closed    bool
 
 	prev, next *clientConn
@@ -100,6 +105,10 @@ func (cl *clientConn) Readable() {
 		cl.ex.spliceUp()
 		return
 	}
+	if cl.lingering {
+		cl.drop()
+		return
+	}
 	if cl.in == nil {
 		cl.in = cl.lp.nl.Buffers.Get()
 		cl.r, cl.w = 0, 0
@@ -135,6 +144,7 @@ func (cl *clientConn) Readable() {
 
 // readFailed handles the end of the client's stream or a failed read.
 func (cl *clientConn) readFailed(err error) {
+	cl.eof = true
 	if cl.ex != nil {
 		cl.ex.clientGone(err)
 		return
@@ -224,7 +234,7 @@ func (cl *clientConn) Writable() {
 		return
 	}
 	if cl.closing {
-		cl.close()
+		cl.linger()
 		return
 	}
 	if cl.ex != nil {
@@ -286,13 +296,54 @@ func (cl *clientConn) done(keep bool) {
 // closeWhenFlushed closes the connection once what was written to it has
 // gone; reads stop now.
 func (cl *clientConn) closeWhenFlushed() {
+	cl.closing = true
+	cl.PauseRead()
 	if cl.io.Queued() == 0 {
+		cl.linger()
+		return
+	}
+	cl.arm()
+}
+
+// lingerTime bounds how long a connection whose last answer has gone out
+// reads what the client still sends.
+const lingerTime = 2 * time.Second
+
+// linger closes a connection whose last answer has gone, as nginx's
+// lingering close does: the write side is shut (the client reads the end
+// of the answer), and what the client still sends, say the rest of a body
+// catherd did not want, is read and dropped until the client closes or
+// lingerTime has passed. Closed at once with unread bytes, the connection
+// would be reset, and a client still sending would often lose the answer
+// with it.
+func (cl *clientConn) linger() {
+	if cl.eof || cl.io.Fd() < 0 {
+		cl.close() // nothing more will come, or a bridge's owner handles it
+		return
+	}
+	if err := cl.io.CloseWrite(); err != nil {
 		cl.close()
 		return
 	}
-	cl.closing = true
-	cl.PauseRead()
+	cl.lingering, cl.since = true, cl.lp.now()
+	cl.ResumeRead()
 	cl.arm()
+}
+
+// drop reads and drops what a lingering client sends, until it closes.
+func (cl *clientConn) drop() {
+	buf := cl.lp.nl.Buffers.Get()
+	defer cl.lp.nl.Buffers.Put(buf)
+	for {
+		n, err := cl.io.Read(buf.B)
+		if err != nil {
+			cl.close()
+			return
+		}
+		if n < len(buf.B) {
+			return
+		}
+	}
 }
 
 // close closes the connection and frees its slot; an exchange in flight
@@ -356,6 +407,9 @@ func (cl *clientConn) deadline() int64 {
 	if cl.closing {
 		phase = 0
 	}
+	if cl.lingering {
+		return cl.since + int64(lingerTime)
+	}
 	if at == 0 || (phase > 0 && phase < at) {
 		at = phase
 	}
@@ -371,6 +425,10 @@ func (cl *clientConn) timeout() {
 	now := cl.lp.now()
 	if at := cl.deadline(); at > now {
 		cl.timer.SetAt(at)
+		return
+	}
+	if cl.lingering {
+		cl.close()
 		return
 	}
 	o := cl.opts()

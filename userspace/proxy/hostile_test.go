@@ -176,14 +176,19 @@ func TestRetryOnFreshConnection(t *testing.T) {
 // member's answer at once, not a 504 after --backend-timeout, and the
 // member's connection is not used again.
 func TestEarlyAnswerToUpload(t *testing.T) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
 	m := newHostileMember(t,
 		func(c net.Conn, req *http.Request) bool {
 			io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!")
-			return true // and never reads the body
+			<-stop // and never reads the body
+			return false
 		},
 		answer("fine"))
 	r := startRig(t, rigOptions{tweak: func(o *Options) { o.BackendTimeout = time.Minute }}, m.spec("a"))
-	body := strings.Repeat("u", 4<<20)
+	// More than the kernel's socket buffers take: the answer comes while
+	// the body is still on its way, whatever the machine's speed.
+	body := strings.Repeat("u", 24<<20)
 	start := time.Now()
 	code, got := r.get("POST", "/upload", body)
 	if code != 413 || got != "big!" {
