@@ -3,7 +3,7 @@
 // keep-alive connection and streams the response back. It is built on
 // fasthttp rather than net/http because the standard library's reverse
 // proxy costs about five times HAProxy's CPU per request on this class of
-// machine (see REFERENCE.md); bodies are still streamed, never buffered whole.
+// machine (see docs/BACKGROUND.md); bodies are still streamed, never buffered whole.
 package proxy
 
 import (
