@@ -1,6 +1,12 @@
 # catherd: see README.md. Targets: build test demo soak bench bench-xdp bench-idle fuzz generate generate-check.
 GO      ?= go
 BIN     := bin/catherd
+# The version and revision catherd reports (catherd version, the
+# catherd_build_info metric, the admin API); scripts/version.sh says how.
+VERSION  ?= $(shell scripts/version.sh)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/catherd/catherd/userspace/version.stamped=$(VERSION) \
+            -X github.com/catherd/catherd/userspace/version.stampedRevision=$(REVISION)
 # A count of executions, not a duration: with a duration, Go 1.26's fuzz
 # coordinator can fail a clean run with "context deadline exceeded" when
 # time runs out mid-execution (golang/go#75804, fixed in Go 1.27).
@@ -9,7 +15,7 @@ FUZZTIME ?= 200000x
 .PHONY: build test demo bench bench-xdp bench-idle fuzz lint generate generate-check soak
 
 build:
-	$(GO) build -o $(BIN) ./cmd/catherd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/catherd
 
 # The whole suite: lint, unit and integration tests (race detector on),
 # the real-Tomcat suite (needs root: network namespaces), and a short run

@@ -58,6 +58,7 @@ func (m *Member) reassess() {
 	rj.mu.Lock()
 	defer rj.mu.Unlock()
 	now := m.clock()
+	defer m.note(now)
 	// A rejoin that completed is forgotten first, so that a later
 	// isolation alone does not make the member settle again.
 	if rj.lost && rj.since.Load() != 0 && m.phase(now) == Steady {
@@ -134,6 +135,10 @@ type Snapshot struct {
 	// BackSince is when a lost member became whole again (Unix
 	// nanoseconds; 0 when it is not back, or was not lost).
 	BackSince int64 `json:"back_since"`
+	// State, and since when the member has been in it (Unix
+	// nanoseconds), so that a successor goes on counting.
+	State      string `json:"state,omitempty"`
+	StateSince int64  `json:"state_since,omitempty"`
 }
 
 // Snapshot describes the member for Restore.
@@ -141,8 +146,9 @@ func (m *Member) Snapshot() Snapshot {
 	rj := &m.rejoin
 	rj.mu.Lock()
 	defer rj.mu.Unlock()
+	state, since := m.StateSince(m.clock())
 	return Snapshot{Name: m.Name, Flags: m.Flags(), Weight: m.Weight(), Down: m.Down(), Domain: m.Domain(),
-		Served: rj.served, Lost: rj.lost, BackSince: rj.since.Load()}
+		Served: rj.served, Lost: rj.lost, BackSince: rj.since.Load(), State: state.String(), StateSince: since.UnixNano()}
 }
 
 // Restore makes the member what s describes (its name aside). A member
@@ -157,4 +163,11 @@ func (m *Member) Restore(s Snapshot) {
 	rj.served, rj.lost = s.Served, s.Lost
 	rj.since.Store(s.BackSince)
 	rj.mu.Unlock()
+	now := m.clock()
+	m.note(now)
+	for _, st := range States {
+		if st.String() == s.State && s.StateSince != 0 {
+			m.restoreSince(st, time.Unix(0, s.StateSince), now)
+		}
+	}
 }

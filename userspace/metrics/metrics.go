@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/version"
 )
 
 // NoMember labels requests that no member served (e.g. 503 when all are down).
@@ -39,14 +40,16 @@ type Metrics struct {
 	sticky   [balancer.NumOutcomes]prometheus.Counter // by balancer.Outcome
 	// handshakeFailures is registered by TLS, when catherd terminates TLS.
 	handshakeFailures prometheus.Counter
+	health            healthChecks
 }
 
 // New registers catherd's metrics, the member-state collector over pool
-// (nil when the instance runs no HTTP proxy), and Go runtime and process
-// metrics.
+// (nil when the instance runs no HTTP proxy), the build's description, and
+// Go runtime and process metrics.
 func New(pool *balancer.Pool) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		health: newHealthChecks(),
+		reg:    prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "catherd_requests_total",
 			Help: "Client requests answered, by member and HTTP status code.",
@@ -85,6 +88,7 @@ func New(pool *balancer.Pool) *Metrics {
 		m.sticky[o] = sticky.WithLabelValues(o.String())
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.bytes, m.active, m.errors, m.attempts, sticky,
+		m.health.results, m.health.duration, buildInfo(version.Get()),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		m.reg.MustRegister(stateCollector{pool})

@@ -106,12 +106,13 @@ type clientListener struct {
 	net.Listener
 	opts      *Options
 	slots     chan struct{}
-	done      chan struct{} // closed by Close: stop waiting for a slot
+	accepted  *atomic.Uint64 // the proxy's count of connections accepted
+	done      chan struct{}  // closed by Close: stop waiting for a slot
 	closeOnce sync.Once
 }
 
-func newClientListener(ln net.Listener, opts *Options, slots chan struct{}) *clientListener {
-	return &clientListener{Listener: ln, opts: opts, slots: slots, done: make(chan struct{})}
+func newClientListener(ln net.Listener, opts *Options, slots chan struct{}, accepted *atomic.Uint64) *clientListener {
+	return &clientListener{Listener: ln, opts: opts, slots: slots, accepted: accepted, done: make(chan struct{})}
 }
 
 // Accept accepts a connection and then waits for a slot. Waiting first
@@ -123,6 +124,7 @@ func (l *clientListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.accepted.Add(1)
 	select {
 	case l.slots <- struct{}{}:
 	case <-l.done:

@@ -72,6 +72,7 @@ type Proxy struct {
 	log      *slog.Logger
 	server   *fasthttp.Server
 	slots    chan struct{} // one per client connection open: see clientListener
+	accepted atomic.Uint64 // client connections accepted
 	h2       *http.Server  // HTTP/2 over TLS; started by the first ServeTLS
 	h2Once   sync.Once
 
@@ -128,11 +129,19 @@ func (p *Proxy) Serve(ln net.Listener) error {
 // clientListener wraps ln for the proxy's clients, and remembers it for
 // Drain.
 func (p *Proxy) clientListener(ln net.Listener) *clientListener {
-	cl := newClientListener(ln, &p.opts, p.slots)
+	cl := newClientListener(ln, &p.opts, p.slots, &p.accepted)
 	p.lnMu.Lock()
 	p.listeners = append(p.listeners, cl)
 	p.lnMu.Unlock()
 	return cl
+}
+
+// ClientConns reports the client side for operators: connections open
+// (each holds one of the --max-client-conns slots, from accept to close,
+// upgraded tunnels included), connections accepted since start, and the
+// limit.
+func (p *Proxy) ClientConns() (open, accepted uint64, limit int) {
+	return uint64(len(p.slots)), p.accepted.Load(), cap(p.slots)
 }
 
 // headerReceived gives a request with a body --client-body-timeout, from
