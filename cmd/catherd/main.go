@@ -117,6 +117,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.Check {
 		return check(cfg, stdout, stderr)
 	}
+	// A balancer must not die because whoever read its log went away
+	// (the shell that ran catherd reload, a closed pipe): Go would end
+	// the process on a write to a broken stdout or stderr.
+	signal.Ignore(syscall.SIGPIPE)
 	started := time.Now()
 	logOpts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	log := slog.New(slog.NewTextHandler(stderr, logOpts))

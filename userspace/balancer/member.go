@@ -101,6 +101,9 @@ type Member struct {
 	// failures signals the health checker that a failure was recorded
 	// (see Failures).
 	failures chan struct{}
+	// configured is what the configuration set, as the member entered
+	// its pool (see Restore).
+	configured Configured
 }
 
 // NewMember returns a member with the given weight (lbfactor) and flags.

@@ -120,6 +120,7 @@ func NewPool(members []*Member, method string, opts Options) (*Pool, error) {
 		m.clock = p.Now
 		m.rejoin.settle, m.rejoin.slowStart = opts.RejoinSettle, opts.SlowStart
 		m.startStateClock(p.now()) // dated by the pool's clock from now on
+		m.configured = Configured{Flags: m.Flags(), Weight: m.Weight(), Domain: m.Domain()}
 	}
 	p.partner = newRendezvous(members)
 	var err error
