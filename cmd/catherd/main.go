@@ -121,6 +121,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// (the shell that ran catherd reload, a closed pipe): Go would end
 	// the process on a write to a broken stdout or stderr.
 	signal.Ignore(syscall.SIGPIPE)
+	// SIGUSR2 and SIGHUP would end a process still starting, and one may
+	// come that was not meant for it: systemctl kill signals every
+	// process of the service, the successor its predecessor just started
+	// included. Caught from here on, and ignored until catherd serves.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR2)
 	started := time.Now()
 	logOpts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	log := slog.New(slog.NewTextHandler(stderr, logOpts))
@@ -392,8 +398,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go checker.Run(ctx)
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
+	for drained := false; !drained; {
+		select {
+		case sg := <-sig:
+			log.Info("ignoring a signal received while starting", "signal", sg.String())
+		default:
+			drained = true
+		}
+	}
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	serving.Store(true)
 	log.Info("catherd serving", "version", src.Version.Version, "revision", src.Version.Revision, "pid", os.Getpid())
 	notifyReady(log)
