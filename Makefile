@@ -1,4 +1,4 @@
-# catherd: see README.md. Targets: build test demo soak bench bench-xdp bench-idle fuzz generate generate-check.
+# catherd: see README.md. Targets: build test demo deb soak bench bench-xdp bench-idle fuzz generate generate-check.
 GO      ?= go
 BIN     := bin/catherd
 # The version and revision catherd reports (catherd version, the
@@ -12,7 +12,7 @@ LDFLAGS  := -X github.com/catherd/catherd/userspace/version.stamped=$(VERSION) \
 # time runs out mid-execution (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 200000x
 
-.PHONY: build test demo bench bench-xdp bench-idle fuzz lint generate generate-check soak
+.PHONY: build test demo deb bench bench-xdp bench-idle fuzz lint generate generate-check soak
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/catherd
@@ -49,6 +49,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDatapath$$' -fuzztime $(FUZZTIME) ./userspace/xdp/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./session/membership/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckHead$$' -fuzztime $(FUZZTIME) ./userspace/proxy/
+
+# The Debian package, built with dpkg-deb: catherd_<version>_<arch>.deb here.
+deb:
+	scripts/deb/build.sh .
 
 demo: build
 	scripts/deps.sh demo
