@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -76,23 +77,13 @@ func bashCompletion() string {
 	b.WriteString("\tlocal cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} flags= words=\n")
 	fmt.Fprintf(&b, "\tif [ \"$COMP_CWORD\" -eq 1 ]; then\n\t\tCOMPREPLY=($(compgen -W %q -- \"$cur\"))\n\t\treturn\n\tfi\n", strings.Join(commands, " "))
 	b.WriteString("\tcase $prev in\n")
-	names := make([]string, 0, len(flagValues))
-	for f := range flagValues {
-		names = append(names, f)
-	}
-	slices.Sort(names)
-	for _, f := range names {
+	for _, f := range slices.Sorted(maps.Keys(flagValues)) {
 		fmt.Fprintf(&b, "\t%s) COMPREPLY=($(compgen -W %q -- \"$cur\")); return ;;\n", f, strings.Join(flagValues[f], " "))
 	}
 	fmt.Fprintf(&b, "\t%s) COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n", strings.Join(fileFlags, "|"))
 	fmt.Fprintf(&b, "\t%s) COMPREPLY=($(compgen -W \"$(ls /sys/class/net 2>/dev/null)\" -- \"$cur\")); return ;;\n", strings.Join(ifaceFlags, "|"))
 	b.WriteString("\tesac\n\tcase ${COMP_WORDS[1]} in\n")
-	cmds := make([]string, 0, len(flags))
-	for c := range flags {
-		cmds = append(cmds, c)
-	}
-	slices.Sort(cmds)
-	for _, c := range cmds {
+	for _, c := range slices.Sorted(maps.Keys(flags)) {
 		fmt.Fprintf(&b, "\t%s) flags=%q", c, strings.Join(flags[c], " "))
 		if w, ok := words[c]; ok {
 			fmt.Fprintf(&b, "; [ \"$COMP_CWORD\" -eq 2 ] && words=%q", strings.Join(w, " "))

@@ -52,16 +52,7 @@ func member(args []string, stdout, stderr io.Writer) int {
 	}
 	action, rest := words[0], words[1:]
 	if action == "list" {
-		var ms []admin.Member
-		if err := c.do("GET", "/api/v1/members", &ms); err != nil {
-			fmt.Fprintf(stderr, "catherd member list: %v\n", err)
-			return 1
-		}
-		if *asJSON {
-			return printJSON(stdout, stderr, ms)
-		}
-		printMembers(stdout, ms)
-		return 0
+		return show(c, "/api/v1/members", "catherd member list", *asJSON, stdout, stderr, printMembers)
 	}
 	want := 1
 	if action == "weight" {
@@ -149,6 +140,21 @@ func (c *adminClient) waitIdle(m *admin.Member, limit time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// show gets path from the admin API and prints the answer: as JSON, or as
+// print puts it.
+func show[T any](c *adminClient, path, what string, asJSON bool, stdout, stderr io.Writer, print func(io.Writer, T)) int {
+	var v T
+	if err := c.do("GET", path, &v); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", what, err)
+		return 1
+	}
+	if asJSON {
+		return printJSON(stdout, stderr, v)
+	}
+	print(stdout, v)
+	return 0
 }
 
 func printJSON(stdout, stderr io.Writer, v any) int {

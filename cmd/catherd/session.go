@@ -51,27 +51,10 @@ func sessionCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "catherd session list: catherd remembers only the sessions that moved: catherd session list --moved")
 			return 2
 		}
-		var list admin.MovedSessions
-		if err := c.do("GET", "/api/v1/sessions?moved=true&limit="+strconv.Itoa(*limit), &list); err != nil {
-			fmt.Fprintf(stderr, "catherd session list: %v\n", err)
-			return 1
-		}
-		if *asJSON {
-			return printJSON(stdout, stderr, list)
-		}
-		printMovedSessions(stdout, list, time.Now())
-		return 0
+		return show(c, "/api/v1/sessions?moved=true&limit="+strconv.Itoa(*limit), "catherd session list", *asJSON, stdout, stderr,
+			func(out io.Writer, list admin.MovedSessions) { printMovedSessions(out, list, time.Now()) })
 	}
-	var s admin.Session
-	if err := c.do("GET", "/api/v1/sessions/"+url.PathEscape(words[0]), &s); err != nil {
-		fmt.Fprintf(stderr, "catherd session: %v\n", err)
-		return 1
-	}
-	if *asJSON {
-		return printJSON(stdout, stderr, s)
-	}
-	printSession(stdout, s)
-	return 0
+	return show(c, "/api/v1/sessions/"+url.PathEscape(words[0]), "catherd session", *asJSON, stdout, stderr, printSession)
 }
 
 func printSession(out io.Writer, s admin.Session) {

@@ -128,20 +128,8 @@ const DefaultHandoffSocket = "/run/catherd/handoff.sock"
 // looks for it.
 const DefaultAdmin = "127.0.0.1:9181"
 
-// FlagError is a usage error: main prints it and exits 2.
-type FlagError struct {
-	Flag string
-	Err  error
-}
-
-func (e *FlagError) Error() string {
-	if e.Flag == "" {
-		return e.Err.Error()
-	}
-	return fmt.Sprintf("--%s: %v", e.Flag, e.Err)
-}
-
-func (e *FlagError) Unwrap() error { return e.Err }
+// FlagError is a usage error naming its flag: main prints it and exits 2.
+type FlagError = cliflag.Error
 
 type listFlag []string
 
@@ -188,9 +176,8 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	if err := cliflag.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, usage)
-			return nil, err
 		}
-		return nil, &FlagError{Err: err}
+		return nil, err
 	}
 	return c, c.validate(fs, &r)
 }
@@ -285,12 +272,12 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	for _, spec := range r.l4 {
 		svc, err := ParseL4Service(spec)
 		if err != nil {
-			return &FlagError{"l4", err}
+			return &FlagError{Flag: "l4", Err: err}
 		}
 		c.L4.Services = append(c.L4.Services, svc)
 	}
 	if err := applyL4Hash(r.l4hash, c.L4.Services); err != nil {
-		return &FlagError{"l4-hash", err}
+		return &FlagError{Flag: "l4-hash", Err: err}
 	}
 	if err := validateL4(&c.L4); err != nil {
 		return err
@@ -309,11 +296,11 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 		addrs []string
 	}{{"listen", c.Listen}, {"tls-listen", c.TLSListen}} {
 		if l4Only && len(f.addrs) > 0 {
-			return &FlagError{f.name, errors.New("an HTTP listener needs at least one --backend")}
+			return &FlagError{Flag: f.name, Err: errors.New("an HTTP listener needs at least one --backend")}
 		}
 		for _, l := range f.addrs {
 			if _, _, err := net.SplitHostPort(l); err != nil {
-				return &FlagError{f.name, fmt.Errorf("want HOST:PORT, got %q", l)}
+				return &FlagError{Flag: f.name, Err: fmt.Errorf("want HOST:PORT, got %q", l)}
 			}
 		}
 	}
@@ -321,35 +308,35 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 		return err
 	}
 	if len(r.sep) != 1 {
-		return &FlagError{"sticky-separator", fmt.Errorf("want one character, got %q", r.sep)}
+		return &FlagError{Flag: "sticky-separator", Err: fmt.Errorf("want one character, got %q", r.sep)}
 	}
 	var err error
 	if c.Proxy.Sticky, err = session.ParseSticky(r.sticky, r.sep[0]); err != nil {
-		return &FlagError{"sticky", err}
+		return &FlagError{Flag: "sticky", Err: err}
 	}
 	if len(r.backends) == 0 && !l4Only {
-		return &FlagError{"backend", errors.New("at least one backend is required (or --l4 services only)")}
+		return &FlagError{Flag: "backend", Err: errors.New("at least one backend is required (or --l4 services only)")}
 	}
 	if len(r.backends) > balancer.MaxMembers {
-		return &FlagError{"backend", fmt.Errorf("at most %d backends", balancer.MaxMembers)}
+		return &FlagError{Flag: "backend", Err: fmt.Errorf("at most %d backends", balancer.MaxMembers)}
 	}
 	names, routes, urls := map[string]bool{}, map[string]string{}, map[string]string{}
 	for _, spec := range r.backends {
 		b, err := ParseBackend(spec)
 		if err != nil {
-			return &FlagError{"backend", err}
+			return &FlagError{Flag: "backend", Err: err}
 		}
 		if names[b.Name] {
-			return &FlagError{"backend", fmt.Errorf("duplicate name %q", b.Name)}
+			return &FlagError{Flag: "backend", Err: fmt.Errorf("duplicate name %q", b.Name)}
 		}
 		if other, dup := routes[b.Route]; dup {
-			return &FlagError{"backend", fmt.Errorf("%s and %s share route %q: routes must be unique", other, b.Name, b.Route)}
+			return &FlagError{Flag: "backend", Err: fmt.Errorf("%s and %s share route %q: routes must be unique", other, b.Name, b.Route)}
 		}
 		// One Tomcat behind two names would get twice its share, and
 		// a session could fail over from it to itself.
 		target := b.Scheme + "://" + strings.ToLower(b.Addr)
 		if other, dup := urls[target]; dup {
-			return &FlagError{"backend", fmt.Errorf("%s and %s have the same URL %s: each member is one Tomcat", other, b.Name, target)}
+			return &FlagError{Flag: "backend", Err: fmt.Errorf("%s and %s have the same URL %s: each member is one Tomcat", other, b.Name, target)}
 		}
 		names[b.Name], routes[b.Route], urls[target] = true, b.Name, b.Name
 		c.Backends = append(c.Backends, b)
@@ -359,29 +346,29 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	case "any":
 		c.AnyDomain = true
 	default:
-		return &FlagError{"failover-scope", fmt.Errorf("want domain or any, got %q", r.scope)}
+		return &FlagError{Flag: "failover-scope", Err: fmt.Errorf("want domain or any, got %q", r.scope)}
 	}
 	if c.SessionTTL <= 0 {
-		return &FlagError{"session-ttl", errors.New("must be positive")}
+		return &FlagError{Flag: "session-ttl", Err: errors.New("must be positive")}
 	}
 	if err := c.readAdminToken(r.tokenFile); err != nil {
 		return err
 	}
 	if c.SessionTableSize <= 0 {
-		return &FlagError{"session-table-size", errors.New("must be positive")}
+		return &FlagError{Flag: "session-table-size", Err: errors.New("must be positive")}
 	}
 	if _, err := balancer.NewPolicy(c.LBMethod, nil); err != nil {
-		return &FlagError{"lbmethod", err}
+		return &FlagError{Flag: "lbmethod", Err: err}
 	}
 	for _, v := range r.trustedProxies {
 		p, err := ParsePeerPrefix(v)
 		if err != nil {
-			return &FlagError{"trusted-proxy", err}
+			return &FlagError{Flag: "trusted-proxy", Err: err}
 		}
 		c.Proxy.TrustedProxies = append(c.Proxy.TrustedProxies, p)
 	}
 	if c.Proxy.MaxAttempts < 0 {
-		return &FlagError{"max-attempts", errors.New("must be 0 or more")}
+		return &FlagError{Flag: "max-attempts", Err: errors.New("must be 0 or more")}
 	}
 	if c.Proxy.MaxAttempts == 0 || c.Proxy.MaxAttempts > len(c.Backends) {
 		c.Proxy.MaxAttempts = len(c.Backends)
@@ -389,7 +376,7 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout, "health-interval": c.HealthInterval,
 		"rejoin-settle": c.RejoinSettle, "slow-start": c.SlowStart} {
 		if d < 0 {
-			return &FlagError{name, errors.New("must not be negative")}
+			return &FlagError{Flag: name, Err: errors.New("must not be negative")}
 		}
 	}
 	for name, d := range map[string]time.Duration{"connect-timeout": c.Proxy.ConnectTimeout, "backend-timeout": c.Proxy.BackendTimeout,
@@ -397,23 +384,23 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 		"client-body-timeout": c.Proxy.ClientBodyTimeout, "client-idle-timeout": c.Proxy.ClientIdleTimeout,
 		"client-send-timeout": c.Proxy.ClientSendTimeout, "health-timeout": c.HealthTimeout, "health-fast-interval": c.HealthFastInterval} {
 		if d <= 0 {
-			return &FlagError{name, errors.New("must be positive")}
+			return &FlagError{Flag: name, Err: errors.New("must be positive")}
 		}
 	}
 	c.HealthFastInterval = min(c.HealthFastInterval, c.HealthInterval)
 	if !strings.HasPrefix(c.HealthURI, "/") {
-		return &FlagError{"health-uri", fmt.Errorf("want a path starting with /, got %q", c.HealthURI)}
+		return &FlagError{Flag: "health-uri", Err: fmt.Errorf("want a path starting with /, got %q", c.HealthURI)}
 	}
 	for name, n := range map[string]int{"max-conns-per-backend": c.Proxy.MaxConnsPerBackend, "max-client-conns": c.Proxy.MaxClientConns,
 		"health-fall": c.HealthFall, "health-rise": c.HealthRise} {
 		if n <= 0 {
-			return &FlagError{name, errors.New("must be positive")}
+			return &FlagError{Flag: name, Err: errors.New("must be positive")}
 		}
 	}
 	if c.Membership.Group.IsValid() {
 		for _, b := range c.Backends {
 			if !b.ClusterHost.IsValid() {
-				return &FlagError{"backend", fmt.Errorf("%s: --membership matches backends by address; give member=IP for a backend named by host name", b.Name)}
+				return &FlagError{Flag: "backend", Err: fmt.Errorf("%s: --membership matches backends by address; give member=IP for a backend named by host name", b.Name)}
 			}
 		}
 	}
@@ -422,16 +409,16 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	case "json":
 		c.LogJSON = true
 	default:
-		return &FlagError{"log-format", fmt.Errorf("want text or json, got %q", r.logFormat)}
+		return &FlagError{Flag: "log-format", Err: fmt.Errorf("want text or json, got %q", r.logFormat)}
 	}
 	if c.Takeover && c.HandoffSocket == "" {
-		return &FlagError{"takeover", errors.New("needs a --handoff-socket to find the running catherd on")}
+		return &FlagError{Flag: "takeover", Err: errors.New("needs a --handoff-socket to find the running catherd on")}
 	}
 	if c.Pprof && c.Metrics == "" {
-		return &FlagError{"pprof", errors.New("needs a --metrics address to serve on")}
+		return &FlagError{Flag: "pprof", Err: errors.New("needs a --metrics address to serve on")}
 	}
 	if c.Proxy.MaxHeaderBytes < 1024 || c.Proxy.MaxHeaderBytes > 1<<20 {
-		return &FlagError{"max-header-bytes", errors.New("must be between 1024 and 1048576")}
+		return &FlagError{Flag: "max-header-bytes", Err: errors.New("must be between 1024 and 1048576")}
 	}
 	return nil
 }
@@ -441,11 +428,11 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 func (c *Config) parseTLS(certFiles, keyFiles []string) error {
 	switch {
 	case len(c.TLSListen) == 0 && len(certFiles)+len(keyFiles) > 0:
-		return &FlagError{"tls-cert", errors.New("certificates are for --tls-listen, which is not given")}
+		return &FlagError{Flag: "tls-cert", Err: errors.New("certificates are for --tls-listen, which is not given")}
 	case len(c.TLSListen) > 0 && len(certFiles) == 0:
-		return &FlagError{"tls-listen", errors.New("needs --tls-cert and --tls-key")}
+		return &FlagError{Flag: "tls-listen", Err: errors.New("needs --tls-cert and --tls-key")}
 	case len(certFiles) != len(keyFiles):
-		return &FlagError{"tls-key", fmt.Errorf("%d --tls-cert but %d --tls-key: give one key per certificate, in the same order", len(certFiles), len(keyFiles))}
+		return &FlagError{Flag: "tls-key", Err: fmt.Errorf("%d --tls-cert but %d --tls-key: give one key per certificate, in the same order", len(certFiles), len(keyFiles))}
 	}
 	for i := range certFiles {
 		c.TLSCerts = append(c.TLSCerts, certs.Pair{CertFile: certFiles[i], KeyFile: keyFiles[i]})
@@ -584,11 +571,11 @@ func (c *Config) readAdminToken(path string) error {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return &FlagError{"admin-token-file", err}
+			return &FlagError{Flag: "admin-token-file", Err: err}
 		}
 		c.AdminToken = strings.TrimSpace(string(b))
 		if len(c.AdminToken) < 16 {
-			return &FlagError{"admin-token-file", errors.New("the token must be at least 16 characters")}
+			return &FlagError{Flag: "admin-token-file", Err: errors.New("the token must be at least 16 characters")}
 		}
 	}
 	if c.Admin == "" || c.AdminToken != "" {
@@ -596,10 +583,10 @@ func (c *Config) readAdminToken(path string) error {
 	}
 	host, _, err := net.SplitHostPort(c.Admin)
 	if err != nil {
-		return &FlagError{"admin", err}
+		return &FlagError{Flag: "admin", Err: err}
 	}
 	if ip, err := netip.ParseAddr(host); (err != nil && host != "localhost") || (err == nil && !ip.IsLoopback()) {
-		return &FlagError{"admin", fmt.Errorf("%s is not a loopback address: give --admin-token-file too", c.Admin)}
+		return &FlagError{Flag: "admin", Err: fmt.Errorf("%s is not a loopback address: give --admin-token-file too", c.Admin)}
 	}
 	return nil
 }

@@ -28,6 +28,10 @@ const (
 	ErrProtocol = "protocol" // malformed or truncated response
 )
 
+// latencyBuckets are the histogram buckets of times spent on a member:
+// requests and health checks, from half a millisecond to half a minute.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
 // Metrics is the registry and every series catherd exports.
 type Metrics struct {
 	reg      *prometheus.Registry
@@ -57,7 +61,7 @@ func New(pool *balancer.Pool) *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "catherd_request_duration_seconds",
 			Help:    "Time from a request's arrival to the end of its response body, by member.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: latencyBuckets,
 		}, []string{"member"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "catherd_backend_bytes_total",

@@ -69,7 +69,7 @@ func newHealthChecks() healthChecks {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "catherd_health_check_duration_seconds",
 			Help:    "How long each member's health probes took, failed ones included.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: latencyBuckets,
 		}, []string{"member"}),
 	}
 }
