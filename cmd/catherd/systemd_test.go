@@ -316,9 +316,11 @@ func TestUnitUnderSystemd(t *testing.T) {
 		t.Errorf("the refused reload's reason is not in the log")
 	}
 
-	// SIGUSR2: a successor with the running flags; systemd follows it.
+	// SIGUSR2 to the main process (not to the whole service, whose next
+	// process could be a successor too young to handle it): a successor
+	// with the running flags; systemd follows it.
 	setArgs("--backend", web+",weight=3", "--listen", ":81")
-	if err := systemctl("kill", "-s", "USR2", "catherd"); err != nil {
+	if err := systemctl("kill", "--kill-whom=main", "-s", "USR2", "catherd"); err != nil {
 		t.Fatal(err)
 	}
 	third := second
