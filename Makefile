@@ -1,15 +1,21 @@
-# catherd: see README.md. Targets: build test demo soak bench bench-xdp bench-idle fuzz generate generate-check.
+# catherd: see README.md. Targets: build test demo deb soak bench bench-xdp bench-idle fuzz generate generate-check.
 GO      ?= go
 BIN     := bin/catherd
+# The version and revision catherd reports (catherd version, the
+# catherd_build_info metric, the admin API); scripts/version.sh says how.
+VERSION  ?= $(shell scripts/version.sh)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/catherd/catherd/userspace/version.stamped=$(VERSION) \
+            -X github.com/catherd/catherd/userspace/version.stampedRevision=$(REVISION)
 # A count of executions, not a duration: with a duration, Go 1.26's fuzz
 # coordinator can fail a clean run with "context deadline exceeded" when
 # time runs out mid-execution (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 200000x
 
-.PHONY: build test demo bench bench-xdp bench-idle fuzz lint generate generate-check soak
+.PHONY: build test demo deb bench bench-xdp bench-idle fuzz lint generate generate-check soak
 
 build:
-	$(GO) build -o $(BIN) ./cmd/catherd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/catherd
 
 # The whole suite: lint, unit and integration tests (race detector on),
 # the real-Tomcat suite (needs root: network namespaces), and a short run
@@ -46,6 +52,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseResponse$$' -fuzztime $(FUZZTIME) ./userspace/httpwire/
 	$(GO) test -run '^$$' -fuzz '^FuzzChunkScanner$$' -fuzztime $(FUZZTIME) ./userspace/httpwire/
 	$(GO) test -run '^$$' -fuzz '^FuzzFrameGuard$$' -fuzztime $(FUZZTIME) ./userspace/proxy/
+
+# The Debian package, built with dpkg-deb: catherd_<version>_<arch>.deb here.
+deb:
+	scripts/deb/build.sh .
 
 demo: build
 	scripts/deps.sh demo

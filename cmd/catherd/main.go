@@ -19,10 +19,10 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,24 +38,34 @@ import (
 	"github.com/catherd/catherd/userspace/l4"
 	"github.com/catherd/catherd/userspace/metrics"
 	"github.com/catherd/catherd/userspace/proxy"
+	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
 const usage = `Usage: catherd <command> [flags]
 
 Commands:
-  run       run the balancer (see: catherd run --help)
+  run       run the balancer (see: catherd run --help); run --check checks
+            a configuration without serving
+  reload    replace the running catherd by one started with new flags,
+            without dropping a request (see: catherd reload --help)
   status    show a running catherd's members, cluster membership and XDP
             datapath [--admin ADDR] [--json]; with no catherd running, the
             XDP state pinned in [--xdp-pin-dir DIR]
   member    change a running catherd's members (see: catherd member help):
             list, enable, disable, drain, evacuate, recover, weight
+  session   where a session goes and why; the sessions that moved
+            (see: catherd session help)
   unload    detach the XDP datapath and remove its pinned maps (after
             catherd run has stopped) [--xdp-pin-dir DIR]
+  version   show catherd's version (also: catherd --version)
+  completion bash
+            print the bash completion script
   help      show this text
 `
 
 func main() {
+	takeReadyPipe()
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -69,19 +79,31 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return run(args[1:], stdout, stderr)
+	case "reload":
+		return reload(args[1:], stdout, stderr)
 	case "status":
 		return status(args[1:], stdout, stderr)
 	case "member":
 		return member(args[1:], stdout, stderr)
+	case "session":
+		return sessionCmd(args[1:], stdout, stderr)
 	case "unload":
 		return unload(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, version.Get())
+		return 0
+	case "completion":
+		return completion(args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "catherd: unknown command %q (want run, status, member, unload or help)\n", args[0])
+	fmt.Fprintf(stderr, "catherd: unknown command %q (want one of %s; see catherd help)\n", args[0], strings.Join(commands, ", "))
 	return 2
 }
+
+// commands are catherd's subcommands, as dispatch knows them.
+var commands = []string{"run", "reload", "status", "member", "session", "unload", "version", "completion", "help"}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Parse(args, stdout)
@@ -92,6 +114,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "catherd run: %v\n", err)
 		return 2
 	}
+	if cfg.Check {
+		return check(cfg, stdout, stderr)
+	}
+	// A balancer must not die because whoever read its log went away
+	// (the shell that ran catherd reload, a closed pipe): Go would end
+	// the process on a write to a broken stdout or stderr.
+	signal.Ignore(syscall.SIGPIPE)
+	// SIGUSR2 and SIGHUP would end a process still starting, and one may
+	// come that was not meant for it: systemctl kill signals every
+	// process of the service, the successor its predecessor just started
+	// included. Caught from here on, and ignored until catherd serves.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR2)
+	started := time.Now()
 	logOpts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	log := slog.New(slog.NewTextHandler(stderr, logOpts))
 	if cfg.LogJSON {
@@ -181,6 +217,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if pool != nil {
 		m.MovedSessions(movedSessions.Stats)
 		px = proxy.New(pool, targets(cfg), m, cfg.Proxy, log)
+		m.ClientConns(px.ClientConns)
 		for i := range members {
 			probes = append(probes, px.Probe(i, cfg.HealthURI))
 		}
@@ -223,9 +260,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	var ctl *l4.Controller
 	var watcher *cluster.Watcher
-	src := admin.Sources{Pool: pool, Targets: map[string]string{}}
+	// serving is set while this process accepts clients: not before
+	// every listener runs, nor once it hands over or stops (/readyz).
+	var serving atomic.Bool
+	src := admin.Sources{Pool: pool, Targets: map[string]string{}, Version: version.Get(), Started: started,
+		Sticky: cfg.Proxy.Sticky, Log: log, Ready: func() error {
+			switch {
+			case !serving.Load():
+				return errors.New("not accepting clients (starting, or handed over to a successor)")
+			case pool != nil && !pool.Usable():
+				return errors.New("no member can take a request")
+			}
+			return nil
+		}}
 	if pool != nil {
-		src.Moved = movedSessions.Stats
+		src.Moved, src.MovedTable, src.ClientConns = movedSessions.Stats, movedSessions, px.ClientConns
 	}
 	for _, b := range cfg.Backends {
 		src.Targets[b.Name] = b.Scheme + "://" + b.Addr
@@ -305,6 +354,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		})
 	}
 
+	var checker *health.Checker
+	if cfg.HealthInterval > 0 && len(members) > 0 {
+		opts := health.Options{Interval: cfg.HealthInterval, FastInterval: cfg.HealthFastInterval, Timeout: cfg.HealthTimeout,
+			Fall: cfg.HealthFall, Rise: cfg.HealthRise,
+			Observe: func(mem *balancer.Member, r health.Result) { m.HealthCheck(mem.Name, r.Err == nil, r.Duration) }}
+		if ctl != nil {
+			opts.OnChange = ctl.Changed
+		}
+		checker = health.New(members, probes, opts, log)
+		src.Health = checker.Status
+	}
 	var adminSrv *http.Server
 	if adminLn != nil {
 		adminSrv = &http.Server{Handler: admin.Handler(src, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
@@ -314,6 +374,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", m.Handler())
+		admin.HandleProbes(mux, src.Ready)
 		if cfg.Pprof {
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -333,23 +394,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, b := range cfg.Backends {
 		log.Info("member", "name", b.Name, "url", b.Scheme+"://"+b.Addr, "route", b.Route, "weight", b.Weight, "status", b.Flags.String())
 	}
-	if cfg.HealthInterval > 0 && len(members) > 0 {
-		opts := health.Options{Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout, Fall: cfg.HealthFall, Rise: cfg.HealthRise}
-		if ctl != nil {
-			opts.OnChange = ctl.Changed
-		}
-		go health.New(members, probes, opts, log).Run(ctx)
+	if checker != nil {
+		go checker.Run(ctx)
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
-	notifySystemd(log)
+	for drained := false; !drained; {
+		select {
+		case sg := <-sig:
+			log.Info("ignoring a signal received while starting", "signal", sg.String())
+		default:
+			drained = true
+		}
+	}
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	serving.Store(true)
+	log.Info("catherd serving", "version", src.Version.Version, "revision", src.Version.Revision, "pid", os.Getpid())
+	notifyReady(log)
 	var handedOver <-chan struct{}
 	if handoffSrv != nil {
 		handedOver = handoffSrv.Done()
 	}
 	code := waitForStop(stopper{sig: sig, errc: errc, handedOver: handedOver, certs: certStore,
 		args: args, grace: cfg.ShutdownTimeout, log: log})
+	serving.Store(false)
 	stop()
 	if handoffSrv != nil {
 		handoffSrv.Close()
@@ -380,7 +447,7 @@ type stopper struct {
 	errc       <-chan error
 	handedOver <-chan struct{} // closed once a successor took over
 	certs      *certs.Store    // nil without --tls-listen
-	args       []string        // this process's `catherd run` arguments
+	args       []string        // this process's `catherd run` arguments (SIGUSR2 reuses them)
 	grace      time.Duration
 	log        *slog.Logger
 }
@@ -396,7 +463,7 @@ func waitForStop(s stopper) int {
 			case syscall.SIGHUP:
 				reloadCerts(s.certs, s.log)
 			case syscall.SIGUSR2:
-				startSuccessor(s.args, s.log)
+				restartSelf(s.args, s.log)
 			default:
 				s.log.Info("shutting down", "signal", sg.String(), "grace", s.grace)
 				return 0
@@ -429,36 +496,6 @@ func reloadCerts(store *certs.Store, log *slog.Logger) {
 	}
 }
 
-// startSuccessor runs this binary's file again (a new version, if it was
-// replaced) with the same arguments and --takeover: nginx's binary
-// upgrade. The successor writes to this process's stdout and stderr. If
-// it fails, this process serves on.
-func startSuccessor(args []string, log *slog.Logger) {
-	exe, err := os.Executable()
-	if err != nil {
-		log.Error("SIGUSR2: cannot find this program's file", "err", err)
-		return
-	}
-	argv := []string{"run", "--takeover"}
-	for _, a := range args {
-		if a != "--takeover" && a != "-takeover" {
-			argv = append(argv, a)
-		}
-	}
-	cmd := exec.Command(exe, argv...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
-		log.Error("SIGUSR2: starting the successor", "exe", exe, "err", err)
-		return
-	}
-	log.Info("SIGUSR2: successor started", "exe", exe, "pid", cmd.Process.Pid)
-	go func() {
-		if err := cmd.Wait(); err != nil {
-			log.Error("the successor exited; serving on", "pid", cmd.Process.Pid, "err", err)
-		}
-	}()
-}
-
 // expireMoved sweeps sessions idle past their TTL out of the moved-session
 // table once a minute (lookups also drop them, one at a time).
 func expireMoved(ctx context.Context, t *moved.Table) {
@@ -488,9 +525,9 @@ func targets(cfg *config.Config) []proxy.Target {
 
 // listenMembership joins the cluster's membership group.
 func listenMembership(cfg *config.Config, backends []cluster.Backend, log *slog.Logger) (*cluster.Watcher, error) {
-	iface, err := net.InterfaceByName(cfg.Membership.Iface)
+	iface, err := membershipIface(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("--membership-iface %s: no such interface", cfg.Membership.Iface)
+		return nil, err
 	}
 	w, err := cluster.Listen(cluster.Options{Group: cfg.Membership.Group, Iface: iface, DropTime: cfg.Membership.DropTime,
 		Domain: cfg.Membership.Domain, AnyDomain: cfg.Membership.AnyDomain}, backends, log)
@@ -498,6 +535,15 @@ func listenMembership(cfg *config.Config, backends []cluster.Backend, log *slog.
 		return nil, fmt.Errorf("--membership %s: %v", cfg.Membership.Group, err)
 	}
 	return w, nil
+}
+
+// membershipIface is the interface --membership-iface names.
+func membershipIface(cfg *config.Config) (*net.Interface, error) {
+	iface, err := net.InterfaceByName(cfg.Membership.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("--membership-iface %s: no such interface", cfg.Membership.Iface)
+	}
+	return iface, nil
 }
 
 // membershipFilter is the XDP filter's configuration; the zero filter (off)
@@ -531,6 +577,21 @@ func membershipFilter(cfg *config.Config) xdp.MembershipFilter {
 // (one program and one set of maps; one attachment when they are the
 // same). Its errors name the flag they are about.
 func openDatapath(cfg *config.Config, log *slog.Logger) (*xdp.Datapath, error) {
+	ifaces, err := datapathIfaces(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dp, err := xdp.Open(xdp.Options{Ifaces: ifaces, Mode: cfg.L4.Mode, PinDir: cfg.L4.PinDir,
+		ConntrackSize: cfg.L4.ConntrackSize, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("--xdp-mode %s on %s: %v", cfg.L4.Mode, strings.Join(ifaces, ", "), err)
+	}
+	return dp, nil
+}
+
+// datapathIfaces checks the XDP flags against the host (interfaces, VIPs,
+// backends' next hops) and returns the interfaces the program goes on.
+func datapathIfaces(cfg *config.Config) ([]string, error) {
 	var ifaces []string
 	for _, f := range []struct{ flag, iface string }{{"--xdp-iface", cfg.L4.Iface}, {"--membership-iface", cfg.Membership.Iface}} {
 		if f.iface == "" || slices.Contains(ifaces, f.iface) {
@@ -551,10 +612,5 @@ func openDatapath(cfg *config.Config, log *slog.Logger) (*xdp.Datapath, error) {
 			}
 		}
 	}
-	dp, err := xdp.Open(xdp.Options{Ifaces: ifaces, Mode: cfg.L4.Mode, PinDir: cfg.L4.PinDir,
-		ConntrackSize: cfg.L4.ConntrackSize, Log: log})
-	if err != nil {
-		return nil, fmt.Errorf("--xdp-mode %s on %s: %v", cfg.L4.Mode, strings.Join(ifaces, ", "), err)
-	}
-	return dp, nil
+	return ifaces, nil
 }

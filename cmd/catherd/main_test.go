@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -35,9 +36,17 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", ok, "--admin", "0.0.0.0:9181"}, "--admin: 0.0.0.0:9181 is not a loopback address: give --admin-token-file too"},
 		{[]string{"member", "frob", "a"}, "want list, or one of enable"},
 		{[]string{"member", "weight", "a"}, "want list, or one of enable"},
-		{[]string{"member", "enable", "a", "--nope"}, "flag provided but not defined"},
+		{[]string{"member", "enable", "a", "--nope"}, "unknown flag --nope"},
+		{[]string{"member", "list", "--amdin", "x"}, "unknown flag --amdin (did you mean --admin?)"},
+		{[]string{"status", "extra"}, `catherd status: unexpected argument "extra"`},
 	}
+	// A catherd running on this host must not change the outcome: each
+	// run gets a hand-off socket of its own.
+	socket := "--handoff-socket=" + filepath.Join(t.TempDir(), "handoff.sock")
 	for _, tt := range tests {
+		if tt.args[0] == "run" {
+			tt.args = append(tt.args, socket)
+		}
 		var stdout, stderr bytes.Buffer
 		code := dispatch(tt.args, &stdout, &stderr)
 		msg := stderr.String()
@@ -48,9 +57,17 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 }
 
 func TestHelpExitsZero(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := dispatch([]string{"run", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "--backend") {
-		t.Fatalf("exit %d, stdout %q", code, stdout.String())
+	for _, args := range [][]string{{"run", "--help"}, {"member", "help"}, {"member", "--help"}, {"status", "-h"}, {"unload", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		code := dispatch(args, &stdout, &stderr)
+		out := stdout.String()
+		if code != 0 || !strings.Contains(out, "Usage: catherd "+args[0]) || !strings.Contains(out, "  --") {
+			t.Errorf("%v: exit %d, stdout %q", args, code, out)
+		}
+		// Flags are written as everywhere else: --admin, never -admin.
+		if regexp.MustCompile(`(?m)^\s+-[a-z]`).MatchString(out) {
+			t.Errorf("%v: a flag with one dash in:\n%s", args, out)
+		}
 	}
 }
 

@@ -4,18 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/catherd/catherd/userspace/admin"
-	"github.com/catherd/catherd/userspace/config"
 )
 
 const memberUsage = `Usage: catherd member <action> [NAME] [VALUE] [flags]
@@ -37,47 +34,25 @@ Flags:
 
 // member runs `catherd member ACTION ...`.
 func member(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("catherd member", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are printed as one line, below
-	addr := fs.String("admin", config.DefaultAdmin, "admin address of the running catherd")
-	tokenFile := fs.String("admin-token-file", "", "file holding the admin token (when catherd has one)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	wait := fs.Duration("wait", time.Minute, "evacuate: how long to wait for the member's requests in flight to end (0: do not wait)")
-	words, err := parseInterleaved(fs, args)
-	switch {
-	case errors.Is(err, flag.ErrHelp) || (err == nil && len(words) > 0 && words[0] == "help"):
-		fmt.Fprint(stdout, memberUsage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	case err != nil:
-		fmt.Fprintf(stderr, "catherd member: %v (see catherd member help)\n", err)
-		return 2
-	case len(words) == 0:
+	cmd := newSubcommand("catherd member", memberUsage)
+	client := cmd.adminFlags()
+	asJSON := cmd.fs.Bool("json", false, "print JSON")
+	wait := cmd.fs.Duration("wait", time.Minute, "evacuate: how long to wait for the member's requests in flight to end (0: do not wait)")
+	words, code, done := cmd.parse(args, stdout, stderr)
+	if done {
+		return code
+	}
+	if len(words) == 0 {
 		fmt.Fprintln(stderr, "catherd member: want an action (see catherd member help)")
 		return 2
 	}
-	c := &adminClient{base: "http://" + *addr, http: http.Client{Timeout: 5 * time.Second}}
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "catherd member: --admin-token-file: %v\n", err)
-			return 2
-		}
-		c.token = strings.TrimSpace(string(b))
+	c, ok := client(stderr)
+	if !ok {
+		return 2
 	}
 	action, rest := words[0], words[1:]
 	if action == "list" {
-		var ms []admin.Member
-		if err := c.do("GET", "/api/v1/members", &ms); err != nil {
-			fmt.Fprintf(stderr, "catherd member list: %v\n", err)
-			return 1
-		}
-		if *asJSON {
-			return printJSON(stdout, stderr, ms)
-		}
-		printMembers(stdout, ms)
-		return 0
+		return show(c, "/api/v1/members", "catherd member list", *asJSON, stdout, stderr, printMembers)
 	}
 	want := 1
 	if action == "weight" {
@@ -111,22 +86,6 @@ func member(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s has no request in flight: it can be stopped with no session lost\n", m.Name)
 	}
 	return 0
-}
-
-// parseInterleaved parses flags wherever they are among the words, as
-// operators type them ("evacuate node2 --wait 2m").
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var words []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return words, nil
-		}
-		words = append(words, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // adminClient calls a running catherd's admin API.
@@ -181,6 +140,21 @@ func (c *adminClient) waitIdle(m *admin.Member, limit time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// show gets path from the admin API and prints the answer: as JSON, or as
+// print puts it.
+func show[T any](c *adminClient, path, what string, asJSON bool, stdout, stderr io.Writer, print func(io.Writer, T)) int {
+	var v T
+	if err := c.do("GET", path, &v); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", what, err)
+		return 1
+	}
+	if asJSON {
+		return printJSON(stdout, stderr, v)
+	}
+	print(stdout, v)
+	return 0
 }
 
 func printJSON(stdout, stderr io.Writer, v any) int {

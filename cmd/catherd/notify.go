@@ -7,6 +7,15 @@ import (
 	"strconv"
 )
 
+// notifyReady says that catherd serves: to systemd, then to the process
+// that started this one as its successor (catherd reload, or SIGUSR2), if
+// any. systemd is told first, so that it knows the new main process before
+// catherd reload returns.
+func notifyReady(log *slog.Logger) {
+	notifySystemd(log)
+	tellParentReady(log)
+}
+
 // notifySystemd tells systemd (Type=notify) that catherd is ready, and
 // that this process is now the service's main one: after a take-over the
 // successor replaces its predecessor without the service restarting

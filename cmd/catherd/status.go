@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,18 +16,26 @@ import (
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
+const statusUsage = `Usage: catherd status [flags]
+
+Prints a running catherd's members, moved sessions, cluster membership and
+XDP datapath, from its admin API. With no catherd answering, prints the XDP
+state from the maps pinned in --xdp-pin-dir.
+
+Flags:
+`
+
 // status prints a running catherd's state from its admin API: members,
 // the cluster membership, the XDP datapath. With no catherd answering, it
 // prints the XDP state from the pinned maps, which outlive the process (the
 // program keeps steering between two catherds).
 func status(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("catherd status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("admin", config.DefaultAdmin, "admin address of the running catherd")
-	dir := fs.String("xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory of the pinned XDP maps (when no catherd answers)")
-	asJSON := fs.Bool("json", false, "print JSON instead of tables")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cmd := newSubcommand("catherd status", statusUsage)
+	addr := cmd.fs.String("admin", config.DefaultAdmin, "admin address of the running catherd")
+	dir := cmd.fs.String("xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory of the pinned XDP maps (when no catherd answers)")
+	asJSON := cmd.fs.Bool("json", false, "print JSON instead of tables")
+	if code, done := cmd.noWords(args, stdout, stderr); done {
+		return code
 	}
 	st, err := fetchStatus(*addr)
 	if err != nil {
@@ -156,14 +163,22 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+const unloadUsage = `Usage: catherd unload [flags]
+
+Detaches the XDP datapath and removes its pinned maps, after catherd run
+has stopped: L4 flows are forgotten and the interfaces go back to plain
+kernel networking.
+
+Flags:
+`
+
 // unload takes the datapath away: flows are forgotten and the interface
 // goes back to plain kernel networking.
 func unload(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("catherd unload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dir := fs.String("xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory of the pinned XDP link and maps")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cmd := newSubcommand("catherd unload", unloadUsage)
+	dir := cmd.fs.String("xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory of the pinned XDP link and maps")
+	if code, done := cmd.noWords(args, stdout, stderr); done {
+		return code
 	}
 	if err := xdp.Unload(*dir); err != nil {
 		fmt.Fprintf(stderr, "catherd unload: %v\n", err)

@@ -18,7 +18,8 @@ import (
 )
 
 // TestTomcatOverAJP runs the catherd binary with ajp:// members in front of
-// two Tomcat 10 nodes whose AJP connectors require a secret: sessions stick
+// two Tomcat 10 nodes whose AJP connectors require a secret (and a third
+// configured with the wrong one): sessions stick
 // to their jvmRoute over AJP, both URL forms work, uploads of known and
 // unknown length arrive, the servlet sees the query, the client address,
 // many and long headers, UTF-8 paths and each method, a 100 MiB download
@@ -27,15 +28,17 @@ func TestTomcatOverAJP(t *testing.T) {
 	rig.Require(t)
 	tmp := t.TempDir()
 	bin := tcBuild(t, tmp)
-	r := rig.Up(t, 2, false)
+	r := rig.Up(t, 3, false)
+	nodes, spare := r.Nodes[:2], r.Nodes[2]
 	listen, metricsAddr := tcFreeAddr(t), tcFreeAddr(t)
 	args := []string{"run", "--listen", listen, "--metrics", metricsAddr, "--health-interval", "200ms", "--health-uri", "/health.jsp"}
-	for _, n := range r.Nodes {
+	for _, n := range nodes {
 		args = append(args, "--backend", n.Name+"=ajp://"+n.AJP+",secret="+rig.Secret+",ping=CP")
 	}
-	// A member configured with the wrong secret: its Tomcat answers 403 to
-	// everything. The health check must take it out, with one log line.
-	args = append(args, "--backend", "misconfigured=ajp://"+r.Nodes[0].AJP+",secret=not-the-secret")
+	// A member configured with the wrong secret: its Tomcat (a third
+	// node: one Tomcat may not be two members) answers 403 to everything.
+	// The health check must take it out, with one log line.
+	args = append(args, "--backend", "misconfigured=ajp://"+spare.AJP+",secret=not-the-secret")
 	logPath := filepath.Join(tmp, "catherd.log")
 	tcStartCatherd(t, bin, args, logPath, r.Dir)
 	// A bound on each response head, not on whole responses: the 100 MiB
@@ -153,7 +156,7 @@ func TestTomcatOverAJP(t *testing.T) {
 
 	// A 100 MiB download streams through.
 	big := bytes.Repeat([]byte("0123456789abcdef"), 100<<16)
-	for _, n := range r.Nodes {
+	for _, n := range nodes {
 		if err := writeWebappFile(r.Dir, n.Name, "big.bin", big); err != nil {
 			t.Fatal(err)
 		}

@@ -397,15 +397,17 @@ func tcRoute(id string) (string, bool) {
 	return route, ok && route != ""
 }
 
-// tcBuild compiles this package (the catherd command) into dir.
-func tcBuild(t *testing.T, dir string) string {
+// tcBuild compiles this package (the catherd command) into dir, with
+// extra go build flags, if any.
+func tcBuild(t *testing.T, dir string, buildFlags ...string) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("go not on PATH: %v", err)
 	}
 	bin := filepath.Join(dir, "catherd")
-	if out, err := tcRun(5*time.Minute, goTool, "build", "-o", bin, "."); err != nil {
+	args := append(append([]string{"build", "-o", bin}, buildFlags...), ".")
+	if out, err := tcRun(5*time.Minute, goTool, args...); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin

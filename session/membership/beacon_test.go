@@ -123,7 +123,7 @@ func assertBeacon(t *testing.T, got, want *Beacon) {
 	}
 }
 
-// TestKnownSizes pins the sizes REFERENCE.md gives for real Tomcat beacons.
+// TestKnownSizes pins the sizes of real Tomcat beacons (docs/TOMCAT.md).
 func TestKnownSizes(t *testing.T) {
 	b := Beacon{Port: 4000, SecurePort: -1, UDPPort: -1, Host: netip.MustParseAddr("10.0.0.7")}
 	if n := len(Append(nil, &b)); n != 77 {

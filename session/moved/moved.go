@@ -67,6 +67,7 @@ type Table struct {
 type entry struct {
 	key      string
 	member   int // the member's index in its pool
+	why      Reason
 	lastUsed time.Time
 }
 
@@ -83,7 +84,7 @@ func (t *Table) Move(key []byte, member int, why Reason, now time.Time) {
 	t.moves[why]++
 	if e, ok := t.byKey[string(key)]; ok {
 		en := e.Value.(*entry)
-		en.member, en.lastUsed = member, now
+		en.member, en.why, en.lastUsed = member, why, now
 		t.lru.MoveToFront(e)
 		return
 	}
@@ -91,8 +92,35 @@ func (t *Table) Move(key []byte, member int, why Reason, now time.Time) {
 		t.remove(t.lru.Back())
 		t.evict++
 	}
-	t.byKey[string(key)] = t.lru.PushFront(&entry{key: string(key), member: member, lastUsed: now})
+	t.byKey[string(key)] = t.lru.PushFront(&entry{key: string(key), member: member, why: why, lastUsed: now})
 	t.entries.Add(1)
+}
+
+// Peek returns the session's entry as Lookup would find it, without
+// counting it as use: for operators asking where a session goes.
+func (t *Table) Peek(key []byte, now time.Time) (Entry, bool) {
+	if t.entries.Load() == 0 {
+		return Entry{}, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byKey[string(key)]
+	if !ok || now.Sub(e.Value.(*entry).lastUsed) > t.ttl {
+		return Entry{}, false
+	}
+	return e.Value.(*entry).export(), true
+}
+
+// Recent lists at most n sessions the table holds, most recently used
+// first.
+func (t *Table) Recent(n int) []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Entry, 0, min(n, t.lru.Len()))
+	for e := t.lru.Front(); e != nil && len(out) < n; e = e.Next() {
+		out = append(out, e.Value.(*entry).export())
+	}
+	return out
 }
 
 // Lookup returns the member the session moved to, if it did and has not
@@ -163,11 +191,16 @@ func (t *Table) Stats() Stats {
 	return st
 }
 
-// Entry is one moved session, as Snapshot lists it.
+// Entry is one moved session, as Snapshot, Peek and Recent give it.
 type Entry struct {
 	Key      string
 	Member   int
+	Reason   Reason
 	LastUsed time.Time
+}
+
+func (en *entry) export() Entry {
+	return Entry{Key: en.key, Member: en.member, Reason: en.why, LastUsed: en.lastUsed}
 }
 
 // Snapshot lists the sessions the table holds, least recently used first,
@@ -177,8 +210,7 @@ func (t *Table) Snapshot() []Entry {
 	defer t.mu.Unlock()
 	out := make([]Entry, 0, t.lru.Len())
 	for e := t.lru.Back(); e != nil; e = e.Prev() {
-		en := e.Value.(*entry)
-		out = append(out, Entry{Key: en.key, Member: en.member, LastUsed: en.lastUsed})
+		out = append(out, e.Value.(*entry).export())
 	}
 	return out
 }
@@ -201,7 +233,7 @@ func (t *Table) Restore(entries []Entry, now time.Time) {
 			t.remove(t.lru.Back())
 			t.evict++
 		}
-		t.byKey[in.Key] = t.lru.PushFront(&entry{key: in.Key, member: in.Member, lastUsed: in.LastUsed})
+		t.byKey[in.Key] = t.lru.PushFront(&entry{key: in.Key, member: in.Member, why: in.Reason, lastUsed: in.LastUsed})
 		t.entries.Add(1)
 	}
 }

@@ -1,9 +1,11 @@
 // Package admin is catherd's operator interface over HTTP: the state of the
-// members, the cluster membership and the XDP datapath as JSON, and the
-// actions that change members (enable, disable, drain, evacuate, recover,
-// weight). `catherd status` and `catherd member` speak it. It listens on
-// loopback by default; actions carry a bearer token whenever one is set,
-// which catherd requires when the admin address is not on loopback.
+// members, the cluster membership and the XDP datapath as JSON, where a
+// session goes and why, the actions that change members (enable, disable,
+// drain, evacuate, recover, weight), each logged with who asked, and the
+// process's liveness and readiness probes. `catherd status`, `catherd
+// member` and `catherd session` speak it. It listens on loopback by
+// default; actions carry a bearer token whenever one is set, which catherd
+// requires when the admin address is not on loopback.
 package admin
 
 import (
@@ -12,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -20,9 +23,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/catherd/catherd/session"
 	"github.com/catherd/catherd/session/membership"
 	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/health"
+	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
@@ -35,30 +41,65 @@ type Sources struct {
 	Moved      func() moved.Stats
 	Membership func() []membership.Member
 	XDP        func() (xdp.Stats, error)
+	// Version and Started describe this process.
+	Version version.Info
+	Started time.Time
+	// Health is what the health checks know of a member.
+	Health func(*balancer.Member) (health.Status, bool)
+	// ClientConns reads the client side: connections open (slots in
+	// use), accepted since start, and --max-client-conns.
+	ClientConns func() (open, accepted uint64, limit int)
+	// MovedTable is the moved-session table, listed by GET
+	// /api/v1/sessions; Sticky splits the ids GET /api/v1/sessions/ID is
+	// asked about, as the proxy does.
+	MovedTable *moved.Table
+	Sticky     session.Config
+	// Ready says why catherd is not ready to serve, nil when it is
+	// (GET /readyz); nil means always ready.
+	Ready func() error
+	// Log gets one line per member action and refused request (nil:
+	// none).
+	Log *slog.Logger
 }
 
 // Status is the JSON document of GET /api/v1/status.
 type Status struct {
 	Time time.Time `json:"time"`
 	// Pid is the answering process: after a take-over, the successor's.
-	Pid        int             `json:"pid,omitempty"`
-	Members    []Member        `json:"members,omitempty"`
-	Moved      *moved.Stats    `json:"moved_sessions,omitempty"`
-	Membership []ClusterMember `json:"membership,omitempty"`
-	XDP        *xdp.Stats      `json:"xdp,omitempty"`
-	XDPError   string          `json:"xdp_error,omitempty"`
+	Pid     int          `json:"pid,omitempty"`
+	Version version.Info `json:"version"`
+	// Started is when the answering process started; Uptime is since.
+	Started       time.Time       `json:"started"`
+	UptimeSeconds float64         `json:"uptime_seconds"`
+	Clients       *Clients        `json:"clients,omitempty"`
+	Members       []Member        `json:"members,omitempty"`
+	Moved         *moved.Stats    `json:"moved_sessions,omitempty"`
+	Membership    []ClusterMember `json:"membership,omitempty"`
+	XDP           *xdp.Stats      `json:"xdp,omitempty"`
+	XDPError      string          `json:"xdp_error,omitempty"`
+}
+
+// Clients describes the client side.
+type Clients struct {
+	// Open connections, each holding one of Limit slots
+	// (--max-client-conns); Accepted since the process started.
+	Open     uint64 `json:"open"`
+	Accepted uint64 `json:"accepted"`
+	Limit    int    `json:"limit"`
 }
 
 // Member is one --backend as the balancer sees it.
 type Member struct {
-	Name     string `json:"name"`
-	Route    string `json:"route"`
-	Domain   string `json:"domain"`
-	State    string `json:"state"`
-	Flags    string `json:"flags"`
-	Target   string `json:"target,omitempty"`
-	Weight   int    `json:"weight"`
-	InFlight int64  `json:"in_flight"`
+	Name   string `json:"name"`
+	Route  string `json:"route"`
+	Domain string `json:"domain"`
+	State  string `json:"state"`
+	// StateSince is since when the member has been in State.
+	StateSince time.Time `json:"state_since"`
+	Flags      string    `json:"flags"`
+	Target     string    `json:"target,omitempty"`
+	Weight     int       `json:"weight"`
+	InFlight   int64     `json:"in_flight"`
 	// Requests sent to the member (retries included), and body bytes.
 	Requests uint64 `json:"requests"`
 	BytesOut uint64 `json:"bytes_out"`
@@ -68,6 +109,12 @@ type Member struct {
 	InGroup     *bool      `json:"in_group,omitempty"`
 	LastError   string     `json:"last_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	// LastErrorCurrent says the last error is why the member is out
+	// now (its state is error or down); else it is past.
+	LastErrorCurrent bool `json:"last_error_current,omitempty"`
+	// Health is the last health check and the counts toward a change
+	// (nil without health checks).
+	Health *Health `json:"health,omitempty"`
 	// Ramp is the fraction of its weight the member gets while it ramps
 	// up after a return (slow start); 1 otherwise.
 	Ramp float64 `json:"ramp"`
@@ -75,6 +122,22 @@ type Member struct {
 	// sessions that failed over (once per session when moves are
 	// remembered): where its sessions went.
 	Failovers map[string]uint64 `json:"failovers,omitempty"`
+}
+
+// Health is a member's last health check, and how far it is on its way
+// to a change of state.
+type Health struct {
+	LastCheck *time.Time `json:"last_check,omitempty"` // nil before the first
+	Result    string     `json:"result,omitempty"`     // pass or fail
+	Error     string     `json:"error,omitempty"`
+	Duration  float64    `json:"duration_seconds"`
+	// Failures are consecutive failed checks of a member that is up (at
+	// Fall it is down); Passes, consecutive passed checks of a member
+	// that is down (at Rise it is back).
+	Failures int `json:"failures"`
+	Passes   int `json:"passes"`
+	Fall     int `json:"fall"`
+	Rise     int `json:"rise"`
 }
 
 // ClusterMember is one member of the cluster's replication group.
@@ -113,6 +176,7 @@ func Handler(src Sources, token string) http.Handler {
 	})
 	mux.HandleFunc("POST /api/v1/members/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(r, token); err != nil {
+			src.logAction(r, "api", r.PathValue("action"), r.PathValue("name"), "", err)
 			reply(w, http.StatusForbidden, Error{Error: err.Error()})
 			return
 		}
@@ -120,14 +184,36 @@ func Handler(src Sources, token string) http.Handler {
 		if m == nil {
 			return
 		}
-		if status, err := act(src.Pool, m, r.PathValue("action"), r.URL.Query()); err != nil {
+		status, err := act(src.Pool, m, r.PathValue("action"), r.URL.Query())
+		src.logAction(r, "api", r.PathValue("action"), m.Name, r.URL.Query().Get("value"), err)
+		if err != nil {
 			reply(w, status, Error{Error: err.Error()})
 			return
 		}
 		reply(w, http.StatusOK, describe(src, m))
 	})
+	serveSessions(mux, src)
 	servePage(mux, src, token)
+	HandleProbes(mux, src.Ready)
 	return mux
+}
+
+// logAction logs a member action asked through the API or the page: what,
+// on which member, from which peer, and whether it was done. value is the
+// weight asked for, if any.
+func (src Sources) logAction(r *http.Request, via, action, name, value string, err error) {
+	if src.Log == nil {
+		return
+	}
+	attrs := []any{"action", action, "member", name, "peer", r.RemoteAddr, "via", via}
+	if action == "weight" {
+		attrs = append(attrs, "value", value)
+	}
+	if err != nil {
+		src.Log.Warn("admin action refused", append(attrs, "result", "refused", "err", err)...)
+		return
+	}
+	src.Log.Info("admin action", append(attrs, "result", "done")...)
 }
 
 // authorize lets an action through when it carries the token, or, with no
@@ -209,7 +295,8 @@ func reply(w http.ResponseWriter, status int, v any) {
 func describe(src Sources, m *balancer.Member) Member {
 	pool := src.Pool
 	now := pool.Now()
-	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain(), State: m.State(now).String(), Target: src.Targets[m.Name],
+	state, since := m.StateSince(now)
+	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain(), State: state.String(), StateSince: since, Target: src.Targets[m.Name],
 		Flags: m.Flags().String(), Weight: m.Weight(), InFlight: m.Active(), Ramp: m.Ramp(now)}
 	d.Requests, d.BytesOut, d.BytesIn = m.Traffic()
 	if src.Membership != nil {
@@ -218,6 +305,12 @@ func describe(src Sources, m *balancer.Member) Member {
 	}
 	if f := m.LastError(); f != nil {
 		d.LastError, d.LastErrorAt = f.Msg, &f.At
+		d.LastErrorCurrent = state == balancer.StateError || state == balancer.StateDown
+	}
+	if src.Health != nil {
+		if st, ok := src.Health(m); ok {
+			d.Health = describeHealth(st)
+		}
 	}
 	for _, to := range pool.Members() {
 		if n := pool.Failovers(m, to); n > 0 {
@@ -242,9 +335,28 @@ func describeAll(src Sources) []Member {
 	return ms
 }
 
+// describeHealth is a health checker's status as the API shows it.
+func describeHealth(st health.Status) *Health {
+	h := &Health{Failures: st.Failures, Passes: st.Passes, Fall: st.Fall, Rise: st.Rise}
+	if r := st.Last; r != nil {
+		h.LastCheck, h.Result, h.Duration = &r.At, "pass", r.Duration.Seconds()
+		if r.Err != nil {
+			h.Result, h.Error = "fail", r.Err.Error()
+		}
+	}
+	return h
+}
+
 // Collect builds the status document.
 func Collect(src Sources, now time.Time) Status {
-	st := Status{Time: now, Pid: os.Getpid()}
+	st := Status{Time: now, Pid: os.Getpid(), Version: src.Version, Started: src.Started}
+	if !src.Started.IsZero() {
+		st.UptimeSeconds = now.Sub(src.Started).Seconds()
+	}
+	if src.ClientConns != nil {
+		open, accepted, limit := src.ClientConns()
+		st.Clients = &Clients{Open: open, Accepted: accepted, Limit: limit}
+	}
 	st.Members = describeAll(src)
 	if src.Moved != nil {
 		m := src.Moved()

@@ -3,9 +3,11 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/catherd/catherd/session/membership"
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/health"
+	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
@@ -25,8 +29,20 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	heard := time.Unix(1000, 0)
+	started := time.Now().Add(-90 * time.Second)
+	checked := time.Now().Add(-time.Second)
 	src := Sources{
-		Pool: pool,
+		Pool:        pool,
+		Version:     version.Info{Version: "1.2.3", Revision: "abc", GoVersion: "go1.26.8"},
+		Started:     started,
+		ClientConns: func() (uint64, uint64, int) { return 3, 40, 100 },
+		Health: func(m *balancer.Member) (health.Status, bool) {
+			if m != a {
+				return health.Status{}, false
+			}
+			return health.Status{Last: &health.Result{At: checked, Duration: 3 * time.Millisecond, Err: errors.New("503")},
+				Failures: 1, Fall: 2, Rise: 3}, true
+		},
 		Membership: func() []membership.Member {
 			return []membership.Member{{Host: netip.MustParseAddr("10.0.0.1"), Port: 4000, UniqueID: [16]byte{0xab}, AliveMillis: 1500, LastHeard: heard}}
 		},
@@ -39,9 +55,28 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || rec.Code != 200 {
 		t.Fatalf("%d %v: %s", rec.Code, err, rec.Body)
 	}
-	if len(st.Members) != 2 || !reflect.DeepEqual(st.Members[0], Member{Name: "a", Route: "ra", State: "ok", Weight: 2, Ramp: 1, InGroup: &in}) ||
-		st.Members[1].State != "isolated" || st.Members[1].Flags != "N" {
+	if len(st.Members) != 2 {
+		t.Fatalf("members %+v", st.Members)
+	}
+	if since := st.Members[0].StateSince; since.IsZero() || since.After(st.Time) {
+		t.Errorf("a ok since %v, at %v", since, st.Time)
+	}
+	st.Members[0].StateSince = time.Time{}
+	wantHealth := &Health{LastCheck: &checked, Result: "fail", Error: "503", Duration: 0.003, Failures: 1, Fall: 2, Rise: 3}
+	if h := st.Members[0].Health; h == nil || !h.LastCheck.Equal(checked) {
+		t.Errorf("a's health %+v", h)
+	} else {
+		h.LastCheck = &checked
+	}
+	if !reflect.DeepEqual(st.Members[0], Member{Name: "a", Route: "ra", State: "ok", Weight: 2, Ramp: 1, InGroup: &in, Health: wantHealth}) ||
+		st.Members[1].State != "isolated" || st.Members[1].Flags != "N" || st.Members[1].Health != nil {
 		t.Errorf("members %+v", st.Members)
+	}
+	if st.Version.Version != "1.2.3" || !st.Started.Equal(started) || st.UptimeSeconds < 90 || st.Pid == 0 {
+		t.Errorf("process: version %+v, started %v, uptime %v, pid %d", st.Version, st.Started, st.UptimeSeconds, st.Pid)
+	}
+	if st.Clients == nil || *st.Clients != (Clients{Open: 3, Accepted: 40, Limit: 100}) {
+		t.Errorf("clients %+v", st.Clients)
 	}
 	if len(st.Membership) != 1 || st.Membership[0].UniqueID != "ab000000000000000000000000000000" || !st.Membership[0].LastHeard.Equal(heard) {
 		t.Errorf("membership %+v", st.Membership)
@@ -115,5 +150,31 @@ func TestActions(t *testing.T) {
 	}
 	if status, _ := post(ht, "/api/v1/members/a/enable", "Authorization", "Bearer "+token); status != 200 || a.Flags() != 0 {
 		t.Errorf("with the token: %d, flags %v", status, a.Flags())
+	}
+}
+
+// Every action, done or refused, is logged with the member, the peer and
+// the way it came.
+func TestActionsAreLogged(t *testing.T) {
+	pool, _ := testPool(t)
+	var logs strings.Builder
+	src := Sources{Pool: pool, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	const token = "0123456789abcdef0123"
+	h := Handler(src, token)
+	post(h, "/api/v1/members/a/drain", "Authorization", "Bearer "+token)
+	post(h, "/api/v1/members/a/weight?value=5", "Authorization", "Bearer "+token)
+	post(h, "/api/v1/members/b/disable")                                    // no token
+	post(h, "/api/v1/members/b/evacuate", "Authorization", "Bearer "+token) // a drains: b is the last
+	submit(h, "/ui/members/b/enable", url.Values{"nonce": {"stale"}})       // a page form without its nonce
+	for _, want := range []string{
+		`level=INFO msg="admin action" action=drain member=a peer=192.0.2.1:1234 via=api result=done`,
+		`level=INFO msg="admin action" action=weight member=a peer=192.0.2.1:1234 via=api value=5 result=done`,
+		`level=WARN msg="admin action refused" action=disable member=b peer=192.0.2.1:1234 via=api result=refused err="this action needs the admin token`,
+		`level=WARN msg="admin action refused" action=evacuate member=b peer=192.0.2.1:1234 via=api result=refused err="cannot evacuate b`,
+		`level=WARN msg="admin action refused" action=enable member=b peer=192.0.2.1:1234 via=page result=refused err="the form's nonce is missing or stale`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s\nlog:\n%s", want, logs.String())
+		}
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,7 +30,17 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"deref":   deref,
 	"percent": func(f float64) int { return int(100*f + 0.5) },
 	"ago":     func(now, t time.Time) string { return now.Sub(t).Round(time.Second).String() },
+	"ratio":   func(n uint64, of int) string { return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(max(of, 1))) },
+	"seconds": func(s float64) string { return time.Duration(s * float64(time.Second)).Round(time.Second).String() },
+	"ms":      func(s float64) string { return fmt.Sprintf("%.1f ms", 1000*s) },
+	"actions": applicableActions,
 }).Parse(pageHTML))
+
+// refreshChoices are the auto-refresh periods the page offers, in seconds.
+var refreshChoices = []int{5, 30}
+
+// maxRefresh bounds ?refresh=N.
+const maxRefresh = 3600
 
 // tokenCookie holds the admin token in a logged-in browser.
 const tokenCookie = "catherd_admin_token"
@@ -37,9 +49,47 @@ const tokenCookie = "catherd_admin_token"
 type pageData struct {
 	Status
 	Nonce    string
-	Actions  []string
 	NeedsLog bool   // a token is set and this browser has not logged in
 	Message  string // the outcome of the last action, or why it failed
+	// Refresh is the auto-refresh period in seconds, 0 for none (the
+	// default: a page that reloads under an operator about to press a
+	// button, or typing a weight, would lose it).
+	Refresh        int
+	RefreshChoices []int
+}
+
+// applicableActions are the buttons worth showing for a member: those
+// that would change something (enable a member that is disabled, stopped
+// or draining; recover one in the error state; ...). Weight is always
+// offered, as its own form.
+func applicableActions(m Member) []string {
+	off := strings.ContainsAny(m.Flags, "DS")
+	var out []string
+	if off || strings.Contains(m.Flags, "N") {
+		out = append(out, "enable")
+	}
+	if !strings.Contains(m.Flags, "D") {
+		out = append(out, "disable")
+	}
+	if !off && !strings.Contains(m.Flags, "N") {
+		out = append(out, "drain")
+	}
+	if !off {
+		out = append(out, "evacuate")
+	}
+	if m.State == "error" {
+		out = append(out, "recover")
+	}
+	return out
+}
+
+// refreshOf reads ?refresh=N (seconds), 0 when absent or not in 1..maxRefresh.
+func refreshOf(r *http.Request) int {
+	n, err := strconv.Atoi(r.URL.Query().Get("refresh"))
+	if err != nil || n < 1 || n > maxRefresh {
+		return 0
+	}
+	return n
 }
 
 func servePage(mux *http.ServeMux, src Sources, token string) {
@@ -59,28 +109,30 @@ func servePage(mux *http.ServeMux, src Sources, token string) {
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(status)
-		pageTemplate.Execute(w, pageData{Status: Collect(src, time.Now()), Nonce: nonce,
-			Actions: []string{"enable", "disable", "drain", "evacuate", "recover"}, NeedsLog: !loggedIn(r), Message: msg})
+		pageTemplate.Execute(w, pageData{Status: Collect(src, time.Now()), Nonce: nonce, NeedsLog: !loggedIn(r), Message: msg,
+			Refresh: refreshOf(r), RefreshChoices: refreshChoices})
 	}
 	// checkForm answers 403 unless the form carries the nonce and, with a
-	// token, comes from a logged-in browser.
-	checkForm := func(w http.ResponseWriter, r *http.Request, needLogin bool) bool {
-		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("nonce")), []byte(nonce)) != 1 {
-			render(w, r, http.StatusForbidden, "refused: the form's nonce is missing or stale (reload the page)")
-			return false
+	// token, comes from a logged-in browser; it returns why it refused.
+	checkForm := func(w http.ResponseWriter, r *http.Request, needLogin bool) error {
+		var err error
+		switch {
+		case subtle.ConstantTimeCompare([]byte(r.PostFormValue("nonce")), []byte(nonce)) != 1:
+			err = errors.New("the form's nonce is missing or stale (reload the page)")
+		case needLogin && !loggedIn(r):
+			err = errors.New("log in with the admin token first")
 		}
-		if needLogin && !loggedIn(r) {
-			render(w, r, http.StatusForbidden, "refused: log in with the admin token first")
-			return false
+		if err != nil {
+			render(w, r, http.StatusForbidden, "refused: "+err.Error())
 		}
-		return true
+		return err
 	}
 
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		render(w, r, http.StatusOK, r.URL.Query().Get("msg"))
 	})
 	mux.HandleFunc("POST /ui/login", func(w http.ResponseWriter, r *http.Request) {
-		if !checkForm(w, r, false) {
+		if checkForm(w, r, false) != nil {
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("token")), []byte(token)) != 1 || token == "" {
@@ -92,16 +144,19 @@ func servePage(mux *http.ServeMux, src Sources, token string) {
 		http.Redirect(w, r, "/?msg="+url.QueryEscape("logged in"), http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /ui/members/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		if !checkForm(w, r, true) {
+		name, action := r.PathValue("name"), r.PathValue("action")
+		if err := checkForm(w, r, true); err != nil {
+			src.logAction(r, "page", action, name, r.PostFormValue("value"), err)
 			return
 		}
-		name, action := r.PathValue("name"), r.PathValue("action")
 		m := src.Pool.Member(name)
 		if m == nil {
 			render(w, r, http.StatusNotFound, "no member "+name)
 			return
 		}
-		if status, err := act(src.Pool, m, action, url.Values{"value": {r.PostFormValue("value")}}); err != nil {
+		status, err := act(src.Pool, m, action, url.Values{"value": {r.PostFormValue("value")}})
+		src.logAction(r, "page", action, name, r.PostFormValue("value"), err)
+		if err != nil {
 			render(w, r, status, err.Error())
 			return
 		}

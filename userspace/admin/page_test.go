@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/health"
+	"github.com/catherd/catherd/userspace/version"
 )
 
 var nonceField = regexp.MustCompile(`name="nonce" value="([0-9a-f]+)"`)
@@ -123,5 +125,92 @@ func TestPageLogin(t *testing.T) {
 	}
 	if rec := submit(h, "/ui/members/a/disable", url.Values{"nonce": {nonce}}, cookies...); rec.Code != http.StatusSeeOther || a.Flags() != balancer.Disabled {
 		t.Fatalf("action after login: %d, flags %v", rec.Code, a.Flags())
+	}
+}
+
+// fetch returns the page at path.
+func fetch(t *testing.T, h http.Handler, path string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	if rec.Code != 200 {
+		t.Fatalf("GET %s: %d", path, rec.Code)
+	}
+	return rec.Body.String()
+}
+
+// memberRow returns the table row of member name.
+func memberRow(t *testing.T, body, name string) string {
+	t.Helper()
+	_, row, ok := strings.Cut(body, `<tr id="member-`+name+`">`)
+	if !ok {
+		t.Fatalf("no row for %s", name)
+	}
+	row, _, _ = strings.Cut(row, "</tr>")
+	return row
+}
+
+// The page explains: the process, the client side, each member's health
+// check and how long it has been in its state, errors that are over shown
+// as past, only the actions that apply, and auto-refresh when asked.
+func TestPageExplains(t *testing.T) {
+	a, b := balancer.NewMember("a", "a", 1, 0), balancer.NewMember("b", "b", 1, 0)
+	pool, err := balancer.NewPool([]*balancer.Member{a, b}, "byrequests", balancer.Options{Retry: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.SetLastError(time.Now().Add(-10*time.Minute), "connect: connection refused") // long over: a is ok
+	a.SetFlags(balancer.Drain)
+	pool.MarkError(b)
+	b.SetLastError(time.Now(), "reset: connection reset by peer")
+	checked := time.Now().Add(-2 * time.Second)
+	src := Sources{Pool: pool, Version: version.Info{Version: "1.2.3"}, Started: time.Now().Add(-time.Hour),
+		ClientConns: func() (uint64, uint64, int) { return 3, 41, 100 },
+		Health: func(m *balancer.Member) (health.Status, bool) {
+			return health.Status{Last: &health.Result{At: checked, Duration: 1500 * time.Microsecond}, Failures: 1, Fall: 2, Rise: 2}, true
+		}}
+	h := Handler(src, "")
+	body := fetch(t, h, "/")
+	for _, want := range []string{"1.2.3", "up <span id=\"uptime\">1h0m0s</span>", `<b>3</b> open of 100`, `3.0%`, "41 accepted",
+		`auto-refresh: <span id="refresh">off</span>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `http-equiv="refresh"`) {
+		t.Error("the page refreshes itself without being asked to")
+	}
+	rowA, rowB := memberRow(t, body, "a"), memberRow(t, body, "b")
+	for _, want := range []string{`data-state="drain"`, "for 0s", `data-result="pass"`, "took 1.5 ms", "1 of 2 failures to down",
+		`<span class="past" data-current="false">past: connect: connection refused</span>`} {
+		if !strings.Contains(rowA, want) {
+			t.Errorf("a's row lacks %q:\n%s", want, rowA)
+		}
+	}
+	if !strings.Contains(rowB, `<span class="err" data-current="true">reset: connection reset by peer</span>`) {
+		t.Errorf("b's current error is not shown as current:\n%s", rowB)
+	}
+	buttons := func(row string) []string {
+		var out []string
+		for _, m := range regexp.MustCompile(`name="do" value="([a-z]+)"`).FindAllStringSubmatch(row, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	if got := strings.Join(buttons(rowA), " "); got != "enable disable evacuate weight" {
+		t.Errorf("actions of a draining member: %s", got)
+	}
+	if got := strings.Join(buttons(rowB), " "); got != "disable drain evacuate recover weight" {
+		t.Errorf("actions of a member in error: %s", got)
+	}
+
+	body = fetch(t, h, "/?refresh=5")
+	if !strings.Contains(body, `<meta http-equiv="refresh" content="5">`) || !strings.Contains(body, `every 5 s`) {
+		t.Error("?refresh=5 does not refresh every 5 s")
+	}
+	for _, bad := range []string{"/?refresh=0", "/?refresh=x", "/?refresh=99999"} {
+		if strings.Contains(fetch(t, h, bad), `http-equiv="refresh"`) {
+			t.Errorf("%s refreshes", bad)
+		}
 	}
 }

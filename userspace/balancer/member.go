@@ -95,13 +95,20 @@ type Member struct {
 	bytesIn    atomic.Uint64 // from the member
 	lastError  atomic.Pointer[Failure]
 	rejoin     rejoin
+	stateClock stateClock
 	clock      func() time.Time // its pool's clock
 	domain     atomic.Pointer[string]
+	// failures signals the health checker that a failure was recorded
+	// (see Failures).
+	failures chan struct{}
+	// configured is what the configuration set, as the member entered
+	// its pool (see Restore).
+	configured Configured
 }
 
 // NewMember returns a member with the given weight (lbfactor) and flags.
 func NewMember(name, route string, weight int, flags Flags) *Member {
-	m := &Member{Name: name, Route: route, clock: time.Now}
+	m := &Member{Name: name, Route: route, clock: time.Now, failures: make(chan struct{}, 1)}
 	m.weight.Store(int32(weight))
 	m.flags.Store(uint32(flags))
 	m.reassess()
@@ -191,10 +198,21 @@ type Failure struct {
 }
 
 // SetLastError records a failure of the member (a failed exchange or
-// health check).
+// health check), and signals it on Failures.
 func (m *Member) SetLastError(at time.Time, msg string) {
 	m.lastError.Store(&Failure{At: at, Msg: msg})
+	select {
+	case m.failures <- struct{}{}:
+	default: // one signal pending is enough
+	}
 }
+
+// Failures signals that failures were recorded (SetLastError) since the
+// last receive: the health checker then probes the member at once instead
+// of waiting for its next turn, so that a member that died is shown down
+// within a probe or two of the first request that met it. One signal
+// stands for any number of failures; it has one receiver.
+func (m *Member) Failures() <-chan struct{} { return m.failures }
 
 // LastError is the member's most recent failure, nil if none.
 func (m *Member) LastError() *Failure { return m.lastError.Load() }

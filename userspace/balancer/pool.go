@@ -63,9 +63,7 @@ type Request struct {
 	Tried Set
 
 	now time.Time // of the pick, for policies that weigh by share
-	// candidates is the pick's working set. It lives here, in the
-	// caller's Request, rather than on the stack: handed to a Policy (an
-	// interface), it would escape to the heap on every pick.
+	// candidates is the set a balanced pick chooses among.
 	candidates Set
 }
 
@@ -96,6 +94,7 @@ type Options struct {
 type Pool struct {
 	members []*Member
 	byRoute map[string]*Member
+	method  string
 	policy  Policy
 	partner *rendezvous // picks failover members by session
 	opts    Options
@@ -115,13 +114,15 @@ func NewPool(members []*Member, method string, opts Options) (*Pool, error) {
 	if len(members) > MaxMembers {
 		return nil, errors.New("too many members")
 	}
-	p := &Pool{members: members, byRoute: make(map[string]*Member, len(members)), opts: opts, now: time.Now,
+	p := &Pool{members: members, byRoute: make(map[string]*Member, len(members)), method: method, opts: opts, now: time.Now,
 		failovers: make([]atomic.Uint64, len(members)*len(members))}
 	for i, m := range members {
 		m.Index = i
 		p.byRoute[m.Route] = m
 		m.clock = p.Now
 		m.rejoin.settle, m.rejoin.slowStart = opts.RejoinSettle, opts.SlowStart
+		m.startStateClock(p.now()) // dated by the pool's clock from now on
+		m.configured = Configured{Flags: m.Flags(), Weight: m.Weight(), Domain: m.Domain()}
 	}
 	p.partner = newRendezvous(members)
 	var err error
@@ -145,6 +146,16 @@ func (p *Pool) Member(name string) *Member {
 	return nil
 }
 
+// Method names the balancing method of new sessions (--lbmethod).
+func (p *Pool) Method() string { return p.method }
+
+// Usable reports whether a member can take a new session now (members in
+// the error state do not count, though a request would still try them).
+func (p *Pool) Usable() bool {
+	_, ok := p.newSessionCandidates(p.now(), &Set{}, false)
+	return ok
+}
+
 // Now is the pool's clock (replaceable in tests).
 func (p *Pool) Now() time.Time { return p.now() }
 
@@ -161,73 +172,147 @@ func (p *Pool) Now() time.Time { return p.now() }
 func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 	now := p.now()
 	r.now = now
-	outcome := New
-	var home *Member
-	if r.Route != nil {
-		home = p.byRoute[string(r.Route)]
-		if m, ok := p.movedTo(r, home, now); ok {
-			return m, Moved, nil
-		}
-		switch {
-		case home == nil:
-			outcome = UnknownRoute
-		case !r.Tried.Has(home.Index) && home.servesSessions(now):
-			return home, Hit, nil
-		case p.opts.NoFailover:
-			return nil, Failover, ErrNoFailover
-		default:
-			outcome = Failover
+	d := p.decide(r, now, func(key []byte) (moved.Entry, bool) {
+		i, ok := p.opts.Moved.Lookup(key, now) // counts as use
+		return moved.Entry{Member: i}, ok
+	})
+	if d.staleMove {
+		p.opts.Moved.Forget(r.SessionKey)
+	}
+	switch {
+	case d.err != nil:
+		return nil, d.outcome, d.err
+	case d.member == nil:
+		// In the caller's Request: handed to a Policy (an interface), a
+		// set on the stack would escape to the heap on every pick.
+		r.candidates = d.candidates
+		return p.policy.Pick(p.members, &r.candidates, r), d.outcome, nil
+	case d.outcome == Failover:
+		p.failovers[d.home.Index*len(p.members)+d.member.Index].Add(1)
+		if p.opts.Moved != nil {
+			p.opts.Moved.Move(r.SessionKey, d.member.Index, moveReason(d.home), now)
 		}
 	}
-	candidates := &r.candidates
-	var ok bool
-	if *candidates, ok = p.newSessionCandidates(now, &r.Tried, false); !ok {
+	return d.member, d.outcome, nil
+}
+
+// Decision is where a request of a session would go now, and why, as
+// Explain tells it.
+type Decision struct {
+	// Outcome: Hit (its own member), Moved (where it moved earlier),
+	// Failover (its member is unusable: its partner), or New or
+	// UnknownRoute (balanced among Candidates by the method).
+	Outcome Outcome
+	// Member takes it; nil when it is balanced, or when none can (Err).
+	Member *Member
+	// Home is the member its route names; nil when none does.
+	Home *Member
+	// MovedTo is where the moved-session table says it went, also when
+	// that no longer holds (that member cannot serve it now).
+	MovedTo *Member
+	// Moved says why it moved, when MovedTo is set.
+	Moved moved.Reason
+	// Candidates are the members a balanced request is picked among.
+	Candidates []*Member
+	// Err is why no member can take it: ErrNoMember, ErrNoFailover or
+	// ErrNoPartner (the request would get 503).
+	Err error
+}
+
+// Explain says where the next request of the session (route, key) would
+// go now and why, by the same rules as Pick but without any of Pick's
+// effects: nothing is counted, moved, forgotten or balanced.
+func (p *Pool) Explain(route, key []byte) Decision {
+	now := p.now()
+	r := &Request{Route: route, SessionKey: key, now: now}
+	var movedTo *Member
+	var why moved.Reason
+	d := p.decide(r, now, func(key []byte) (moved.Entry, bool) {
+		e, ok := p.opts.Moved.Peek(key, now)
+		if ok {
+			movedTo, why = p.members[e.Member], e.Reason
+		}
+		return e, ok
+	})
+	out := Decision{Outcome: d.outcome, Member: d.member, Home: d.home, MovedTo: movedTo, Moved: why, Err: d.err}
+	if d.err == nil && d.member == nil {
+		for i, m := range p.members {
+			if d.candidates.Has(i) {
+				out.Candidates = append(out.Candidates, m)
+			}
+		}
+	}
+	return out
+}
+
+// decision is what decide found.
+type decision struct {
+	outcome    Outcome
+	member     *Member // nil: balance among candidates
+	home       *Member
+	candidates Set
+	staleMove  bool // the moved-session entry no longer applies
+	err        error
+}
+
+// decide applies Pick's rules to r at now, reading the moved-session
+// table through lookup, and changes nothing.
+func (p *Pool) decide(r *Request, now time.Time, lookup func(key []byte) (moved.Entry, bool)) decision {
+	d := decision{outcome: New}
+	if r.Route != nil {
+		d.home = p.byRoute[string(r.Route)]
+		if p.opts.Moved != nil && len(r.SessionKey) > 0 {
+			if e, ok := lookup(r.SessionKey); ok {
+				m := p.members[e.Member]
+				if m != d.home && !r.Tried.Has(e.Member) && m.servesSessions(now) {
+					d.outcome, d.member = Moved, m
+					return d
+				}
+				// Renamed to its new member's route, or that member
+				// failed too (then the session goes home if home
+				// serves again, or moves anew): either way the entry
+				// is done with.
+				d.staleMove = true
+			}
+		}
+		switch {
+		case d.home == nil:
+			d.outcome = UnknownRoute
+		case !r.Tried.Has(d.home.Index) && d.home.servesSessions(now):
+			d.outcome, d.member = Hit, d.home
+			return d
+		case p.opts.NoFailover:
+			d.outcome, d.err = Failover, ErrNoFailover
+			return d
+		default:
+			d.outcome = Failover
+		}
+	}
+	candidates, ok := p.newSessionCandidates(now, &r.Tried, false)
+	if !ok {
 		// Like Apache's forcerecovery: when every member is in error,
 		// try them anyway rather than fail every request for the whole
 		// retry period after a blip that hit them all.
-		if *candidates, ok = p.newSessionCandidates(now, &r.Tried, true); !ok {
-			return nil, outcome, ErrNoMember
+		if candidates, ok = p.newSessionCandidates(now, &r.Tried, true); !ok {
+			d.err = ErrNoMember
+			return d
 		}
 	}
-	if outcome == Failover && len(r.SessionKey) > 0 {
-		if !p.opts.AnyDomain {
-			if *candidates = p.inDomain(*candidates, home.Domain()); candidates.Empty() {
-				return nil, outcome, ErrNoPartner
-			}
+	d.candidates = candidates
+	if d.outcome != Failover || len(r.SessionKey) == 0 {
+		return d // balanced (a failover without a key has no partner)
+	}
+	if !p.opts.AnyDomain {
+		if candidates = p.inDomain(candidates, d.home.Domain()); candidates.Empty() {
+			d.err = ErrNoPartner
+			return d
 		}
-		partner := p.partner.pickKey(p.members, candidates, hashBytes(r.SessionKey), time.Time{})
-		if partner == home {
-			return home, Hit, nil // a settling home, and no one else left
-		}
-		p.failovers[home.Index*len(p.members)+partner.Index].Add(1)
-		if p.opts.Moved != nil {
-			p.opts.Moved.Move(r.SessionKey, partner.Index, moveReason(home), now)
-		}
-		return partner, outcome, nil
 	}
-	return p.policy.Pick(p.members, candidates, r), outcome, nil
-}
-
-// movedTo returns the member r's session moved to, when it moved and that
-// member can serve it. A client that now carries that member's route needs
-// the entry no more (the backend renamed the session), so it is dropped.
-func (p *Pool) movedTo(r *Request, home *Member, now time.Time) (*Member, bool) {
-	if p.opts.Moved == nil || len(r.SessionKey) == 0 {
-		return nil, false
+	d.member = p.partner.pickKey(p.members, &candidates, hashBytes(r.SessionKey), time.Time{})
+	if d.member == d.home {
+		d.outcome = Hit // a settling home, and no one else left
 	}
-	i, ok := p.opts.Moved.Lookup(r.SessionKey, now)
-	if !ok {
-		return nil, false
-	}
-	m := p.members[i]
-	if m == home || r.Tried.Has(i) || !m.servesSessions(now) {
-		// Renamed to its new member's route, or that member failed too
-		// (then the session goes home if home serves again, or moves
-		// anew): either way the entry is done with.
-		p.opts.Moved.Forget(r.SessionKey)
-		return nil, false
-	}
-	return m, true
+	return d
 }
 
 // inDomain keeps the members of set in domain.
@@ -322,10 +407,15 @@ func (p *Pool) Evacuate(m *Member) error {
 
 // Recover takes m out of the error state at once, instead of at the end
 // of its retry period.
-func (p *Pool) Recover(m *Member) { m.errorUntil.Store(0) }
+func (p *Pool) Recover(m *Member) {
+	m.errorUntil.Store(0)
+	m.note(p.now())
+}
 
 // MarkError puts m in the error state for the retry period: it gets no
 // requests until then, after which the next request tries it again.
 func (p *Pool) MarkError(m *Member) {
-	m.errorUntil.Store(p.now().Add(p.opts.Retry).UnixNano())
+	now := p.now()
+	m.errorUntil.Store(now.Add(p.opts.Retry).UnixNano())
+	m.note(now)
 }

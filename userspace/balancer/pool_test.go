@@ -503,3 +503,63 @@ func TestMovedSessionGoesHomeWhenItsPartnerLeaves(t *testing.T) {
 		t.Fatalf("with b back: %v (%v), want a (hit): the session stays where it is", m, o)
 	}
 }
+
+// Explain tells where a session's next request goes, by Pick's rules, and
+// changes nothing: the partner it names is the one Pick then chooses.
+func TestExplainMatchesPickWithoutEffects(t *testing.T) {
+	table := moved.New(time.Hour, 100)
+	p, now := newTestPool(t, "byrequests", Options{Retry: time.Minute, Moved: table}, "a:1", "b:1", "c:1")
+	a, b := p.Members()[0], p.Members()[1]
+	key := []byte("S1")
+
+	if d := p.Explain([]byte("a"), key); d.Outcome != Hit || d.Member != a || d.Home != a || d.Err != nil {
+		t.Fatalf("a's session, a usable: %+v", d)
+	}
+	if d := p.Explain(nil, nil); d.Outcome != New || d.Member != nil || len(d.Candidates) != 3 {
+		t.Fatalf("no session: %+v", d)
+	}
+	if d := p.Explain([]byte("zz"), key); d.Outcome != UnknownRoute || d.Home != nil || len(d.Candidates) != 3 {
+		t.Fatalf("unknown route: %+v", d)
+	}
+
+	a.SetDown(true)
+	d := p.Explain([]byte("a"), key)
+	if d.Outcome != Failover || d.Member == nil || d.Member == a {
+		t.Fatalf("a down: %+v", d)
+	}
+	if table.Stats().Size != 0 || p.Failovers(a, d.Member) != 0 {
+		t.Fatalf("Explain moved or counted: %+v, %d", table.Stats(), p.Failovers(a, d.Member))
+	}
+	m, out, _ := p.Pick(&Request{Route: []byte("a"), SessionKey: key})
+	if m != d.Member || out != Failover {
+		t.Fatalf("Pick chose %v (%v), Explain said %v", m.Name, out, d.Member.Name)
+	}
+	partner := m
+
+	a.SetDown(false)
+	*now = now.Add(time.Hour)                         // a settled again
+	e, _ := table.Peek(key, now.Add(-59*time.Minute)) // as used by the Pick above
+	d = p.Explain([]byte("a"), key)
+	if d.Outcome != Moved || d.Member != partner || d.MovedTo != partner || d.Moved != moved.Down {
+		t.Fatalf("moved earlier: %+v", d)
+	}
+	if e2, _ := table.Peek(key, *now); !e2.LastUsed.Equal(e.LastUsed) {
+		t.Fatalf("Explain counted as use: %v -> %v", e.LastUsed, e2.LastUsed)
+	}
+
+	// The partner it moved to is unusable: the entry no longer holds,
+	// and the session goes home; the table still names it.
+	partner.SetFlags(Disabled)
+	d = p.Explain([]byte("a"), key)
+	if d.Outcome != Hit || d.Member != a || d.MovedTo != partner || table.Stats().Size != 1 {
+		t.Fatalf("partner disabled: %+v, table %+v", d, table.Stats())
+	}
+
+	// Nobody usable: Err, no member.
+	for _, m := range p.Members() {
+		m.SetDown(true)
+	}
+	if d := p.Explain([]byte("b"), key); d.Err != ErrNoMember || d.Member != nil || d.Home != b {
+		t.Fatalf("all down: %+v", d)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/catherd/catherd/session"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/certs"
+	"github.com/catherd/catherd/userspace/cliflag"
 	"github.com/catherd/catherd/userspace/proxy"
 	"github.com/catherd/catherd/userspace/xdp"
 )
@@ -49,6 +50,9 @@ type Backend struct {
 
 // Config is everything `catherd run` needs.
 type Config struct {
+	// Check: validate everything that can be without serving (catherd
+	// run --check), then exit.
+	Check  bool
 	Listen []string
 	// TLSListen are the addresses of TLS clients, served with TLSCerts.
 	TLSListen []string
@@ -88,10 +92,13 @@ type Config struct {
 	LogLevel slog.Level
 
 	HealthInterval time.Duration
-	HealthURI      string
-	HealthTimeout  time.Duration
-	HealthFall     int
-	HealthRise     int
+	// HealthFastInterval paces the probes of a member in doubt (see
+	// health.Options.FastInterval); at most HealthInterval.
+	HealthFastInterval time.Duration
+	HealthURI          string
+	HealthTimeout      time.Duration
+	HealthFall         int
+	HealthRise         int
 
 	// L4 configures the XDP datapath; L4.Iface is empty when it is off.
 	L4 L4
@@ -130,51 +137,80 @@ const MaxBufferRequests = 64 << 20
 // looks for it.
 const DefaultAdmin = "127.0.0.1:9181"
 
-// FlagError is a usage error: main prints it and exits 2.
-type FlagError struct {
-	Flag string
-	Err  error
-}
-
-func (e *FlagError) Error() string {
-	if e.Flag == "" {
-		return e.Err.Error()
-	}
-	return fmt.Sprintf("--%s: %v", e.Flag, e.Err)
-}
-
-func (e *FlagError) Unwrap() error { return e.Err }
+// FlagError is a usage error naming its flag: main prints it and exits 2.
+type FlagError = cliflag.Error
 
 type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
+// levelFlag is --log-level: slog's levels by their lower-case names, with
+// an error in catherd's words (slog's own names a "level string").
+type levelFlag struct{ l *slog.Level }
+
+func (f levelFlag) String() string {
+	if f.l == nil {
+		return ""
+	}
+	return strings.ToLower(f.l.String())
+}
+
+func (f levelFlag) Set(v string) error {
+	if err := f.l.UnmarshalText([]byte(v)); err != nil || strings.ContainsAny(v, "+-") {
+		return fmt.Errorf("want debug, info, warn or error")
+	}
+	return nil
+}
+
+// rawFlags holds what flags give before it is checked and turned into a
+// Config.
+type rawFlags struct {
+	listen, tlsListen, tlsCert, tlsKey, backends, l4, l4hash, mcastAllow, trustedProxies listFlag
+	sticky, sep, xdpMode, mcastGroup, tokenFile, scope, logFormat                        string
+}
+
+// RunFlags describes the flags of `catherd run`, for help texts and the
+// documents generated from them (the man page, shell completion).
+func RunFlags() []cliflag.Flag {
+	return cliflag.Flags(newFlagSet(&Config{}, &rawFlags{}))
+}
+
 // Parse reads `catherd run` arguments. It returns flag.ErrHelp when help was
 // asked for (the usage text has then been written to usage).
 func Parse(args []string, usage io.Writer) (*Config, error) {
+	c := &Config{}
+	var r rawFlags
+	fs := newFlagSet(c, &r)
+	if err := cliflag.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, usage)
+		}
+		return nil, err
+	}
+	return c, c.validate(fs, &r)
+}
+
+// newFlagSet declares the flags of `catherd run`, each writing into c or r.
+func newFlagSet(c *Config, r *rawFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("catherd run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	c := &Config{}
-	var listen, tlsListen, tlsCert, tlsKey, backends, l4, l4hash, mcastAllow listFlag
-	var sticky, sep, xdpMode, mcastGroup string
-	fs.Var(&listen, "listen", "address to accept HTTP clients on, e.g. :80 or 127.0.0.1:8080 (repeatable; default :8080)")
-	fs.Var(&tlsListen, "tls-listen", "address to accept TLS clients on, HTTP/1.1 or HTTP/2 (repeatable; needs --tls-cert and --tls-key)")
-	fs.Var(&tlsCert, "tls-cert", "PEM file with a certificate and its chain (repeatable: the first is the default, others are chosen by SNI);\nreread with its key on SIGHUP, without dropping connections")
-	fs.Var(&tlsKey, "tls-key", "PEM file with the private key of the --tls-cert in the same position (repeatable)")
-	fs.Var(&backends, "backend", "a backend member (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H][,domain=D][,member=IP], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
-	fs.StringVar(&sticky, "sticky", "JSESSIONID|jsessionid", "session id locations as COOKIE|pathparam, or off to disable stickiness")
-	fs.StringVar(&sep, "sticky-separator", ".", "one character between session id and route (WebLogic uses !)")
-	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "how new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
-	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9180", "address of the Prometheus /metrics endpoint (empty disables it)")
-	fs.StringVar(&c.Admin, "admin", DefaultAdmin, "address of the admin API (GET /api/v1/status, read by catherd status); keep it on loopback (empty disables it)")
-	var tokenFile string
-	fs.StringVar(&tokenFile, "admin-token-file", "", "file holding the token that admin actions must carry (Authorization: Bearer); required when --admin is not on loopback")
+	fs.BoolVar(&c.Check, "check", false, "check the flags and exit: every value, the certificates and admin token files, the interfaces\nand the XDP program (loaded into the kernel, not attached); binds no address (exit 0, or 2 with the error)")
+	fs.Var(&r.listen, "listen", "`ADDR` to accept HTTP clients on, e.g. :80 or 127.0.0.1:8080 (repeatable; default :8080)")
+	fs.Var(&r.tlsListen, "tls-listen", "`ADDR` to accept TLS clients on, HTTP/1.1 or HTTP/2 (repeatable; needs --tls-cert and --tls-key)")
+	fs.Var(&r.tlsCert, "tls-cert", "PEM `FILE` with a certificate and its chain (repeatable: the first is the default, others are chosen by SNI);\nreread with its key on SIGHUP, without dropping connections")
+	fs.Var(&r.tlsKey, "tls-key", "PEM `FILE` with the private key of the --tls-cert in the same position (repeatable)")
+	fs.Var(&r.backends, "backend", "a backend member, `NAME=URL[,OPTION...]` (repeatable, at least one):\nNAME=http://HOST:PORT[,route=R][,weight=1..100][,status=+D|+S|+N|+H][,domain=D][,member=IP], or\nNAME=ajp://HOST:PORT,secret=S[,packet-size=8192..65536][,ping=C|P|I|A|none] plus the same options;\nroute defaults to NAME and must match the Tomcat jvmRoute")
+	fs.StringVar(&r.sticky, "sticky", "JSESSIONID|jsessionid", "session id locations as `COOKIE|pathparam`, or off to disable stickiness")
+	fs.StringVar(&r.sep, "sticky-separator", ".", "one character (`C`) between session id and route (WebLogic uses !)")
+	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "`METHOD` by which new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
+	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9180", "`ADDR` of the Prometheus /metrics endpoint (empty disables it)")
+	fs.StringVar(&c.Admin, "admin", DefaultAdmin, "`ADDR` of the admin API (GET /api/v1/status, read by catherd status); keep it on loopback (empty disables it)")
+	fs.StringVar(&r.tokenFile, "admin-token-file", "", "`FILE` holding the token that admin actions must carry (Authorization: Bearer); required when --admin is not on loopback")
 	fs.DurationVar(&c.RejoinSettle, "rejoin-settle", 5*time.Second, "a member that returns (after failing its health checks, or being disabled) takes no requests until it has been healthy, enabled and in its replication group this long")
 	fs.DurationVar(&c.SlowStart, "slow-start", 30*time.Second, "after settling, a returning member's share of new sessions ramps up to its weight over this long (0: at once)")
 	fs.BoolVar(&c.NoFailover, "nofailover", false, "answer 503 instead of moving a session whose member is unusable")
-	var scope string
-	fs.StringVar(&scope, "failover-scope", "domain", "where a session may move: domain (members of its member's replication domain, which hold its copies) or any")
+	fs.StringVar(&r.scope, "failover-scope", "domain", "where (`SCOPE`) a session may move: domain (members of its member's replication domain, which hold its copies) or any")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", 30*time.Minute, "a moved session stays on the member it moved to until idle this long (match the session timeout)")
 	fs.IntVar(&c.SessionTableSize, "session-table-size", 262144, "moved sessions remembered at most (least recently used forgotten first)")
 	fs.IntVar(&c.Proxy.MaxAttempts, "max-attempts", 0, "members tried per request on connect errors (0 = every member once)")
@@ -192,76 +228,77 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	fs.Var(sizeFlag{&c.Proxy.BufferRequests}, "buffer-requests", "request bodies up to this size are read whole before a member is chosen, so that a slow upload holds no backend thread;\nlarger ones stream (bodies up to 64KiB are always read whole; 256MiB of held bodies at most in all)")
 	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections open at once, all listeners and tunnels together; more wait in the kernel's accept queue until one ends")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, or after handing over to a successor, how long in-flight requests may finish")
-	var trustedProxies listFlag
-	fs.Var(&trustedProxies, "trusted-proxy", "a proxy in front of catherd, as CIDR or IP (repeatable): from such a peer, X-Forwarded-For is kept with the peer's\naddress appended, and X-Forwarded-Proto and -Host are kept; from any other, all three are replaced")
-	fs.StringVar(&c.HandoffSocket, "handoff-socket", DefaultHandoffSocket, "unix socket on which a successor (--takeover, or SIGUSR2) takes over the listening sockets and state (empty: none)")
+	fs.Var(&r.trustedProxies, "trusted-proxy", "a proxy in front of catherd, as `CIDR` or IP (repeatable): from such a peer, X-Forwarded-For is kept with the peer's\naddress appended, and X-Forwarded-Proto and -Host are kept; from any other, all three are replaced")
+	fs.StringVar(&c.HandoffSocket, "handoff-socket", DefaultHandoffSocket, "unix socket `PATH` on which a successor (--takeover, SIGUSR2 or catherd reload) takes over the listening sockets and state (empty: none)")
 	fs.BoolVar(&c.Takeover, "takeover", false, "take over from the catherd serving --handoff-socket: its listening sockets, member states and moved sessions; it then drains and exits (starts afresh if none is running)")
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
-	var logFormat string
-	fs.StringVar(&logFormat, "log-format", "text", "log lines as text (key=value) or json")
-	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "least severe level logged: debug, info, warn or error")
+	fs.StringVar(&r.logFormat, "log-format", "text", "log lines in this `FORMAT`: text (key=value) or json")
+	c.LogLevel = slog.LevelInfo
+	fs.Var(levelFlag{&c.LogLevel}, "log-level", "least severe `LEVEL` logged: debug, info, warn or error")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second, "probe every member this often (0 disables health checks)")
-	fs.StringVar(&c.HealthURI, "health-uri", "/", "path the probe GETs; a 5xx, a timeout, a connect error or a refused AJP secret fails it")
+	fs.DurationVar(&c.HealthFastInterval, "health-fast-interval", time.Second, "probe a member this often while its state is in doubt: from a failed request or probe until --health-fall\nfailures mark it down, or until a probe passes (and while a down member rises); at most --health-interval")
+	fs.StringVar(&c.HealthURI, "health-uri", "/", "`PATH` the probe GETs; a 5xx, a timeout, a connect error or a refused AJP secret fails it")
 	fs.DurationVar(&c.HealthTimeout, "health-timeout", 2*time.Second, "longest wait for one probe")
 	fs.IntVar(&c.HealthFall, "health-fall", 2, "consecutive failed probes that mark a member down")
 	fs.IntVar(&c.HealthRise, "health-rise", 2, "consecutive passed probes that bring a down member back")
 
-	fs.StringVar(&c.L4.Iface, "xdp-iface", "", "network interface to attach the XDP datapath to (needed by --l4)")
-	fs.StringVar(&xdpMode, "xdp-mode", string(xdp.Native), "XDP attach mode: native (in the driver) or generic (any device, slower)")
-	fs.Var(&l4, "l4", "an L4 service steered in XDP by client IP, with L2 direct server return (repeatable):\nVIP:PORT/tcp|udp=IP[:WEIGHT],IP[:WEIGHT],... (IPv6 in brackets); backends hold the VIP on lo;\nhealth is a TCP connect to IP:PORT every --health-interval")
-	fs.Var(&l4hash, "l4-hash", "flow key of --l4 services: ip (every connection of a client meets one backend) or ip+port;\nMODE for all services or VIP:PORT/PROTO=MODE for one (repeatable; default ip)")
-	fs.Func("conntrack-size", fmt.Sprintf("flows the XDP connection table holds (LRU) (default %d)", xdp.DefaultConntrackSize), func(v string) error {
+	fs.StringVar(&c.L4.Iface, "xdp-iface", "", "network interface (`IF`) to attach the XDP datapath to (needed by --l4)")
+	fs.StringVar(&r.xdpMode, "xdp-mode", string(xdp.Native), "XDP attach `MODE`: native (in the driver) or generic (any device, slower)")
+	fs.Var(&r.l4, "l4", "an L4 `SERVICE` steered in XDP by client IP, with L2 direct server return (repeatable):\nVIP:PORT/tcp|udp=IP[:WEIGHT],IP[:WEIGHT],... (IPv6 in brackets); backends hold the VIP on lo;\nhealth is a TCP connect to IP:PORT every --health-interval")
+	fs.Var(&r.l4hash, "l4-hash", "flow key (`KEY`) of --l4 services: ip (every connection of a client meets one backend) or ip+port;\nMODE for all services or VIP:PORT/PROTO=MODE for one (repeatable; default ip)")
+	c.L4.ConntrackSize = xdp.DefaultConntrackSize
+	fs.Func("conntrack-size", fmt.Sprintf("how many flows (`N`) the XDP connection table holds (LRU) (default %d)", xdp.DefaultConntrackSize), func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
-		c.L4.ConntrackSize = uint32(n)
-		return err
-	})
-	fs.StringVar(&c.L4.PinDir, "xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory for the pinned XDP link and maps, which keep flows across restarts")
-
-	fs.StringVar(&mcastGroup, "membership", "", "follow the Tomcat cluster's membership heartbeats (McastService) on GROUP:PORT, e.g. 228.0.0.4:45564;\nmembers out of the group get no new sessions; needs --membership-iface")
-	fs.StringVar(&c.Membership.Iface, "membership-iface", "", "interface the heartbeats arrive on: joined to the group, and its XDP filter drops bad beacons")
-	fs.Var(&mcastAllow, "membership-allow", "source prefix whose beacons are accepted (repeatable; default: the prefixes of --membership-iface's addresses)")
-	fs.StringVar(&c.Membership.Domain, "membership-domain", "", "the cluster's domain attribute; beacons of other domains are dropped. '*': every domain, and a --backend without domain= is in the domain its heartbeats name")
-	fs.DurationVar(&c.Membership.DropTime, "membership-drop-time", 3*time.Second, "a member silent this long is out of the group (keep it equal to the cluster's dropTime)")
-	fs.Func("membership-rate", "beacons per second a source may send before the XDP filter drops the excess (default 10; Tomcat sends 2)", func(v string) error {
-		n, err := strconv.ParseUint(v, 10, 32)
-		c.Membership.Rate = uint32(n)
-		return err
-	})
-
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(fs, usage)
-			return nil, err
+		if err != nil || n == 0 {
+			return fmt.Errorf("want a whole number of flows, 1 or more")
 		}
-		return nil, &FlagError{Err: err}
-	}
+		c.L4.ConntrackSize = uint32(n)
+		return nil
+	})
+	fs.StringVar(&c.L4.PinDir, "xdp-pin-dir", xdp.DefaultPinDir, "bpffs `DIR` for the pinned XDP link and maps, which keep flows across restarts")
+
+	fs.StringVar(&r.mcastGroup, "membership", "", "follow the Tomcat cluster's membership heartbeats (McastService) on `GROUP:PORT`, e.g. 228.0.0.4:45564;\nmembers out of the group get no new sessions; needs --membership-iface")
+	fs.StringVar(&c.Membership.Iface, "membership-iface", "", "interface (`IF`) the heartbeats arrive on: joined to the group, and its XDP filter drops bad beacons")
+	fs.Var(&r.mcastAllow, "membership-allow", "source prefix (`CIDR`) whose beacons are accepted (repeatable; default: the prefixes of --membership-iface's addresses)")
+	fs.StringVar(&c.Membership.Domain, "membership-domain", "", "the cluster's `DOMAIN` attribute; beacons of other domains are dropped. '*': every domain, and a --backend without domain= is in the domain its heartbeats name")
+	fs.DurationVar(&c.Membership.DropTime, "membership-drop-time", 3*time.Second, "a member silent this long is out of the group (keep it equal to the cluster's dropTime)")
+	fs.Func("membership-rate", "beacons per second (`N`) a source may send before the XDP filter drops the excess (default 10; Tomcat sends 2)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want a whole number of beacons per second")
+		}
+		c.Membership.Rate = uint32(n)
+		return nil
+	})
+	return fs
+}
+
+// validate checks what the flags gave and fills the rest of c.
+func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	if fs.NArg() > 0 {
-		return nil, &FlagError{Err: fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))}
+		return &FlagError{Err: fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))}
 	}
-	c.L4.Mode = xdp.Mode(xdpMode)
-	if c.L4.ConntrackSize == 0 {
-		c.L4.ConntrackSize = xdp.DefaultConntrackSize
-	}
-	for _, spec := range l4 {
+	c.L4.Mode = xdp.Mode(r.xdpMode)
+	for _, spec := range r.l4 {
 		svc, err := ParseL4Service(spec)
 		if err != nil {
-			return nil, &FlagError{"l4", err}
+			return &FlagError{Flag: "l4", Err: err}
 		}
 		c.L4.Services = append(c.L4.Services, svc)
 	}
-	if err := applyL4Hash(l4hash, c.L4.Services); err != nil {
-		return nil, &FlagError{"l4-hash", err}
+	if err := applyL4Hash(r.l4hash, c.L4.Services); err != nil {
+		return &FlagError{Flag: "l4-hash", Err: err}
 	}
 	if err := validateL4(&c.L4); err != nil {
-		return nil, err
+		return err
 	}
-	if err := parseMembership(&c.Membership, mcastGroup, mcastAllow); err != nil {
-		return nil, err
+	if err := parseMembership(&c.Membership, r.mcastGroup, r.mcastAllow); err != nil {
+		return err
 	}
 	// An instance may steer L4 services only; it then runs no HTTP proxy.
-	l4Only := len(backends) == 0 && len(c.L4.Services) > 0
-	c.Listen, c.TLSListen = listen, tlsListen
+	l4Only := len(r.backends) == 0 && len(c.L4.Services) > 0
+	c.Listen, c.TLSListen = r.listen, r.tlsListen
 	if len(c.Listen) == 0 && len(c.TLSListen) == 0 && !l4Only {
 		c.Listen = []string{":8080"}
 	}
@@ -270,73 +307,79 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 		addrs []string
 	}{{"listen", c.Listen}, {"tls-listen", c.TLSListen}} {
 		if l4Only && len(f.addrs) > 0 {
-			return nil, &FlagError{f.name, errors.New("an HTTP listener needs at least one --backend")}
+			return &FlagError{Flag: f.name, Err: errors.New("an HTTP listener needs at least one --backend")}
 		}
 		for _, l := range f.addrs {
 			if _, _, err := net.SplitHostPort(l); err != nil {
-				return nil, &FlagError{f.name, fmt.Errorf("want HOST:PORT, got %q", l)}
+				return &FlagError{Flag: f.name, Err: fmt.Errorf("want HOST:PORT, got %q", l)}
 			}
 		}
 	}
-	if err := c.parseTLS(tlsCert, tlsKey); err != nil {
-		return nil, err
+	if err := c.parseTLS(r.tlsCert, r.tlsKey); err != nil {
+		return err
 	}
-	if len(sep) != 1 {
-		return nil, &FlagError{"sticky-separator", fmt.Errorf("want one character, got %q", sep)}
+	if len(r.sep) != 1 {
+		return &FlagError{Flag: "sticky-separator", Err: fmt.Errorf("want one character, got %q", r.sep)}
 	}
 	var err error
-	if c.Proxy.Sticky, err = session.ParseSticky(sticky, sep[0]); err != nil {
-		return nil, &FlagError{"sticky", err}
+	if c.Proxy.Sticky, err = session.ParseSticky(r.sticky, r.sep[0]); err != nil {
+		return &FlagError{Flag: "sticky", Err: err}
 	}
-	if len(backends) == 0 && !l4Only {
-		return nil, &FlagError{"backend", errors.New("at least one backend is required (or --l4 services only)")}
+	if len(r.backends) == 0 && !l4Only {
+		return &FlagError{Flag: "backend", Err: errors.New("at least one backend is required (or --l4 services only)")}
 	}
-	if len(backends) > balancer.MaxMembers {
-		return nil, &FlagError{"backend", fmt.Errorf("at most %d backends", balancer.MaxMembers)}
+	if len(r.backends) > balancer.MaxMembers {
+		return &FlagError{Flag: "backend", Err: fmt.Errorf("at most %d backends", balancer.MaxMembers)}
 	}
-	names, routes := map[string]bool{}, map[string]string{}
-	for _, spec := range backends {
+	names, routes, urls := map[string]bool{}, map[string]string{}, map[string]string{}
+	for _, spec := range r.backends {
 		b, err := ParseBackend(spec)
 		if err != nil {
-			return nil, &FlagError{"backend", err}
+			return &FlagError{Flag: "backend", Err: err}
 		}
 		if names[b.Name] {
-			return nil, &FlagError{"backend", fmt.Errorf("duplicate name %q", b.Name)}
+			return &FlagError{Flag: "backend", Err: fmt.Errorf("duplicate name %q", b.Name)}
 		}
 		if other, dup := routes[b.Route]; dup {
-			return nil, &FlagError{"backend", fmt.Errorf("%s and %s share route %q: routes must be unique", other, b.Name, b.Route)}
+			return &FlagError{Flag: "backend", Err: fmt.Errorf("%s and %s share route %q: routes must be unique", other, b.Name, b.Route)}
 		}
-		names[b.Name], routes[b.Route] = true, b.Name
+		// One Tomcat behind two names would get twice its share, and
+		// a session could fail over from it to itself.
+		target := b.Scheme + "://" + strings.ToLower(b.Addr)
+		if other, dup := urls[target]; dup {
+			return &FlagError{Flag: "backend", Err: fmt.Errorf("%s and %s have the same URL %s: each member is one Tomcat", other, b.Name, target)}
+		}
+		names[b.Name], routes[b.Route], urls[target] = true, b.Name, b.Name
 		c.Backends = append(c.Backends, b)
 	}
-	switch scope {
+	switch r.scope {
 	case "domain":
 	case "any":
 		c.AnyDomain = true
 	default:
-		return nil, &FlagError{"failover-scope", fmt.Errorf("want domain or any, got %q", scope)}
+		return &FlagError{Flag: "failover-scope", Err: fmt.Errorf("want domain or any, got %q", r.scope)}
 	}
 	if c.SessionTTL <= 0 {
-		return nil, &FlagError{"session-ttl", errors.New("must be positive")}
+		return &FlagError{Flag: "session-ttl", Err: errors.New("must be positive")}
 	}
-	if err := c.readAdminToken(tokenFile); err != nil {
-		return nil, err
+	if err := c.readAdminToken(r.tokenFile); err != nil {
+		return err
 	}
 	if c.SessionTableSize <= 0 {
-		return nil, &FlagError{"session-table-size", errors.New("must be positive")}
+		return &FlagError{Flag: "session-table-size", Err: errors.New("must be positive")}
 	}
 	if _, err := balancer.NewPolicy(c.LBMethod, nil); err != nil {
-		return nil, &FlagError{"lbmethod", err}
+		return &FlagError{Flag: "lbmethod", Err: err}
 	}
-	for _, v := range trustedProxies {
+	for _, v := range r.trustedProxies {
 		p, err := ParsePeerPrefix(v)
 		if err != nil {
-			return nil, &FlagError{"trusted-proxy", err}
+			return &FlagError{Flag: "trusted-proxy", Err: err}
 		}
 		c.Proxy.TrustedProxies = append(c.Proxy.TrustedProxies, p)
 	}
 	if c.Proxy.MaxAttempts < 0 {
-		return nil, &FlagError{"max-attempts", errors.New("must be 0 or more")}
+		return &FlagError{Flag: "max-attempts", Err: errors.New("must be 0 or more")}
 	}
 	if c.Proxy.MaxAttempts == 0 || c.Proxy.MaxAttempts > len(c.Backends) {
 		c.Proxy.MaxAttempts = len(c.Backends)
@@ -344,53 +387,54 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout, "health-interval": c.HealthInterval,
 		"rejoin-settle": c.RejoinSettle, "slow-start": c.SlowStart} {
 		if d < 0 {
-			return nil, &FlagError{name, errors.New("must not be negative")}
+			return &FlagError{Flag: name, Err: errors.New("must not be negative")}
 		}
 	}
 	for name, d := range map[string]time.Duration{"connect-timeout": c.Proxy.ConnectTimeout, "backend-timeout": c.Proxy.BackendTimeout,
 		"backend-idle-timeout": c.Proxy.BackendIdleTimeout, "client-header-timeout": c.Proxy.ClientHeaderTimeout,
 		"client-body-timeout": c.Proxy.ClientBodyTimeout, "client-idle-timeout": c.Proxy.ClientIdleTimeout,
-		"client-send-timeout": c.Proxy.ClientSendTimeout, "health-timeout": c.HealthTimeout} {
+		"client-send-timeout": c.Proxy.ClientSendTimeout, "health-timeout": c.HealthTimeout, "health-fast-interval": c.HealthFastInterval} {
 		if d <= 0 {
-			return nil, &FlagError{name, errors.New("must be positive")}
+			return &FlagError{Flag: name, Err: errors.New("must be positive")}
 		}
 	}
+	c.HealthFastInterval = min(c.HealthFastInterval, c.HealthInterval)
 	if !strings.HasPrefix(c.HealthURI, "/") {
-		return nil, &FlagError{"health-uri", fmt.Errorf("want a path starting with /, got %q", c.HealthURI)}
+		return &FlagError{Flag: "health-uri", Err: fmt.Errorf("want a path starting with /, got %q", c.HealthURI)}
 	}
 	for name, n := range map[string]int{"max-conns-per-backend": c.Proxy.MaxConnsPerBackend, "max-client-conns": c.Proxy.MaxClientConns,
 		"health-fall": c.HealthFall, "health-rise": c.HealthRise} {
 		if n <= 0 {
-			return nil, &FlagError{name, errors.New("must be positive")}
+			return &FlagError{Flag: name, Err: errors.New("must be positive")}
 		}
 	}
 	if c.Membership.Group.IsValid() {
 		for _, b := range c.Backends {
 			if !b.ClusterHost.IsValid() {
-				return nil, &FlagError{"backend", fmt.Errorf("%s: --membership matches backends by address; give member=IP for a backend named by host name", b.Name)}
+				return &FlagError{Flag: "backend", Err: fmt.Errorf("%s: --membership matches backends by address; give member=IP for a backend named by host name", b.Name)}
 			}
 		}
 	}
-	switch logFormat {
+	switch r.logFormat {
 	case "text":
 	case "json":
 		c.LogJSON = true
 	default:
-		return nil, &FlagError{"log-format", fmt.Errorf("want text or json, got %q", logFormat)}
+		return &FlagError{Flag: "log-format", Err: fmt.Errorf("want text or json, got %q", r.logFormat)}
 	}
 	if c.Takeover && c.HandoffSocket == "" {
-		return nil, &FlagError{"takeover", errors.New("needs a --handoff-socket to find the running catherd on")}
+		return &FlagError{Flag: "takeover", Err: errors.New("needs a --handoff-socket to find the running catherd on")}
 	}
 	if c.Pprof && c.Metrics == "" {
-		return nil, &FlagError{"pprof", errors.New("needs a --metrics address to serve on")}
+		return &FlagError{Flag: "pprof", Err: errors.New("needs a --metrics address to serve on")}
 	}
 	if c.Proxy.BufferRequests > MaxBufferRequests {
-		return nil, &FlagError{"buffer-requests", fmt.Errorf("at most %s", formatSize(MaxBufferRequests))}
+		return &FlagError{Flag: "buffer-requests", Err: fmt.Errorf("at most %s", formatSize(MaxBufferRequests))}
 	}
 	if c.Proxy.MaxHeaderBytes < 1024 || c.Proxy.MaxHeaderBytes > 1<<20 {
-		return nil, &FlagError{"max-header-bytes", errors.New("must be between 1024 and 1048576")}
+		return &FlagError{Flag: "max-header-bytes", Err: errors.New("must be between 1024 and 1048576")}
 	}
-	return c, nil
+	return nil
 }
 
 // parseTLS pairs --tls-cert and --tls-key files; the files are read when
@@ -398,11 +442,11 @@ func Parse(args []string, usage io.Writer) (*Config, error) {
 func (c *Config) parseTLS(certFiles, keyFiles []string) error {
 	switch {
 	case len(c.TLSListen) == 0 && len(certFiles)+len(keyFiles) > 0:
-		return &FlagError{"tls-cert", errors.New("certificates are for --tls-listen, which is not given")}
+		return &FlagError{Flag: "tls-cert", Err: errors.New("certificates are for --tls-listen, which is not given")}
 	case len(c.TLSListen) > 0 && len(certFiles) == 0:
-		return &FlagError{"tls-listen", errors.New("needs --tls-cert and --tls-key")}
+		return &FlagError{Flag: "tls-listen", Err: errors.New("needs --tls-cert and --tls-key")}
 	case len(certFiles) != len(keyFiles):
-		return &FlagError{"tls-key", fmt.Errorf("%d --tls-cert but %d --tls-key: give one key per certificate, in the same order", len(certFiles), len(keyFiles))}
+		return &FlagError{Flag: "tls-key", Err: fmt.Errorf("%d --tls-cert but %d --tls-key: give one key per certificate, in the same order", len(certFiles), len(keyFiles))}
 	}
 	for i := range certFiles {
 		c.TLSCerts = append(c.TLSCerts, certs.Pair{CertFile: certFiles[i], KeyFile: keyFiles[i]})
@@ -430,11 +474,14 @@ func ParseBackend(spec string) (Backend, error) {
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
 		return Backend{}, fmt.Errorf("%s: the URL names a host and port only, got %q", name, fields[0])
 	}
-	addr := u.Host
+	// No default port: Tomcat's HTTP connector is on 8080 and AJP's on
+	// 8009, not on the schemes' usual ports, so a URL without one is
+	// most likely a mistake.
 	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "ajp": "8009"}[u.Scheme])
+		return Backend{}, fmt.Errorf("%s: %s has no port: give the connector's, e.g. %s://%s:%s", name, fields[0], u.Scheme, u.Host,
+			map[string]string{"http": "8080", "ajp": "8009"}[u.Scheme])
 	}
-	b := Backend{Name: name, Scheme: u.Scheme, Addr: addr, Route: name, Weight: 1}
+	b := Backend{Name: name, Scheme: u.Scheme, Addr: u.Host, Route: name, Weight: 1}
 	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
 		b.ClusterHost = a
 	}
@@ -529,15 +576,7 @@ func ParsePeerPrefix(v string) (netip.Prefix, error) {
 
 func printUsage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, "Usage: catherd run [flags]\n\nRuns the balancer in the foreground until SIGTERM or SIGINT.\n\nFlags:\n")
-	fs.VisitAll(func(f *flag.Flag) {
-		kind, help := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s %s\n", f.Name, kind)
-		fmt.Fprintf(w, "        %s", strings.ReplaceAll(help, "\n", "\n        "))
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
-		}
-		fmt.Fprintln(w)
-	})
+	cliflag.PrintDefaults(fs, w)
 }
 
 // readAdminToken loads --admin-token-file and refuses an admin address off
@@ -546,11 +585,11 @@ func (c *Config) readAdminToken(path string) error {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return &FlagError{"admin-token-file", err}
+			return &FlagError{Flag: "admin-token-file", Err: err}
 		}
 		c.AdminToken = strings.TrimSpace(string(b))
 		if len(c.AdminToken) < 16 {
-			return &FlagError{"admin-token-file", errors.New("the token must be at least 16 characters")}
+			return &FlagError{Flag: "admin-token-file", Err: errors.New("the token must be at least 16 characters")}
 		}
 	}
 	if c.Admin == "" || c.AdminToken != "" {
@@ -558,10 +597,10 @@ func (c *Config) readAdminToken(path string) error {
 	}
 	host, _, err := net.SplitHostPort(c.Admin)
 	if err != nil {
-		return &FlagError{"admin", err}
+		return &FlagError{Flag: "admin", Err: err}
 	}
 	if ip, err := netip.ParseAddr(host); (err != nil && host != "localhost") || (err == nil && !ip.IsLoopback()) {
-		return &FlagError{"admin", fmt.Errorf("%s is not a loopback address: give --admin-token-file too", c.Admin)}
+		return &FlagError{Flag: "admin", Err: fmt.Errorf("%s is not a loopback address: give --admin-token-file too", c.Admin)}
 	}
 	return nil
 }

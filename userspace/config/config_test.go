@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"log/slog"
 	"net/netip"
 	"os"
 	"regexp"
@@ -17,7 +18,7 @@ import (
 )
 
 func TestParseDefaults(t *testing.T) {
-	c, err := Parse([]string{"--backend", "n1=http://10.0.0.1:8080", "--backend", "n2=http://10.0.0.2"}, nil)
+	c, err := Parse([]string{"--backend", "n1=http://10.0.0.1:8080", "--backend", "n2=http://10.0.0.2:8080"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func TestParseDefaults(t *testing.T) {
 	if c.Proxy.MaxAttempts != 2 {
 		t.Errorf("max attempts %d, want one per member", c.Proxy.MaxAttempts)
 	}
-	if c.Backends[1].Addr != "10.0.0.2:80" || c.Backends[1].Route != "n2" {
+	if c.Backends[1].Addr != "10.0.0.2:8080" || c.Backends[1].Route != "n2" {
 		t.Errorf("backend %+v", c.Backends[1])
 	}
 	// As HAProxy's usual timeout http-request and nginx's client_body_timeout and send_timeout.
@@ -67,7 +68,7 @@ func TestParseBackendOptions(t *testing.T) {
 }
 
 func TestParseAJPBackend(t *testing.T) {
-	b, err := ParseBackend("tc1=ajp://10.0.0.1,secret=s3,packet-size=65536,ping=A,route=tomcat1")
+	b, err := ParseBackend("tc1=ajp://10.0.0.1:8009,secret=s3,packet-size=65536,ping=A,route=tomcat1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +97,8 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--backend", "a=http://h:1,weight=0"}, "--backend"},
 		{[]string{"--backend", "a=http://h:1,status=+X"}, "--backend"},
 		{[]string{"--backend", "a=http://h:1,color=red"}, "--backend"},
+		{[]string{"--backend", "a=http://h"}, "--backend"},                                                // no port
+		{[]string{ok, "--backend", "b=http://127.0.0.1:1"}, "--backend"},                                  // the same URL twice
 		{[]string{ok, "--backend", "a=http://h:2"}, "--backend"},                                          // duplicate name
 		{[]string{"--backend", "a=http://h:1,route=r", "--backend", "b=http://h:2,route=r"}, "--backend"}, // duplicate route
 		{[]string{ok, "--lbmethod", "random"}, "--lbmethod"},
@@ -137,6 +140,42 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		if msg := err.Error(); !strings.Contains(msg, tt.flag) || strings.Contains(msg, "\n") {
 			t.Errorf("%v: error %q should be one line naming %s", tt.args, msg, tt.flag)
 		}
+	}
+}
+
+// Errors say, in catherd's words, what was expected, and name flags as
+// they are written: with two dashes.
+func TestParseErrorsSayWhatWasExpected(t *testing.T) {
+	ok := "--backend=a=http://127.0.0.1:1"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{ok, "--connect-timeout", "5"}, `--connect-timeout: invalid value "5": want a duration such as 5s, 250ms or 1m30s`},
+		{[]string{ok, "--max-attempts", "two"}, `--max-attempts: invalid value "two": want a whole number`},
+		{[]string{ok, "--nofailover=maybe"}, `--nofailover: invalid value "maybe": want true or false`},
+		{[]string{ok, "--log-level", "verbose"}, `--log-level: invalid value "verbose": want debug, info, warn or error`},
+		{[]string{ok, "--conntrack-size", "-1"}, `--conntrack-size: invalid value "-1": want a whole number of flows, 1 or more`},
+		{[]string{ok, "--bakend", "b=http://127.0.0.1:2"}, `unknown flag --bakend (did you mean --backend?)`},
+		{[]string{ok, "--health-intervall", "1s"}, `unknown flag --health-intervall (did you mean --health-interval?)`},
+		{[]string{ok, "--frobnicate"}, `unknown flag --frobnicate`},
+		{[]string{ok, "--listen"}, `--listen: needs a value`},
+		{[]string{"--backend", "a=http://127.0.0.1"}, `--backend: a: http://127.0.0.1 has no port: give the connector's, e.g. http://127.0.0.1:8080`},
+		{[]string{"--backend", "a=ajp://tc1,secret=s"}, `e.g. ajp://tc1:8009`},
+		{[]string{ok, "--backend", "b=HTTP://127.0.0.1:1"}, `--backend: a and b have the same URL http://127.0.0.1:1: each member is one Tomcat`},
+	}
+	for _, tt := range tests {
+		_, err := Parse(tt.args, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: got %v, want %q", tt.args, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), " -") && !strings.Contains(err.Error(), " --") {
+			t.Errorf("%v: %q names a flag with one dash", tt.args, err)
+		}
+	}
+	c, err := Parse([]string{ok, "--log-level", "warn"}, nil)
+	if err != nil || c.LogLevel != slog.LevelWarn {
+		t.Errorf("--log-level warn: %v, %v", c, err)
 	}
 }
 

@@ -149,18 +149,18 @@ func validateL4(l *L4) error {
 	names := map[string]bool{}
 	for _, s := range l.Services {
 		if names[s.String()] {
-			return &FlagError{"l4", fmt.Errorf("%s declared twice", s)}
+			return &FlagError{Flag: "l4", Err: fmt.Errorf("%s declared twice", s)}
 		}
 		names[s.String()] = true
 	}
 	if len(l.Services) > 0 && l.Iface == "" {
-		return &FlagError{"xdp-iface", errors.New("--l4 services need the interface to attach XDP to")}
+		return &FlagError{Flag: "xdp-iface", Err: errors.New("--l4 services need the interface to attach XDP to")}
 	}
 	if l.Mode != xdp.Native && l.Mode != xdp.Generic {
-		return &FlagError{"xdp-mode", fmt.Errorf("want native or generic, got %q", l.Mode)}
+		return &FlagError{Flag: "xdp-mode", Err: fmt.Errorf("want native or generic, got %q", l.Mode)}
 	}
 	if l.ConntrackSize < 1024 {
-		return &FlagError{"conntrack-size", errors.New("must be at least 1024")}
+		return &FlagError{Flag: "conntrack-size", Err: errors.New("must be at least 1024")}
 	}
 	return nil
 }
@@ -169,22 +169,22 @@ func validateL4(l *L4) error {
 func parseMembership(m *Membership, group string, allow []string) error {
 	if group == "" {
 		if m.Iface != "" || len(allow) > 0 {
-			return &FlagError{"membership", errors.New("--membership-iface and --membership-allow need --membership GROUP:PORT")}
+			return &FlagError{Flag: "membership", Err: errors.New("--membership-iface and --membership-allow need --membership GROUP:PORT")}
 		}
 		return nil
 	}
 	g, err := netip.ParseAddrPort(group)
 	if err != nil || !g.Addr().IsMulticast() || g.Port() == 0 {
-		return &FlagError{"membership", fmt.Errorf("want a multicast GROUP:PORT like 228.0.0.4:45564, got %q", group)}
+		return &FlagError{Flag: "membership", Err: fmt.Errorf("want a multicast GROUP:PORT like 228.0.0.4:45564, got %q", group)}
 	}
 	m.Group = g
 	if m.Iface == "" {
-		return &FlagError{"membership-iface", errors.New("--membership needs the interface the heartbeats arrive on")}
+		return &FlagError{Flag: "membership-iface", Err: errors.New("--membership needs the interface the heartbeats arrive on")}
 	}
 	for _, a := range allow {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
-			return &FlagError{"membership-allow", fmt.Errorf("want a CIDR prefix like 10.0.1.0/24, got %q", a)}
+			return &FlagError{Flag: "membership-allow", Err: fmt.Errorf("want a CIDR prefix like 10.0.1.0/24, got %q", a)}
 		}
 		m.Allow = append(m.Allow, p.Masked())
 	}
@@ -192,16 +192,16 @@ func parseMembership(m *Membership, group string, allow []string) error {
 		m.Domain, m.AnyDomain = "", true
 	}
 	if len(m.Domain) > xdp.MaxDomain {
-		return &FlagError{"membership-domain", fmt.Errorf("at most %d bytes", xdp.MaxDomain)}
+		return &FlagError{Flag: "membership-domain", Err: fmt.Errorf("at most %d bytes", xdp.MaxDomain)}
 	}
 	if m.DropTime <= 0 {
-		return &FlagError{"membership-drop-time", errors.New("must be positive")}
+		return &FlagError{Flag: "membership-drop-time", Err: errors.New("must be positive")}
 	}
 	if m.Rate == 0 {
 		m.Rate = 10
 	}
 	if m.Rate > xdp.MaxBeaconRate {
-		return &FlagError{"membership-rate", fmt.Errorf("at most %d", xdp.MaxBeaconRate)}
+		return &FlagError{Flag: "membership-rate", Err: fmt.Errorf("at most %d", xdp.MaxBeaconRate)}
 	}
 	return nil
 }

@@ -63,9 +63,10 @@ type State struct {
 // MovedSession is a moved-session table entry, its member named (the
 // successor's members may be numbered differently).
 type MovedSession struct {
-	Key      string    `json:"key"`
-	Member   string    `json:"member"`
-	LastUsed time.Time `json:"last_used"`
+	Key      string       `json:"key"`
+	Member   string       `json:"member"`
+	Reason   moved.Reason `json:"reason"`
+	LastUsed time.Time    `json:"last_used"`
 }
 
 // Capture describes pool's members and the moved-session table t (either
@@ -81,7 +82,7 @@ func Capture(pool *balancer.Pool, t *moved.Table) State {
 	}
 	if t != nil {
 		for _, e := range t.Snapshot() {
-			st.Moved = append(st.Moved, MovedSession{Key: e.Key, Member: members[e.Member].Name, LastUsed: e.LastUsed})
+			st.Moved = append(st.Moved, MovedSession{Key: e.Key, Member: members[e.Member].Name, Reason: e.Reason, LastUsed: e.LastUsed})
 		}
 	}
 	return st
@@ -110,7 +111,7 @@ func (st State) Apply(pool *balancer.Pool, t *moved.Table, now time.Time) (membe
 	entries := make([]moved.Entry, 0, len(st.Moved))
 	for _, s := range st.Moved {
 		if m, ok := byName[s.Member]; ok {
-			entries = append(entries, moved.Entry{Key: s.Key, Member: m.Index, LastUsed: s.LastUsed})
+			entries = append(entries, moved.Entry{Key: s.Key, Member: m.Index, Reason: s.Reason, LastUsed: s.LastUsed})
 		}
 	}
 	t.Restore(entries, now)
@@ -123,6 +124,10 @@ var ErrRunning = errors.New("another catherd is running")
 
 // ErrNoPredecessor is returned by Take when no catherd serves the socket.
 var ErrNoPredecessor = errors.New("no catherd to take over from")
+
+// Running reports whether a catherd serves the hand-off socket at path:
+// whether a successor would find one to take over from.
+func Running(path string) bool { return alive(path) }
 
 // alive reports whether a process accepts connections on the socket path.
 func alive(path string) bool {

@@ -166,3 +166,32 @@ func TestCaptureApply(t *testing.T) {
 		t.Errorf("s1 moved to member %d (%v), want c", m, ok)
 	}
 }
+
+// What operators changed at run time carries over a take-over, unless the
+// successor's own configuration of it differs from the predecessor's: an
+// edited flag wins (catherd reload with new flags).
+func TestApplyKeepsEditedConfiguration(t *testing.T) {
+	pool := func(weightA int, flagsB balancer.Flags) *balancer.Pool {
+		a, b := balancer.NewMember("a", "a", weightA, 0), balancer.NewMember("b", "b", 1, flagsB)
+		p, err := balancer.NewPool([]*balancer.Member{a, b}, "byrequests", balancer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	from := pool(1, 0)
+	from.Member("a").SetWeight(7)             // an operator's weight
+	from.Member("b").SetFlags(balancer.Drain) // an operator's drain
+	st := Capture(from, nil)
+
+	same := pool(1, 0) // a restart with the same flags: the operators' changes stay
+	st.Apply(same, nil, time.Now())
+	if a, b := same.Member("a"), same.Member("b"); a.Weight() != 7 || b.Flags() != balancer.Drain {
+		t.Errorf("same flags: a weighs %d, b's flags %v; want 7 and N", a.Weight(), b.Flags())
+	}
+	edited := pool(5, balancer.Standby) // both edited: the new flags win
+	st.Apply(edited, nil, time.Now())
+	if a, b := edited.Member("a"), edited.Member("b"); a.Weight() != 5 || b.Flags() != balancer.Standby {
+		t.Errorf("edited flags: a weighs %d, b's flags %v; want 5 and H", a.Weight(), b.Flags())
+	}
+}

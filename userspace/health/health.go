@@ -2,7 +2,18 @@
 // again, so that requests stop meeting a dead or misconfigured member
 // instead of discovering it one failure at a time. The probes themselves
 // belong to the transports (HTTP or AJP); this package owns the schedule,
-// the rise/fall counting and the log line at each transition.
+// the rise/fall counting, the log line at each transition and the record
+// of each member's last probe (for the admin page and metrics).
+//
+// A member in doubt is probed faster: after a failed request (the member
+// signals it, see balancer.Member.Failures) it is probed at once, and from
+// a first failed probe until it is marked down, or from a first passed
+// probe of a down member until it is back, every FastInterval instead of
+// every Interval (HAProxy's fastinter). A node killed under load is so
+// marked down within a probe or two of the first request that met it,
+// rather than after Fall full intervals. A failed request alone never
+// marks a member down: a reset on a reused keep-alive connection also
+// happens when a healthy node closed an idle connection.
 package health
 
 import (
@@ -22,12 +33,35 @@ type Probe func(ctx context.Context) error
 // Options tune the checker.
 type Options struct {
 	Interval time.Duration // between probes of one member
-	Timeout  time.Duration // for one probe
-	Fall     int           // consecutive failures that mark a member down
-	Rise     int           // consecutive successes that bring it back
+	// FastInterval is between probes of a member in doubt (see the
+	// package comment); at most Interval (0: Interval).
+	FastInterval time.Duration
+	Timeout      time.Duration // for one probe
+	Fall         int           // consecutive failures that mark a member down
+	Rise         int           // consecutive successes that bring it back
 	// OnChange, if set, is called after each transition, so that a
 	// datapath that copies member state (XDP) can follow at once.
 	OnChange func()
+	// Observe, if set, is called after each probe (for metrics).
+	Observe func(m *balancer.Member, r Result)
+}
+
+// Result is the outcome of one probe.
+type Result struct {
+	At       time.Time     // when it started
+	Duration time.Duration // how long it took
+	Err      error         // nil when it passed
+}
+
+// Status is what the checker knows of a member: its last probe and how
+// far it is along the way to a change of state.
+type Status struct {
+	Last *Result // nil before the first probe
+	// Failures counts consecutive failed probes of a member that is up
+	// (it goes down at Fall); Passes, consecutive passed probes of a
+	// member that is down (it is back at Rise).
+	Failures, Passes int
+	Fall, Rise       int
 }
 
 // Checker runs the probes.
@@ -36,11 +70,55 @@ type Checker struct {
 	probes  []Probe
 	opts    Options
 	log     *slog.Logger
+
+	mu     sync.Mutex
+	status map[*balancer.Member]*Status
 }
 
 // New returns a checker; probes[i] checks members[i].
 func New(members []*balancer.Member, probes []Probe, opts Options, log *slog.Logger) *Checker {
-	return &Checker{members: members, probes: probes, opts: opts, log: log}
+	if opts.FastInterval <= 0 || opts.FastInterval > opts.Interval {
+		opts.FastInterval = opts.Interval
+	}
+	c := &Checker{members: members, probes: probes, opts: opts, log: log, status: map[*balancer.Member]*Status{}}
+	for _, m := range members {
+		c.status[m] = &Status{Fall: opts.Fall, Rise: opts.Rise}
+	}
+	return c
+}
+
+// Status returns what the checker knows of m; false when it does not
+// check m.
+func (c *Checker) Status(m *balancer.Member) (Status, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.status[m]
+	if !ok {
+		return Status{}, false
+	}
+	out := *st
+	if st.Last != nil {
+		last := *st.Last
+		out.Last = &last
+	}
+	return out, true
+}
+
+// record keeps a probe's result and the streak it left.
+func (c *Checker) record(m *balancer.Member, r Result, streak int) {
+	c.mu.Lock()
+	st := c.status[m]
+	st.Last = &r
+	st.Failures, st.Passes = 0, 0
+	if m.Down() {
+		st.Passes = streak
+	} else {
+		st.Failures = streak
+	}
+	c.mu.Unlock()
+	if c.opts.Observe != nil {
+		c.opts.Observe(m, r)
+	}
 }
 
 // Run probes every member until ctx ends.
@@ -57,24 +135,41 @@ func (c *Checker) Run(ctx context.Context) {
 }
 
 // watch probes one member. The first probe comes after a random part of
-// the interval, so members are not all probed in the same instant.
+// the interval, so members are not all probed in the same instant. A
+// failure the member signals brings the next probe forward, but never
+// closer than FastInterval to the previous one.
 func (c *Checker) watch(ctx context.Context, m *balancer.Member, probe Probe) {
-	t := time.NewTimer(rand.N(c.opts.Interval) + time.Millisecond)
+	next := time.Now().Add(rand.N(c.opts.Interval) + time.Millisecond)
+	var last time.Time // of the previous probe
+	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
 	var streak counter
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.Failures():
+			soon := last.Add(c.opts.FastInterval)
+			if now := time.Now(); soon.Before(now) {
+				soon = now
+			}
+			if !m.Down() && soon.Before(next) {
+				next = soon
+				t.Reset(time.Until(next))
+			}
+			continue
 		case <-t.C:
 		}
+		start := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 		err := probe(pctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		switch streak.observe(err == nil, m.Down(), c.opts) {
+		last = start
+		change := streak.observe(err == nil, m.Down(), c.opts)
+		switch change {
 		case wentDown:
 			m.SetLastError(time.Now(), "health check: "+err.Error())
 			m.SetDown(true)
@@ -85,7 +180,12 @@ func (c *Checker) watch(ctx context.Context, m *balancer.Member, probe Probe) {
 			c.log.Info("member up: health check passed", "member", m.Name, "checks", c.opts.Rise)
 			c.changed()
 		}
-		t.Reset(c.opts.Interval)
+		c.record(m, Result{At: start, Duration: time.Since(start), Err: err}, streak.n)
+		next = start.Add(c.opts.Interval)
+		if streak.n > 0 { // in doubt
+			next = start.Add(c.opts.FastInterval)
+		}
+		t.Reset(time.Until(next))
 	}
 }
 

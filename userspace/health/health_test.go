@@ -87,9 +87,53 @@ func TestCheckerMarksMembersAndLogsOnce(t *testing.T) {
 	waitFor(t, "member up", func() bool { return !m.Down() })
 }
 
+// A failed request makes the checker probe the member at once, then at
+// the fast interval while in doubt: a dead member is down long before its
+// next regular probe (an hour away here). A probe that passes clears the
+// doubt, and the member stays up.
+func TestFailedRequestBringsProbesForward(t *testing.T) {
+	m := balancer.NewMember("node2", "node2", 1, 0)
+	var failing atomic.Bool
+	var probes atomic.Int32
+	probe := func(ctx context.Context) error {
+		probes.Add(1)
+		if failing.Load() {
+			return errors.New("connect: connection refused")
+		}
+		return nil
+	}
+	var observed atomic.Int32
+	opts := Options{Interval: time.Hour, FastInterval: 10 * time.Millisecond, Timeout: time.Second, Fall: 2, Rise: 2,
+		Observe: func(*balancer.Member, Result) { observed.Add(1) }}
+	c := New([]*balancer.Member{m}, []Probe{probe}, opts, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// A failure on a member whose probe passes: one probe, no doubt left.
+	m.SetLastError(time.Now(), "reset: connection reset by peer")
+	waitFor(t, "a probe after the failed request", func() bool { return observed.Load() == 1 })
+	if st, _ := c.Status(m); probes.Load() != 1 || m.Down() || st.Last == nil || st.Last.Err != nil || st.Failures != 0 {
+		t.Fatalf("after a passing probe: down %v, status %+v", m.Down(), st)
+	}
+
+	failing.Store(true)
+	m.SetLastError(time.Now(), "reset: connection reset by peer")
+	waitFor(t, "member down", m.Down)
+	waitFor(t, "the probe recorded", func() bool { st, _ := c.Status(m); return st.Last != nil && st.Last.Err != nil && st.Failures == 0 })
+	st, ok := c.Status(m)
+	if !ok || st.Last == nil || st.Last.Err == nil || st.Fall != 2 || st.Passes != 0 {
+		t.Fatalf("status of a member just down: %+v", st)
+	}
+	if !strings.HasPrefix(m.LastError().Msg, "health check: connect") {
+		t.Errorf("last error %q, want the probe's", m.LastError().Msg)
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/version"
 )
 
 // NoMember labels requests that no member served (e.g. 503 when all are down).
@@ -26,6 +27,10 @@ const (
 	ErrTimeout  = "timeout"  // backend silent past --backend-timeout
 	ErrProtocol = "protocol" // malformed or truncated response
 )
+
+// latencyBuckets are the histogram buckets of times spent on a member:
+// requests and health checks, from half a millisecond to half a minute.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // Metrics is the registry and every series catherd exports.
 type Metrics struct {
@@ -41,14 +46,16 @@ type Metrics struct {
 	// catherd terminates TLS (and so serves HTTP/2).
 	handshakeFailures prometheus.Counter
 	http2Resets       prometheus.Counter
+	health            healthChecks
 }
 
 // New registers catherd's metrics, the member-state collector over pool
-// (nil when the instance runs no HTTP proxy), and Go runtime and process
-// metrics.
+// (nil when the instance runs no HTTP proxy), the build's description, and
+// Go runtime and process metrics.
 func New(pool *balancer.Pool) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		health: newHealthChecks(),
+		reg:    prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "catherd_requests_total",
 			Help: "Client requests answered, by member and HTTP status code.",
@@ -56,7 +63,7 @@ func New(pool *balancer.Pool) *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "catherd_request_duration_seconds",
 			Help:    "Time from a request's arrival to the end of its response body, by member.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: latencyBuckets,
 		}, []string{"member"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "catherd_backend_bytes_total",
@@ -91,6 +98,7 @@ func New(pool *balancer.Pool) *Metrics {
 		m.sticky[o] = sticky.WithLabelValues(o.String())
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.bytes, m.active, m.errors, m.attempts, sticky,
+		m.health.results, m.health.duration, buildInfo(version.Get()),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pool != nil {
 		m.reg.MustRegister(stateCollector{pool})

@@ -100,6 +100,7 @@ func (p *Proxy) acceptFds(cl *clientListener, adopt func(fd int, remote netip.Ad
 			}
 			continue // ECONNABORTED and the like: that client is gone
 		}
+		p.accepted.Add(1)
 		select {
 		case p.slots <- struct{}{}:
 		case <-cl.done:

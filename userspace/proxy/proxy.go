@@ -89,6 +89,7 @@ type Proxy struct {
 	loops     []*loop
 	next      atomic.Uint32 // round robin of new connections over loops
 	slots     chan struct{} // one per client connection open
+	accepted  atomic.Uint64 // client connections accepted
 	bufSize   int
 	held      atomic.Int64 // bytes of request bodies held beyond replayLimit
 
@@ -157,6 +158,14 @@ func (p *Proxy) addListener(ln *clientListener) bool {
 	}
 	p.listeners = append(p.listeners, ln)
 	return true
+}
+
+// ClientConns reports the client side for operators: connections open
+// (each holds one of the --max-client-conns slots, from accept to close,
+// upgraded tunnels included), connections accepted since start, and the
+// limit.
+func (p *Proxy) ClientConns() (open, accepted uint64, limit int) {
+	return uint64(len(p.slots)), p.accepted.Load(), cap(p.slots)
 }
 
 // pickLoop chooses the loop a new client connection lives on.

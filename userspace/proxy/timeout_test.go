@@ -262,6 +262,10 @@ func TestMaxClientConnsQueues(t *testing.T) {
 	if err := served(third, br3, 500*time.Millisecond); !isTimeout(err) {
 		t.Fatalf("past the limit: got %v, want to wait", err)
 	}
+	// What operators see: every slot taken; the third accepted, waiting.
+	if open, accepted, limit := r.px.ClientConns(); open != 2 || accepted != 3 || limit != 2 {
+		t.Errorf("ClientConns at the limit: open %d, accepted %d, limit %d; want 2, 3, 2", open, accepted, limit)
+	}
 	first.Close()
 	if err := served(third, br3, 5*time.Second); err != nil {
 		t.Fatalf("after a connection ended: %v", err)

@@ -170,6 +170,29 @@ func loadError(err error, log *slog.Logger) error {
 	return fmt.Errorf("load XDP program: %w%s", err, hint)
 }
 
+// Verify has the kernel load the program and create its maps, as Open
+// would with a connection table of conntrackSize, but pins, reuses and
+// attaches nothing, and releases them at once: it checks that the program
+// passes this kernel's verifier with this process's privileges (catherd
+// run --check), beside a catherd that runs the datapath.
+func Verify(conntrackSize uint32) error {
+	spec, err := loadCatherd()
+	if err != nil {
+		return fmt.Errorf("read the embedded XDP object: %w", err)
+	}
+	if conntrackSize != 0 {
+		spec.Maps["conntrack"].MaxEntries = conntrackSize
+	}
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinNone // nothing pinned: the running catherd's maps stay untouched
+	}
+	var objs catherdObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		return loadError(err, slog.New(slog.DiscardHandler))
+	}
+	return objs.Close()
+}
+
 // load does all of Open but attaching.
 func load(o Options) (*Datapath, error) {
 	if o.Log == nil {
