@@ -62,14 +62,17 @@ demo: build
 	$(GO) build -o bin/l4demo ./scripts/l4demo
 	CATHERD=$(BIN) L4DEMO=bin/l4demo scripts/demo.sh
 
-# Three phases, each a side-by-side run with its own results file: static
+# Five phases, each a side-by-side run with its own results file: static
 # nginx backends over HTTP; Tomcat over HTTP; Tomcat over AJP (catherd vs
-# Apache mod_proxy_ajp and mod_jk). See BENCHMARKS.md.
+# Apache mod_proxy_ajp and mod_jk); 8 MiB downloads and 8 MiB uploads
+# (CPU per MiB). See BENCHMARKS.md.
 bench: build
 	scripts/deps.sh bench
 	CATHERD=$(BIN) BENCH_OUT=bench-static.md scripts/bench/run.sh
 	CATHERD=$(BIN) BENCH_OUT=bench-tomcat.md scripts/bench/run.sh --tomcat
 	CATHERD=$(BIN) BENCH_OUT=bench-ajp.md scripts/bench/run.sh --ajp
+	CATHERD=$(BIN) BENCH_OUT=bench-large.md BENCH_FRONTENDS="nginx haproxy catherd" BENCH_PATH=/big.bin BENCH_CONNS=4 BENCH_MIB_PER_REQ=8 scripts/bench/run.sh
+	CATHERD=$(BIN) BENCH_OUT=bench-upload.md BENCH_FRONTENDS="nginx haproxy catherd" BENCH_UPLOAD_MIB=8 BENCH_CONNS=4 BENCH_MIB_PER_REQ=8 scripts/bench/run.sh
 
 # The XDP datapath: ns per packet by BPF_PROG_TEST_RUN beside a bare
 # XDP_PASS program (steering and the membership filter), a UDP flood

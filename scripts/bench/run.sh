@@ -35,7 +35,11 @@
 #   BENCH_ROUNDS          interleaved rounds [3]
 #   BENCH_CONNS           wrk connections [32]     BENCH_THREADS  wrk threads [1]
 #   BENCH_OUT             markdown results file [bench-results.md]
-#   BENCH_PATH            request path [/index.html]
+#   BENCH_PATH            request path [/index.html; /upload with BENCH_UPLOAD_MIB]
+#   BENCH_UPLOAD_MIB      POST a body of this many MiB per request (static backends
+#                         answer /upload with 204 once they have read it) [none: GET]
+#   BENCH_MIB_PER_REQ     MiB a request moves, to report CPU per MiB as well [none]
+#                         (static backends serve /big.bin, 8 MiB)
 #   BENCH_BACKENDS        "b1=http://H:P,b2=http://H:P"; default static nginx on 18081/18082,
 #                         with --tomcat: b1=http://10.77.0.11:8080,b2=http://10.77.0.12:8080,
 #                         with --ajp: node1=..., node2=... (names = routes = Tomcat jvmRoutes)
@@ -89,7 +93,9 @@ CONNS=${BENCH_CONNS:-32}
 THREADS=${BENCH_THREADS:-1}
 OUT=${BENCH_OUT:-bench-results.md}
 case "$OUT" in /*) ;; *) OUT=$CALLER_PWD/$OUT ;; esac # relative to where we were called
-REQPATH=${BENCH_PATH:-/index.html}
+UPLOAD_MIB=${BENCH_UPLOAD_MIB:-}
+MIB_PER_REQ=${BENCH_MIB_PER_REQ:-}
+if [ -n "$UPLOAD_MIB" ]; then REQPATH=${BENCH_PATH:-/upload}; else REQPATH=${BENCH_PATH:-/index.html}; fi
 if [ "$AJP" = 1 ]; then
 	FRONTENDS=${BENCH_FRONTENDS:-direct apache-ajp apache-jk catherd-http catherd-ajp}
 	SUBJECT=catherd-ajp # the front end the ratio table compares with its peers
@@ -271,7 +277,12 @@ active_opens() { awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "A
 # box_ticks: "busy total" over all CPUs from /proc/stat.
 box_ticks() { awk '/^cpu / {b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat; }
 
-cat >"$WORK/report.lua" <<'EOF'
+{
+	if [ -n "$UPLOAD_MIB" ]; then
+		echo "wrk.method = \"POST\""
+		echo "wrk.body = string.rep(\"u\", $UPLOAD_MIB * 1048576)"
+	fi
+	cat <<'EOF'
 done = function(summary, latency, requests)
   io.write(string.format("BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d errors=%d\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
@@ -279,6 +290,15 @@ done = function(summary, latency, requests)
     summary.errors.status + summary.errors.timeout))
 end
 EOF
+} >"$WORK/report.lua"
+# fetch URL OUT: one request as wrk sends it (GET, or the upload), body to OUT.
+fetch() {
+	if [ -n "$UPLOAD_MIB" ]; then
+		head -c $((UPLOAD_MIB << 20)) /dev/zero | tr '\0' u | curl -sf -m 30 -o "$2" -X POST --data-binary @- "$1"
+	else
+		curl -sf -m 30 -o "$2" "$1"
+	fi
+}
 
 # ---------------------------------------------------------------- static backends
 if [ "$TOMCAT" = 1 ]; then
@@ -305,6 +325,8 @@ elif [ -z "${BENCH_BACKENDS:-}" ]; then
 	mkdir -p "$WORK/www"
 	# 150-byte static page.
 	printf '<!doctype html><html><head><title>catherd bench</title></head><body><p>static backend page for the catherd side-by-side benchmark.</p></body></html>\n' >"$WORK/www/index.html"
+	# 8 MiB for the large-body runs (BENCH_MIB_PER_REQ=8).
+	head -c $((8 << 20)) /dev/urandom >"$WORK/www/big.bin"
 	i=0
 	for hp in "${BHOSTPORTS[@]}"; do
 		i=$((i + 1))
@@ -328,9 +350,12 @@ http {
     keepalive_timeout 120s;
     keepalive_requests 1000000;
     default_type text/html;
+    client_max_body_size 0;
     server {
         listen $hp reuseport backlog=4096;
         root $WORK/www;
+        # Uploads: the body is read and dropped, then 204.
+        location = /upload { return 204; }
     }
 }
 EOF
@@ -343,12 +368,13 @@ i=0
 for hp in "${BHOSTPORTS[@]}"; do
 	i=$((i + 1))
 	if [ "$TOMCAT" = 1 ]; then to=180; else to=10; fi
-	wait_http "backend$i" "http://$hp$REQPATH" $to "$WORK/backend$i/error.log" "$WORK/backend$i/stderr.log"
+	if [ -n "$UPLOAD_MIB" ]; then reqpath=/index.html; else reqpath=$REQPATH; fi
+	wait_http "backend$i" "http://$hp$reqpath" $to "$WORK/backend$i/error.log" "$WORK/backend$i/stderr.log"
 done
 # Keep each backend's body: every front end must return one of them byte for byte (a
 # wrong AJP secret, say, gives a 403 page, and a proxy error page can be 200 too).
 for j in "${!BHOSTPORTS[@]}"; do
-	curl -sf -m 5 -o "$WORK/body-$j" "http://${BHOSTPORTS[$j]}$REQPATH" || die "fetching http://${BHOSTPORTS[$j]}$REQPATH failed"
+	fetch "http://${BHOSTPORTS[$j]}$REQPATH" "$WORK/body-$j" || die "fetching http://${BHOSTPORTS[$j]}$REQPATH failed"
 done
 BODY_BYTES=$(wc -c <"$WORK/body-0")
 log "backends up: $BACKENDS ($REQPATH = $BODY_BYTES bytes)"
@@ -371,6 +397,7 @@ http {
     tcp_nodelay on;
     keepalive_timeout 120s;
     keepalive_requests 1000000;
+    client_max_body_size 0;
     upstream bk {
 EOF
 		for hp in "${BHOSTPORTS[@]}"; do echo "        server $hp;"; done
@@ -577,10 +604,11 @@ same_body() {
 	return 1
 }
 for fe in "${ACTIVE[@]}"; do
-	wait_http "$fe" "http://127.0.0.1:${PORT[$fe]}$REQPATH" 15 "$WORK/$fe"/*.log
+	if [ -n "$UPLOAD_MIB" ]; then reqpath=/index.html; else reqpath=$REQPATH; fi
+	wait_http "$fe" "http://127.0.0.1:${PORT[$fe]}$reqpath" 15 "$WORK/$fe"/*.log
 	# Several requests, so that every balancer member (and both Apache children) is hit.
 	for ((k = 0; k < 4; k++)); do
-		curl -s -m 5 -o "$WORK/$fe/body" "http://127.0.0.1:${PORT[$fe]}$REQPATH" || die "$fe: GET $REQPATH failed"
+		fetch "http://127.0.0.1:${PORT[$fe]}$REQPATH" "$WORK/$fe/body" || die "$fe: $REQPATH failed"
 		same_body "$WORK/$fe/body" || die "$fe returned a different body for $REQPATH ($(wc -c <"$WORK/$fe/body") bytes, backend $BODY_BYTES); see $WORK/$fe/body (BENCH_KEEP=1)"
 	done
 done
@@ -702,16 +730,25 @@ elif [ "$TOMCAT" = 1 ]; then phase="Tomcat 10 backends"; else phase="static ngin
 	echo
 	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r); backends: $BACKENDS"
 	echo "Load: \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency\` (+${WARMUP}s warm-up), $ROUNDS interleaved round(s), median shown."
-	echo "Command: \`BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS scripts/bench/run.sh$(if [ "$AJP" = 1 ]; then echo ' --ajp'; elif [ "$TOMCAT" = 1 ]; then echo ' --tomcat'; fi)\`"
+	echo "Command: \`BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS$([ "$CONNS" = 32 ] || echo " BENCH_CONNS=$CONNS")$([ -z "${BENCH_PATH:-}" ] || echo " BENCH_PATH=$BENCH_PATH")$([ -z "$UPLOAD_MIB" ] || echo " BENCH_UPLOAD_MIB=$UPLOAD_MIB")$([ -z "$MIB_PER_REQ" ] || echo " BENCH_MIB_PER_REQ=$MIB_PER_REQ")$([ -z "${BENCH_FRONTENDS:-}" ] || echo " BENCH_FRONTENDS=\"$BENCH_FRONTENDS\"") scripts/bench/run.sh$(if [ "$AJP" = 1 ]; then echo ' --ajp'; elif [ "$TOMCAT" = 1 ]; then echo ' --tomcat'; fi)\`"
 	echo "CPU us/req = front end's utime+stime (all processes/threads) during the run / requests."
 	echo "New conns/1k req = TCP connections the front end opened to backends per 1000 requests (0 = all kept alive)."
 	echo "Box CPU used by processes outside the benchmark during the runs: median ${OTHER_MED}%, max ${OTHER_MAX}%$(
 		awk -v m="$OTHER_MAX" 'BEGIN{ if (m > 10) print " - NOISY, rerun on a quiet box" }')."
-	echo
-	echo "| front end | req/s | p50 | p99 | CPU us/req | new conns/1k req |"
-	echo "|---|---:|---:|---:|---:|---:|"
+	if [ -n "$MIB_PER_REQ" ]; then
+		echo "CPU us/MiB = CPU us/req / $MIB_PER_REQ (each request moves $MIB_PER_REQ MiB $([ -n "$UPLOAD_MIB" ] && echo up || echo down))."
+		echo
+		echo "| front end | req/s | p50 | p99 | CPU us/req | CPU us/MiB | new conns/1k req |"
+		echo "|---|---:|---:|---:|---:|---:|---:|"
+	else
+		echo
+		echo "| front end | req/s | p50 | p99 | CPU us/req | new conns/1k req |"
+		echo "|---|---:|---:|---:|---:|---:|"
+	fi
 	for fe in "${ORDER[@]}"; do
-		echo "| ${LABEL[$fe]} | ${M_RPS[$fe]} | $(fmt_ms "${M_P50[$fe]}") | $(fmt_ms "${M_P99[$fe]}") | ${M_CPU[$fe]} | ${M_CONN[$fe]} |"
+		per_mib=""
+		[ -n "$MIB_PER_REQ" ] && per_mib=" $(awk -v c="${M_CPU[$fe]}" -v m="$MIB_PER_REQ" 'BEGIN{ if (c == "NA") print "NA"; else printf "%.1f", c / m }') |"
+		echo "| ${LABEL[$fe]} | ${M_RPS[$fe]} | $(fmt_ms "${M_P50[$fe]}") | $(fmt_ms "${M_P99[$fe]}") | ${M_CPU[$fe]} |$per_mib ${M_CONN[$fe]} |"
 	done
 	if [ -n "${M_RPS[$SUBJECT]:-}" ]; then
 		echo
