@@ -28,6 +28,7 @@ import (
 
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/session/moved"
+	"github.com/catherd/catherd/userspace/accesslog"
 	"github.com/catherd/catherd/userspace/admin"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/certs"
@@ -126,7 +127,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// process of the service, the successor its predecessor just started
 	// included. Caught from here on, and ignored until catherd serves.
 	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR2)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGUSR1)
 	started := time.Now()
 	logOpts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	log := slog.New(slog.NewTextHandler(stderr, logOpts))
@@ -214,8 +215,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	m := metrics.New(pool)
+	var accessLog *accesslog.Log
 	if pool != nil {
 		m.MovedSessions(movedSessions.Stats)
+		if cfg.AccessLog != "" {
+			if accessLog, err = accesslog.Open(cfg.AccessLog, cfg.AccessLogFormat); err != nil {
+				return fail("--access-log: %v", err)
+			}
+			defer accessLog.Close()
+			m.AccessLog(accessLog.Written.Load, accessLog.Dropped.Load)
+			cfg.Proxy.AccessLog = accessLog
+		}
 		px = proxy.New(pool, targets(cfg), m, cfg.Proxy, log)
 		m.ClientConns(px.ClientConns)
 		for i := range members {
@@ -414,7 +424,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if handoffSrv != nil {
 		handedOver = handoffSrv.Done()
 	}
-	code := waitForStop(stopper{sig: sig, errc: errc, handedOver: handedOver, certs: certStore,
+	code := waitForStop(stopper{sig: sig, errc: errc, handedOver: handedOver, certs: certStore, accessLog: accessLog,
 		args: args, grace: cfg.ShutdownTimeout, log: log})
 	serving.Store(false)
 	stop()
@@ -447,6 +457,7 @@ type stopper struct {
 	errc       <-chan error
 	handedOver <-chan struct{} // closed once a successor took over
 	certs      *certs.Store    // nil without --tls-listen
+	accessLog  *accesslog.Log  // nil without --access-log
 	args       []string        // this process's `catherd run` arguments (SIGUSR2 reuses them)
 	grace      time.Duration
 	log        *slog.Logger
@@ -462,6 +473,8 @@ func waitForStop(s stopper) int {
 			switch sg {
 			case syscall.SIGHUP:
 				reloadCerts(s.certs, s.log)
+			case syscall.SIGUSR1:
+				reopenAccessLog(s.accessLog, s.log)
 			case syscall.SIGUSR2:
 				restartSelf(s.args, s.log)
 			default:
@@ -479,6 +492,20 @@ func waitForStop(s stopper) int {
 			return 1
 		}
 	}
+}
+
+// reopenAccessLog opens the access log file again (SIGUSR1), as
+// logrotate asks after moving it away.
+func reopenAccessLog(l *accesslog.Log, log *slog.Logger) {
+	if l == nil {
+		log.Info("SIGUSR1: no --access-log to reopen")
+		return
+	}
+	if err := l.Reopen(); err != nil {
+		log.Error("SIGUSR1: access log not reopened; lines go to the old file", "err", err)
+		return
+	}
+	log.Info("SIGUSR1: access log reopened")
 }
 
 // reloadCerts rereads the TLS certificates (SIGHUP).

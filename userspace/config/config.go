@@ -19,6 +19,7 @@ import (
 
 	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/session"
+	"github.com/catherd/catherd/userspace/accesslog"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/cliflag"
@@ -87,6 +88,10 @@ type Config struct {
 	HandoffSocket string
 	Takeover      bool
 	Pprof         bool
+	// AccessLog is where a line per request goes ("-": standard
+	// output; empty: nowhere), in AccessLogFormat.
+	AccessLog       string
+	AccessLogFormat accesslog.Format
 	// LogJSON writes logs as JSON lines instead of logfmt text.
 	LogJSON  bool
 	LogLevel slog.Level
@@ -167,7 +172,7 @@ func (f levelFlag) Set(v string) error {
 // Config.
 type rawFlags struct {
 	listen, tlsListen, tlsCert, tlsKey, backends, l4, l4hash, mcastAllow, trustedProxies listFlag
-	sticky, sep, xdpMode, mcastGroup, tokenFile, scope, logFormat                        string
+	sticky, sep, xdpMode, mcastGroup, tokenFile, scope, logFormat, accessLogFormat       string
 }
 
 // RunFlags describes the flags of `catherd run`, for help texts and the
@@ -225,7 +230,7 @@ func newFlagSet(c *Config, r *rawFlags) *flag.FlagSet {
 	fs.DurationVar(&c.Proxy.ClientSendTimeout, "client-send-timeout", 60*time.Second, "longest stall writing a response to a client before the connection is closed")
 	fs.IntVar(&c.Proxy.MaxHeaderBytes, "max-header-bytes", 16384, "largest request head (request line + headers) accepted; larger gets 431, or 414 when the request line alone is")
 	c.Proxy.BufferRequests = DefaultBufferRequests
-	fs.Var(sizeFlag{&c.Proxy.BufferRequests}, "buffer-requests", "request bodies up to this size are read whole before a member is chosen, so that a slow upload holds no backend thread;\nlarger ones stream (bodies up to 64KiB are always read whole; 256MiB of held bodies at most in all)")
+	fs.Var(sizeFlag{&c.Proxy.BufferRequests}, "buffer-requests", "request bodies up to this `SIZE` are read whole before a member is chosen, so that a slow upload holds no backend thread;\nlarger ones stream (bodies up to 64KiB are always read whole; 256MiB of held bodies at most in all)")
 	fs.IntVar(&c.Proxy.MaxClientConns, "max-client-conns", 65536, "client connections open at once, all listeners and tunnels together; more wait in the kernel's accept queue until one ends")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, or after handing over to a successor, how long in-flight requests may finish")
 	fs.Var(&r.trustedProxies, "trusted-proxy", "a proxy in front of catherd, as `CIDR` or IP (repeatable): from such a peer, X-Forwarded-For is kept with the peer's\naddress appended, and X-Forwarded-Proto and -Host are kept; from any other, all three are replaced")
@@ -234,6 +239,8 @@ func newFlagSet(c *Config, r *rawFlags) *flag.FlagSet {
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")
 	fs.StringVar(&r.logFormat, "log-format", "text", "log lines in this `FORMAT`: text (key=value) or json")
+	fs.StringVar(&c.AccessLog, "access-log", "", "`PATH` of the access log, a line per request (- for standard output; empty: none); reopened on SIGUSR1")
+	fs.StringVar(&r.accessLogFormat, "access-log-format", "combined", "access log lines in this `FORMAT`: combined (Apache's, plus member, sticky outcome, attempts, times) or json")
 	c.LogLevel = slog.LevelInfo
 	fs.Var(levelFlag{&c.LogLevel}, "log-level", "least severe `LEVEL` logged: debug, info, warn or error")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second, "probe every member this often (0 disables health checks)")
@@ -414,6 +421,9 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 				return &FlagError{Flag: "backend", Err: fmt.Errorf("%s: --membership matches backends by address; give member=IP for a backend named by host name", b.Name)}
 			}
 		}
+	}
+	if c.AccessLogFormat, err = accesslog.ParseFormat(r.accessLogFormat); err != nil {
+		return &FlagError{Flag: "access-log-format", Err: err}
 	}
 	switch r.logFormat {
 	case "text":

@@ -83,3 +83,17 @@ func (m *Metrics) HealthCheck(member string, passed bool, took time.Duration) {
 	m.health.results.WithLabelValues(member, result).Inc()
 	m.health.duration.WithLabelValues(member).Observe(took.Seconds())
 }
+
+// AccessLog exports the access log's line counters, read at scrape time:
+// lines handed to the file, and lines dropped because the writer was
+// behind (the request path never waits for it).
+func (m *Metrics) AccessLog(written, dropped func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "catherd_access_log_lines_total",
+		Help: "Access log lines handed to the file.",
+	}, func() float64 { return float64(written()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "catherd_access_log_dropped_total",
+		Help: "Access log lines dropped because the writer was behind; requests never wait for the log.",
+	}, func() float64 { return float64(dropped()) }))
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/catherd/catherd/userspace/accesslog"
 	"github.com/catherd/catherd/userspace/httpwire"
 	"github.com/catherd/catherd/userspace/netloop"
 )
@@ -467,7 +468,11 @@ func (cl *clientConn) refuseHead(err error) {
 	if errors.As(err, &he) {
 		code = he.Status
 	}
-	cl.lp.p.none.Done(code, time.Unix(0, cl.lp.now()), 0, 0, false)
+	now := time.Unix(0, cl.lp.now())
+	cl.lp.p.none.Done(code, now, 0, 0, false)
+	if w := cl.lp.alog; w != nil {
+		w.Write(&accesslog.Record{At: now, Client: cl.remote.Addr(), Status: code})
+	}
 	cl.answer(code, statusBody(code, err), false)
 }
 

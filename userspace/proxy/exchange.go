@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/catherd/catherd/userspace/accesslog"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/httpwire"
 	"github.com/catherd/catherd/userspace/netloop"
@@ -29,6 +30,7 @@ type exchange struct {
 	mc         *memberConn
 	waitTimer  *netloop.Timer // bounds a wait for a connection slot
 	begun      bool           // counted as in flight on up
+	sentAt     int64          // when the request first went to a member
 
 	body requestBody
 	// early: the member answered before it had the whole body; the rest is
@@ -291,6 +293,9 @@ func (x *exchange) send(mc *memberConn) {
 	}
 	x.mc = mc
 	mc.arm()
+	if x.sentAt == 0 {
+		x.sentAt = cl.lp.now()
+	}
 	if !x.begun {
 		x.begun = true
 		x.up.member.Begin()
@@ -354,7 +359,7 @@ func (x *exchange) memberFailed(err error) {
 	if x.resp.headSent {
 		x.up.metrics.Error(kindOf(err).String())
 		x.up.member.SetLastError(time.Unix(0, x.lp().now()), err.Error())
-		x.end(false)
+		x.end()
 		x.cl.close()
 		return
 	}
@@ -466,7 +471,7 @@ func (x *exchange) refuseBody(err error) {
 		code = he.Status
 	}
 	if x.resp.headSent {
-		x.end(false)
+		x.end()
 		x.cl.close()
 		return
 	}
@@ -519,6 +524,11 @@ func (x *exchange) clientGone(err error) {
 func (x *exchange) answerAndEnd(code int, body string, keep bool) {
 	cl := x.cl
 	x.p().none.Done(code, x.start, 0, 0, false)
+	if x.up != nil { // the last member tried
+		x.logAccess(code, x.up.member.Name, x.outcome.String())
+	} else {
+		x.logAccess(code, "", "")
+	}
 	x.release()
 	cl.answer(code, body, keep)
 	cl.done(keep)
@@ -545,14 +555,14 @@ func (x *exchange) abandon() {
 		}
 	}
 	if x.begun {
-		x.end(false)
+		x.end()
 	}
 	x.release()
 }
 
 // end records the request as served by its member, with the status the
 // client got (or began to get).
-func (x *exchange) end(complete bool) {
+func (x *exchange) end() {
 	if !x.begun {
 		return
 	}
@@ -561,7 +571,32 @@ func (x *exchange) end(complete bool) {
 	u.member.End(uint64(x.body.sent), uint64(x.resp.received64()))
 	u.metrics.Done(x.resp.status, x.start, x.body.sent, x.resp.received64(), true)
 	x.p().metrics.Sticky(x.outcome)
-	_ = complete
+	x.logAccess(x.resp.status, u.member.Name, x.outcome.String())
+}
+
+// logAccess writes the request's access log line, if there is a log.
+func (x *exchange) logAccess(status int, member, sticky string) {
+	w := x.lp().alog
+	if w == nil {
+		return
+	}
+	now := x.lp().now()
+	r := &x.lp().record
+	*r = accesslog.Record{At: time.Unix(0, now), Client: x.cl.remote.Addr(), Method: x.req.Method, Target: x.req.Target,
+		Proto: x.req.Version, Status: status, BytesIn: x.body.sent, BytesOut: x.resp.bytes, Member: member, Sticky: sticky,
+		Attempts: x.attempt, Total: time.Duration(now - x.start.UnixNano())}
+	if x.sentAt > 0 {
+		r.MemberTime = time.Duration(now - x.sentAt)
+	}
+	for i := range x.req.Fields {
+		switch f := &x.req.Fields[i]; {
+		case httpwire.EqualFold(f.Name, "referer"):
+			r.Referer = f.Value
+		case httpwire.EqualFold(f.Name, "user-agent"):
+			r.UA = f.Value
+		}
+	}
+	w.Write(r)
 }
 
 // release gives back what the exchange holds; the client connection's

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/netip"
 
+	"github.com/catherd/catherd/userspace/accesslog"
 	"github.com/catherd/catherd/userspace/netloop"
 )
 
@@ -24,11 +25,28 @@ type loop struct {
 	scratch []byte
 	bufs    [][]byte    // the pieces of a write to a client, reused
 	free    []*exchange // exchanges to reuse
+	// alog is the loop's end of the access log (nil: none), record the
+	// line being written, and flush the timer that hands lines over.
+	alog   *accesslog.Writer
+	record accesslog.Record
+	flush  *netloop.Timer
 }
 
 func newLoop(p *Proxy, nl *netloop.Loop) *loop {
-	return &loop{p: p, nl: nl, idle: make([][]*memberConn, len(p.upstreams)),
+	lp := &loop{p: p, nl: nl, idle: make([][]*memberConn, len(p.upstreams)),
 		waiting: make([][]*exchange, len(p.upstreams)), scratch: make([]byte, 0, 4096)}
+	if p.opts.AccessLog != nil {
+		lp.alog = p.opts.AccessLog.Writer()
+		lp.flush = nl.NewTimer(lp.flushLog)
+		nl.Post(func() { lp.flush.Set(accesslog.FlushEvery()) })
+	}
+	return lp
+}
+
+// flushLog hands the access log lines written lately to the log's writer.
+func (lp *loop) flushLog() {
+	lp.alog.Flush(lp.now())
+	lp.flush.Set(accesslog.FlushEvery())
 }
 
 // now is the loop's clock, read once per wakeup.

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/catherd/catherd/session"
+	"github.com/catherd/catherd/userspace/accesslog"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/metrics"
 	"github.com/catherd/catherd/userspace/netloop"
@@ -59,6 +60,8 @@ type Options struct {
 	BufferRequests int64
 	// Loops is the number of event loops; 0 means one per CPU.
 	Loops int
+	// AccessLog, when set, gets a line per request.
+	AccessLog *accesslog.Log
 }
 
 // replayLimit is the largest request body always read whole before a

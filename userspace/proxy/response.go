@@ -148,7 +148,7 @@ func (x *exchange) finish(memberReusable bool) {
 			return // the client is gone; close released everything
 		}
 	}
-	x.end(true)
+	x.end()
 	if mc := x.mc; mc != nil {
 		x.mc = nil
 		mc.release(memberReusable && !rs.noReuse && !x.early && x.body.in)

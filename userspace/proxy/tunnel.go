@@ -123,7 +123,7 @@ func (x *exchange) endTunnel() {
 		mc.close(nil)
 	}
 	x.body.sent, x.resp.bytes = x.tun.up, x.tun.down
-	x.end(true)
+	x.end()
 	x.release()
 	cl.closeWhenFlushed()
 }
