@@ -354,8 +354,19 @@ http {
     server {
         listen $hp reuseport backlog=4096;
         root $WORK/www;
-        # Uploads: the body is read and dropped, then 204.
-        location = /upload { return 204; }
+        # Uploads: the whole body is read (into memory), then 204. A bare `return 204`
+        # answers before the body has arrived and leaves the proxy in front to decide
+        # what to do with the rest, which is not the case being measured. The proxy
+        # module reads the body first; the answer comes from this same server, over a
+        # unix socket so that the hop is not counted as a front end's backend connection.
+        listen unix:$d/sink.sock;
+        location = /upload {
+            client_body_buffer_size 16m;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_pass http://unix:$d/sink.sock:/uploaded;
+        }
+        location = /uploaded { return 204; }
     }
 }
 EOF
@@ -578,7 +589,8 @@ start_catherd() {
 	local fe=$1 d=$WORK/$1
 	shift
 	mkdir -p "$d"
-	local cargs=(run --listen "127.0.0.1:${PORT[$fe]}" --metrics "") b
+	# Its own hand-off socket and no admin API: two catherds run side by side (--ajp).
+	local cargs=(run --listen "127.0.0.1:${PORT[$fe]}" --metrics "" --admin "" --handoff-socket "$d/handoff.sock") b
 	for b; do cargs+=(--backend "$b"); done
 	# shellcheck disable=SC2206
 	cargs+=(${BENCH_CATHERD_ARGS:-})

@@ -44,8 +44,12 @@ func TestAccessLog(t *testing.T) {
 		t.Cleanup(alog.Close)
 		a := newNamedBackend(t, "a", nil)
 		r := startRig(t, rigOptions{tweak: func(o *Options) { o.AccessLog = alog }}, [2]string{"dead", deadAddr(t)}, a.spec())
+		// Each line is awaited before the next request: connections may
+		// land on different loops, whose lines reach the file in any order.
 		r.do("GET", "/one?x=1", nil, "Cookie", "JSESSIONID=S.a", "User-Agent", "tester \"1\"", "Referer", "http://ref/")
+		accessLines(t, path, 1)
 		r.do("POST", "/two", strings.NewReader("hello"), "Cookie", "JSESSIONID=S.dead") // fails over after a connect error
+		accessLines(t, path, 2)
 		conn := r.rawConn()
 		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n") // refused: 400
 		http.ReadResponse(bufio.NewReader(conn), nil)

@@ -62,6 +62,11 @@ type ajpExchange struct {
 	dechunk httpwire.ChunkScanner
 	ended   bool // the body's end went to the container
 	sh      ajp.SendHeaders
+	// head is the client's response head, built but not written yet: it
+	// goes out with the first body chunk when one came in the same read
+	// (one write instead of two). It points into the loop's scratch, so
+	// it never outlives the call that built it.
+	head []byte
 }
 
 // reset empties the state and returns it with its storage.
@@ -304,6 +309,9 @@ func (t *ajpTransport) response(x *exchange, rerr error) {
 	rs, mc := &x.resp, x.mc
 	for {
 		payload, n, err := ajp.SplitContainerPacket(mc.pending(), t.packetSize)
+		if (len(payload) == 0 || payload[0] != ajp.TypeSendBodyChunk) && !t.flushHead(x) {
+			return
+		}
 		if err != nil {
 			x.memberFailed(&memberError{failProtocol, err})
 			return
@@ -351,7 +359,12 @@ func (t *ajpTransport) response(x *exchange, rerr error) {
 				return
 			}
 			rs.bytes += int64(len(data))
-			if rs.out != outNone && !x.writeData(data) {
+			if rs.out == outNone {
+				data = nil
+			}
+			head := x.ajp.head
+			x.ajp.head = nil
+			if !x.writeData(head, data) {
 				return
 			}
 			mc.consume(n)
@@ -375,11 +388,22 @@ func (t *ajpTransport) response(x *exchange, rerr error) {
 	}
 }
 
+// flushHead writes the held response head, if there is one.
+func (t *ajpTransport) flushHead(x *exchange) bool {
+	head := x.ajp.head
+	if len(head) == 0 {
+		return true
+	}
+	x.ajp.head = nil
+	return x.cl.write(head)
+}
+
 // settled reports whether the body exchange with the container ended in
 // step: the connection carries no body packet the container did not read.
 func (a *ajpExchange) settled() bool { return !a.firstOwed }
 
-// sendClientHead turns SEND_HEADERS into the client's response head.
+// sendClientHead turns SEND_HEADERS into the client's response head, held
+// until the next packet says whether body data goes out with it.
 func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
 	a, rs, lp := &x.ajp, &x.resp, x.lp()
 	if err := ajp.ParseSendHeaders(payload, &a.sh); err != nil {
@@ -407,7 +431,8 @@ func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
 	dst = append(dst, "\r\n"...)
 	lp.scratch = dst
 	rs.headSent = true
-	return x.cl.write(dst)
+	a.head = dst
+	return true
 }
 
 // serverNamePort splits the client's Host into the name and port a servlet

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -112,6 +113,42 @@ func TestAJPDownloadAndHead(t *testing.T) {
 	// The connection survived the HEAD: another request works.
 	if resp, _ := r.do("HEAD", "/big", nil); resp.StatusCode != 200 {
 		t.Fatalf("second HEAD: %d", resp.StatusCode)
+	}
+}
+
+// TestAJPStreamedHead: the head is held only while more of the same read
+// may go out with it. A container that sends its head and then waits (a
+// servlet that flushed) has the head reach the client at once.
+func TestAJPStreamedHead(t *testing.T) {
+	release := make(chan struct{})
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte("4")})
+		<-release
+		io.WriteString(w, "done")
+	}))
+	defer close(release)
+	c := r.rawConn()
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("status line before the body was sent: %q, %v", line, err)
+	}
+	for {
+		if line, err = br.ReadString('\n'); err != nil {
+			t.Fatalf("head: %v", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	release <- struct{}{}
+	body := make([]byte, 4)
+	if _, err := io.ReadFull(br, body); err != nil || string(body) != "done" {
+		t.Fatalf("body %q, %v", body, err)
 	}
 }
 

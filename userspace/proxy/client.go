@@ -254,7 +254,12 @@ func (cl *clientConn) write(bufs ...[]byte) bool {
 	// Through the loop's own slice: a variadic slice handed to an
 	// interface method would be allocated on the heap on every call.
 	lp := cl.lp
-	lp.bufs = append(lp.bufs[:0], bufs...)
+	lp.bufs = lp.bufs[:0]
+	for _, b := range bufs {
+		if len(b) > 0 {
+			lp.bufs = append(lp.bufs, b)
+		}
+	}
 	err := cl.io.Writev(lp.bufs...)
 	clear(lp.bufs)
 	if err != nil {

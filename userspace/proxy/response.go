@@ -116,17 +116,17 @@ func (x *exchange) appendConnection(dst []byte) []byte {
 
 // writeData sends body data to the client in its framing (outChunk or
 // outPlain).
-func (x *exchange) writeData(data []byte) bool {
+func (x *exchange) writeData(prefix, data []byte) bool {
 	if len(data) == 0 {
-		return true
+		return len(prefix) == 0 || x.cl.write(prefix)
 	}
 	if x.resp.out != outChunk {
-		return x.cl.write(data)
+		return x.cl.write(prefix, data)
 	}
 	var size [24]byte
 	n := strconv.AppendInt(size[:0], int64(len(data)), 16)
 	n = append(n, "\r\n"...)
-	return x.cl.write(n, data, crlf)
+	return x.cl.write(prefix, n, data, crlf)
 }
 
 var (
