@@ -41,6 +41,7 @@ func everything(t *testing.T) *Metrics {
 	m.Sticky(balancer.Hit)
 	m.HealthCheck("a", true, time.Millisecond)
 	m.ClientConns(func() (uint64, uint64, int) { return 1, 2, 3 })
+	m.AccessLog(func() uint64 { return 1 }, func() uint64 { return 0 })
 	m.BackendConns("a", func() uint64 { return 1 }, func() uint64 { return 0 })
 	m.MovedSessions(func() moved.Stats { return moved.Stats{Moves: map[moved.Reason]uint64{}} })
 	m.TLS(func() certs.Stats { return certs.Stats{Certs: []certs.Cert{{File: "site.crt", Subject: "CN=site"}}} })
