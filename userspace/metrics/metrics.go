@@ -20,14 +20,6 @@ import (
 // NoMember labels requests that no member served (e.g. 503 when all are down).
 const NoMember = "none"
 
-// Error kinds counted per member.
-const (
-	ErrConnect  = "connect"  // could not connect: nothing was sent
-	ErrReset    = "reset"    // connection closed before a response
-	ErrTimeout  = "timeout"  // backend silent past --backend-timeout
-	ErrProtocol = "protocol" // malformed or truncated response
-)
-
 // latencyBuckets are the histogram buckets of times spent on a member:
 // requests and health checks, from half a millisecond to half a minute.
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
@@ -189,7 +181,8 @@ func (mm *Member) Done(code int, start time.Time, sent, received int64, begun bo
 // member; Error says why.
 func (mm *Member) Abort() { mm.active.Dec() }
 
-// Error counts a failed exchange of the given kind.
+// Error counts a failed exchange of the given kind (the proxy names its
+// kinds: connect, reset, timeout, protocol).
 func (mm *Member) Error(kind string) { mm.errors.WithLabelValues(mm.name, kind).Inc() }
 
 // Retried counts a request moved off this member after a failure.

@@ -28,7 +28,7 @@ func TestSeries(t *testing.T) {
 	ma.Begin()
 	ma.Done(200, time.Now(), 10, 250, true)
 	ma.Begin() // still in flight
-	ma.Error(ErrConnect)
+	ma.Error("connect")
 	m.Sticky(balancer.Hit)
 	m.Sticky(balancer.Failover)
 	m.Sticky(balancer.Failover)

@@ -36,7 +36,7 @@ func everything(t *testing.T) *Metrics {
 	mm := m.Member("a")
 	mm.Begin()
 	mm.Done(200, time.Now(), 1, 1, true)
-	mm.Error(ErrConnect)
+	mm.Error("connect")
 	mm.Retried()
 	m.Sticky(balancer.Hit)
 	m.HealthCheck("a", true, time.Millisecond)

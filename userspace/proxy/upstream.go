@@ -105,8 +105,8 @@ func (u *upstream) close() {
 	}
 }
 
-// Failure kinds of an exchange with a member, for its metrics and for the
-// retry rule.
+// Failure kinds of an exchange with a member, for the retry rule and, by
+// name, for the member's metrics (catherd_backend_errors_total{kind}).
 type failKind uint8
 
 const (
@@ -117,7 +117,7 @@ const (
 )
 
 func (k failKind) String() string {
-	return [...]string{metrics.ErrConnect, metrics.ErrReset, metrics.ErrTimeout, metrics.ErrProtocol}[k]
+	return [...]string{"connect", "reset", "timeout", "protocol"}[k]
 }
 
 // memberError is a failed exchange with a member.
