@@ -308,7 +308,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail("%v", err)
 		}
 		defer dp.Close()
-		m.XDP(dp.Stats)
+		m.Register(xdp.Collector(dp.Stats))
 		src.XDP = dp.Stats
 		if err := dp.SetMembership(membershipFilter(cfg)); err != nil {
 			return fail("--membership: %v", err)

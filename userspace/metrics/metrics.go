@@ -98,6 +98,10 @@ func New(pool *balancer.Pool) *Metrics {
 	return m
 }
 
+// Register adds a collector that another package owns (the XDP
+// datapath's), so that /metrics serves its series too.
+func (m *Metrics) Register(c prometheus.Collector) { m.reg.MustRegister(c) }
+
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

@@ -22,7 +22,8 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/names.txt from the registry")
 
 // everything is a registry with every source plugged in and every series
-// touched once, as a full catherd exports them.
+// touched once, as a full catherd exports them: the XDP datapath's
+// collector included, which its package owns (only this test imports it).
 func everything(t *testing.T) *Metrics {
 	t.Helper()
 	a, b := balancer.NewMember("a", "a", 1, 0), balancer.NewMember("b", "b", 1, 0)
@@ -46,9 +47,9 @@ func everything(t *testing.T) *Metrics {
 	m.MovedSessions(func() moved.Stats { return moved.Stats{Moves: map[moved.Reason]uint64{}} })
 	m.TLS(func() certs.Stats { return certs.Stats{Certs: []certs.Cert{{File: "site.crt", Subject: "CN=site"}}} })
 	m.Membership(func() (membership.Stats, uint64) { return membership.Stats{}, 0 })
-	m.XDP(func() (xdp.Stats, error) {
+	m.Register(xdp.Collector(func() (xdp.Stats, error) {
 		return xdp.Stats{Services: []xdp.ServiceStats{{Service: "s", Backends: []xdp.BackendStats{{}}}}}, nil
-	})
+	}))
 	return m
 }
 

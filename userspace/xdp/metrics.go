@@ -1,18 +1,14 @@
-package metrics
+package xdp
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
+import "github.com/prometheus/client_golang/prometheus"
 
-	"github.com/catherd/catherd/userspace/xdp"
-)
+// Collector exports the datapath's counters as Prometheus series, read at
+// scrape time by read (Datapath.Stats: the per-CPU maps summed over CPUs).
+// The series are the datapath's own, so they live beside it; catherd's
+// registry (userspace/metrics) takes them as any other collector.
+func Collector(read func() (Stats, error)) prometheus.Collector { return xdpCollector{read} }
 
-// XDP exports the datapath's counters, read (and summed over CPUs) at
-// scrape time from its per-CPU maps.
-func (m *Metrics) XDP(read func() (xdp.Stats, error)) {
-	m.reg.MustRegister(xdpCollector{read})
-}
-
-type xdpCollector struct{ read func() (xdp.Stats, error) }
+type xdpCollector struct{ read func() (Stats, error) }
 
 var (
 	xdpPacketsDesc = prometheus.NewDesc("catherd_xdp_packets_total",
@@ -51,7 +47,7 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	for _, r := range xdp.Reasons {
+	for _, r := range Reasons {
 		counter(xdpPacketsDesc, st.Verdicts[r], r)
 	}
 	for _, s := range st.Services {
