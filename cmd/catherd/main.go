@@ -37,7 +37,6 @@ import (
 	"github.com/catherd/catherd/userspace/handoff"
 	"github.com/catherd/catherd/userspace/health"
 	"github.com/catherd/catherd/userspace/l4"
-	"github.com/catherd/catherd/userspace/metrics"
 	"github.com/catherd/catherd/userspace/proxy"
 	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
@@ -214,10 +213,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail("--backend: %v", err)
 		}
 	}
-	m := metrics.New(pool)
+	m := newMetrics()
 	var accessLog *accesslog.Log
 	if pool != nil {
-		m.MovedSessions(movedSessions.Stats)
+		m.Members(names(balancer.States), memberSeries(pool))
+		m.MovedSessions(names(moved.Reasons), movedSeries(movedSessions))
 		if cfg.AccessLog != "" {
 			if accessLog, err = accesslog.Open(cfg.AccessLog, cfg.AccessLogFormat); err != nil {
 				return fail("--access-log: %v", err)
@@ -237,7 +237,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if certStore, err = certs.Load(cfg.TLSCerts); err != nil {
 			return fail("--tls-cert: %v", err)
 		}
-		m.TLS(certStore.Stats)
+		m.TLS(tlsSeries(certStore))
 	}
 	var plainLns, tlsLns []net.Listener
 	for _, l := range []struct {
@@ -298,7 +298,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if watcher, err = listenMembership(cfg, backends, log); err != nil {
 			return fail("%v", err)
 		}
-		m.Membership(watcher.Stats)
+		m.Membership(membershipSeries(watcher.Stats))
 		src.Membership = watcher.Members
 	}
 	// One XDP program serves the L4 services and the membership filter.

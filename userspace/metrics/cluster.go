@@ -1,20 +1,28 @@
 package metrics
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
+import "github.com/prometheus/client_golang/prometheus"
 
-	"github.com/catherd/catherd/session/membership"
-	"github.com/catherd/catherd/session/moved"
-)
+// MembershipStats count the cluster's membership heartbeats (beacons) that
+// reached catherd's socket and the changes they made.
+type MembershipStats struct {
+	Observed  uint64 // beacons decoded and applied to the member table
+	Malformed uint64 // datagrams that were not beacons
+	// Beacons of Observed that changed nothing: of another domain, for a
+	// full table, a shutdown of a member not known.
+	IgnoredWrongDomain, IgnoredTableFull, IgnoredUnknownShutdown uint64
+	// The table's changes: members that joined, restarted (a new
+	// uniqueId), left (shutdown beacon), expired (silent for dropTime).
+	Joins, Restarts, Leaves, Expiries uint64
+}
 
 // Membership exports what the cluster's membership heartbeats told catherd,
 // read at scrape time.
-func (m *Metrics) Membership(read func() (membership.Stats, uint64)) {
+func (m *Metrics) Membership(read func() MembershipStats) {
 	m.reg.MustRegister(membershipCollector{read})
 }
 
 type membershipCollector struct {
-	read func() (membership.Stats, uint64)
+	read func() MembershipStats
 }
 
 var (
@@ -35,7 +43,7 @@ func (c membershipCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c membershipCollector) Collect(ch chan<- prometheus.Metric) {
-	st, malformed := c.read()
+	st := c.read()
 	counter := func(d *prometheus.Desc, v uint64, label string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
 	}
@@ -43,7 +51,7 @@ func (c membershipCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(membershipMembersDesc, prometheus.GaugeValue, float64(members))
 	ignored := st.IgnoredWrongDomain + st.IgnoredTableFull + st.IgnoredUnknownShutdown
 	counter(membershipBeaconsDesc, st.Observed-ignored, "accepted")
-	counter(membershipBeaconsDesc, malformed, "malformed")
+	counter(membershipBeaconsDesc, st.Malformed, "malformed")
 	counter(membershipBeaconsDesc, st.IgnoredWrongDomain, "wrong_domain")
 	counter(membershipBeaconsDesc, st.IgnoredTableFull, "table_full")
 	counter(membershipBeaconsDesc, st.IgnoredUnknownShutdown, "unknown_shutdown")
@@ -53,12 +61,23 @@ func (c membershipCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(membershipEventsDesc, st.Expiries, "expire")
 }
 
-// MovedSessions exports the moved-session table, read at scrape time.
-func (m *Metrics) MovedSessions(read func() moved.Stats) {
-	m.reg.MustRegister(movedCollector{read})
+// MovedStats describe the moved-session table.
+type MovedStats struct {
+	Size    int               // sessions in it
+	Moves   map[string]uint64 // sessions moved, by reason
+	Evicted uint64            // forgotten before their TTL, for room
 }
 
-type movedCollector struct{ read func() moved.Stats }
+// MovedSessions exports the moved-session table, read at scrape time;
+// reasons names every reason a session moves for (each is a series).
+func (m *Metrics) MovedSessions(reasons []string, read func() MovedStats) {
+	m.reg.MustRegister(movedCollector{reasons, read})
+}
+
+type movedCollector struct {
+	reasons []string
+	read    func() MovedStats
+}
 
 var (
 	movedSizeDesc = prometheus.NewDesc("catherd_moved_sessions",
@@ -79,8 +98,8 @@ func (c movedCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c movedCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.read()
 	ch <- prometheus.MustNewConstMetric(movedSizeDesc, prometheus.GaugeValue, float64(st.Size))
-	for _, r := range moved.Reasons {
-		ch <- prometheus.MustNewConstMetric(movesDesc, prometheus.CounterValue, float64(st.Moves[r]), r.String())
+	for _, r := range c.reasons {
+		ch <- prometheus.MustNewConstMetric(movesDesc, prometheus.CounterValue, float64(st.Moves[r]), r)
 	}
 	ch <- prometheus.MustNewConstMetric(movedEvictedDesc, prometheus.CounterValue, float64(st.Evicted))
 }

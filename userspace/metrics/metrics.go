@@ -1,6 +1,13 @@
-// Package metrics owns catherd's Prometheus metrics. The proxy gets one
-// Member handle per backend with every per-request series resolved up front,
-// so the request path does no label lookups beyond the status code.
+// Package metrics owns catherd's Prometheus registry and series. The proxy
+// gets one Member handle per backend with every per-request series resolved
+// up front, so the request path does no label lookups beyond the status
+// code.
+//
+// It depends on nothing else of catherd's: what it shows of other parts
+// (member states, moved sessions, the cluster's membership, certificates)
+// comes in as plain values read at scrape time, and a part that owns a
+// whole family of series (the XDP datapath) registers its own collector.
+// So the L7 proxy, which records into it, does not depend on the datapath.
 package metrics
 
 import (
@@ -12,9 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/catherd/catherd/userspace/balancer"
-	"github.com/catherd/catherd/userspace/version"
 )
 
 // NoMember labels requests that no member served (e.g. 503 when all are down).
@@ -33,7 +37,7 @@ type Metrics struct {
 	active   *prometheus.GaugeVec
 	errors   *prometheus.CounterVec
 	attempts *prometheus.CounterVec
-	sticky   [balancer.NumOutcomes]prometheus.Counter // by balancer.Outcome
+	sticky   []prometheus.Counter // by outcome, in the order New was given
 	// handshakeFailures and http2Resets are registered by TLS, when
 	// catherd terminates TLS (and so serves HTTP/2).
 	handshakeFailures prometheus.Counter
@@ -41,10 +45,16 @@ type Metrics struct {
 	health            healthChecks
 }
 
-// New registers catherd's metrics, the member-state collector over pool
-// (nil when the instance runs no HTTP proxy), the build's description, and
-// Go runtime and process metrics.
-func New(pool *balancer.Pool) *Metrics {
+// Build describes the running build, as the labels of catherd_build_info.
+type Build struct {
+	Version, Revision, GoVersion string
+}
+
+// New registers catherd's metrics, the build's description, and Go runtime
+// and process metrics. stickyOutcomes name the ways a request's member is
+// chosen (the balancer's outcomes, as catherd_sticky_total labels them);
+// Sticky counts them by their position in it.
+func New(build Build, stickyOutcomes []string) *Metrics {
 	m := &Metrics{
 		health: newHealthChecks(),
 		reg:    prometheus.NewRegistry(),
@@ -86,15 +96,12 @@ func New(pool *balancer.Pool) *Metrics {
 		Name: "catherd_sticky_total",
 		Help: "How each request's member was chosen: hit (its session's member), new (balanced), failover (its session's member was unusable), unknown_route, moved (to where its session moved earlier).",
 	}, []string{"outcome"})
-	for _, o := range balancer.Outcomes {
-		m.sticky[o] = sticky.WithLabelValues(o.String())
+	for _, o := range stickyOutcomes {
+		m.sticky = append(m.sticky, sticky.WithLabelValues(o))
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.bytes, m.active, m.errors, m.attempts, sticky,
-		m.health.results, m.health.duration, buildInfo(version.Get()),
+		m.health.results, m.health.duration, buildInfo(build),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if pool != nil {
-		m.reg.MustRegister(stateCollector{pool})
-	}
 	return m
 }
 
@@ -127,8 +134,9 @@ func (m *Metrics) BackendConns(member string, opened, discarded func() uint64) {
 	}
 }
 
-// Sticky counts one routing outcome.
-func (m *Metrics) Sticky(o balancer.Outcome) { m.sticky[o].Inc() }
+// Sticky counts one routing outcome, by its position in the outcomes
+// given to New.
+func (m *Metrics) Sticky(outcome int) { m.sticky[outcome].Inc() }
 
 // Member is the per-member handle the proxy records into.
 type Member struct {
@@ -191,49 +199,3 @@ func (mm *Member) Error(kind string) { mm.errors.WithLabelValues(mm.name, kind).
 
 // Retried counts a request moved off this member after a failure.
 func (mm *Member) Retried() { mm.retries.Inc() }
-
-// stateCollector reports each member's current state at scrape time, so the
-// series can never disagree with what the balancer uses.
-type stateCollector struct{ pool *balancer.Pool }
-
-var stateDesc = prometheus.NewDesc("catherd_member_state",
-	"1 for the member's current state (ok, error, disabled, stopped, drain, standby, down, isolated, settling), 0 for the others.",
-	[]string{"member", "state"}, nil)
-
-var weightDesc = prometheus.NewDesc("catherd_member_weight",
-	"The member's weight (lbfactor) for new sessions.", []string{"member"}, nil)
-
-var rampDesc = prometheus.NewDesc("catherd_member_ramp_ratio",
-	"The fraction of its weight a returning member gets while its slow start lasts (1 otherwise).", []string{"member"}, nil)
-
-var failoverDesc = prometheus.NewDesc("catherd_failovers_total",
-	"Requests of a member's sessions that failed over, by the partner that took them (once per session while moves are remembered).",
-	[]string{"member", "partner"}, nil)
-
-func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- stateDesc
-	ch <- weightDesc
-	ch <- rampDesc
-	ch <- failoverDesc
-}
-
-func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	now := c.pool.Now()
-	for _, mem := range c.pool.Members() {
-		current := mem.State(now)
-		for _, s := range balancer.States {
-			v := 0.0
-			if s == current {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, mem.Name, s.String())
-		}
-		ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(mem.Weight()), mem.Name)
-		ch <- prometheus.MustNewConstMetric(rampDesc, prometheus.GaugeValue, mem.Ramp(now), mem.Name)
-		for _, to := range c.pool.Members() {
-			if n := c.pool.Failovers(mem, to); n > 0 {
-				ch <- prometheus.MustNewConstMetric(failoverDesc, prometheus.CounterValue, float64(n), mem.Name, to.Name)
-			}
-		}
-	}
-}

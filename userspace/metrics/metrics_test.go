@@ -5,32 +5,31 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/catherd/catherd/userspace/balancer"
 )
 
+// outcomes are the balancer's, as catherd passes them to New.
+var outcomes = []string{"new", "hit", "failover", "unknown_route", "moved"}
+
+// states are the balancer's member states, as catherd passes them to Members.
+var states = []string{"ok", "error", "disabled", "stopped", "drain", "standby", "down", "isolated", "settling"}
+
 func TestSeries(t *testing.T) {
-	a := balancer.NewMember("a", "a", 3, 0)
-	b := balancer.NewMember("b", "b", 1, balancer.Drain)
-	c := balancer.NewMember("c", "c", 1, 0)
-	pool, err := balancer.NewPool([]*balancer.Member{a, b, c}, "byrequests", balancer.Options{Retry: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDown(true)
-	if m, _, err := pool.Pick(&balancer.Request{Route: []byte("c"), SessionKey: []byte("s")}); err != nil || m != a {
-		t.Fatalf("failover of c's session: %v %v", m, err)
-	}
-	m := New(pool)
+	m := New(Build{}, outcomes)
+	m.Members(states, func() []MemberState {
+		return []MemberState{
+			{Name: "a", State: "error", Weight: 3, Ramp: 1},
+			{Name: "b", State: "drain", Weight: 1, Ramp: 1},
+			{Name: "c", State: "down", Weight: 1, Ramp: 1, Failovers: map[string]uint64{"a": 1}},
+		}
+	})
 	ma := m.Member("a")
 	ma.Begin()
 	ma.Done(200, time.Now(), 10, 250, true)
 	ma.Begin() // still in flight
 	ma.Error("connect")
-	m.Sticky(balancer.Hit)
-	m.Sticky(balancer.Failover)
-	m.Sticky(balancer.Failover)
-	pool.MarkError(a)
+	m.Sticky(1) // hit
+	m.Sticky(2) // failover
+	m.Sticky(2)
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -62,7 +61,7 @@ func TestSeries(t *testing.T) {
 // An instance without an HTTP proxy (L4 services only) has no members.
 func TestNoPoolNoMemberStates(t *testing.T) {
 	rec := httptest.NewRecorder()
-	New(nil).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	New(Build{}, outcomes).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if strings.Contains(rec.Body.String(), "catherd_member_state") {
 		t.Errorf("member states exported without a pool")
 	}

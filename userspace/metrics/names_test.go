@@ -12,10 +12,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/catherd/catherd/session/membership"
-	"github.com/catherd/catherd/session/moved"
-	"github.com/catherd/catherd/userspace/balancer"
-	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
@@ -26,27 +22,24 @@ var update = flag.Bool("update", false, "rewrite testdata/names.txt from the reg
 // collector included, which its package owns (only this test imports it).
 func everything(t *testing.T) *Metrics {
 	t.Helper()
-	a, b := balancer.NewMember("a", "a", 1, 0), balancer.NewMember("b", "b", 1, 0)
-	pool, err := balancer.NewPool([]*balancer.Member{a, b}, "byrequests", balancer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.SetDown(true)
-	pool.Pick(&balancer.Request{Route: []byte("b"), SessionKey: []byte("s")}) // a failover
-	m := New(pool)
+	m := New(Build{Version: "v", Revision: "r", GoVersion: "go"}, outcomes)
+	m.Members(states, func() []MemberState {
+		return []MemberState{{Name: "a", State: "ok", Weight: 1, Ramp: 1}, {Name: "b", State: "down", Weight: 1, Ramp: 1,
+			Failovers: map[string]uint64{"a": 1}}}
+	})
 	mm := m.Member("a")
 	mm.Begin()
 	mm.Done(200, time.Now(), 1, 1, true)
 	mm.Error("connect")
 	mm.Retried()
-	m.Sticky(balancer.Hit)
+	m.Sticky(1)
 	m.HealthCheck("a", true, time.Millisecond)
 	m.ClientConns(func() (uint64, uint64, int) { return 1, 2, 3 })
 	m.AccessLog(func() uint64 { return 1 }, func() uint64 { return 0 })
 	m.BackendConns("a", func() uint64 { return 1 }, func() uint64 { return 0 })
-	m.MovedSessions(func() moved.Stats { return moved.Stats{Moves: map[moved.Reason]uint64{}} })
-	m.TLS(func() certs.Stats { return certs.Stats{Certs: []certs.Cert{{File: "site.crt", Subject: "CN=site"}}} })
-	m.Membership(func() (membership.Stats, uint64) { return membership.Stats{}, 0 })
+	m.MovedSessions([]string{"down"}, func() MovedStats { return MovedStats{} })
+	m.TLS(func() TLSStats { return TLSStats{Certs: []Cert{{File: "site.crt", Subject: "CN=site"}}} })
+	m.Membership(func() MembershipStats { return MembershipStats{} })
 	m.Register(xdp.Collector(func() (xdp.Stats, error) {
 		return xdp.Stats{Services: []xdp.ServiceStats{{Service: "s", Backends: []xdp.BackendStats{{}}}}}, nil
 	}))

@@ -4,14 +4,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/catherd/catherd/userspace/version"
 )
 
 // buildInfo exports the running build as labels of a constant 1, as
 // Prometheus' own exporters do: a query can join it on instance to show
 // which version each catherd runs.
-func buildInfo(v version.Info) prometheus.Collector {
+func buildInfo(v Build) prometheus.Collector {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "catherd_build_info",
 		Help:        "Always 1; the labels say which build of catherd this is.",

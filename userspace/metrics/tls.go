@@ -1,15 +1,29 @@
 package metrics
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
+	"time"
 
-	"github.com/catherd/catherd/userspace/certs"
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// TLSStats are the certificates catherd serves and their reloads.
+type TLSStats struct {
+	Certs    []Cert
+	Reloads  uint64 // reloads that took the new files
+	Failures uint64 // reloads that kept the previous certificates
+}
+
+// Cert is one served certificate.
+type Cert struct {
+	File     string
+	Subject  string
+	NotAfter time.Time
+}
 
 // TLS exports the certificates catherd serves and their reloads, read at
 // scrape time, the failed-handshake counter, and the count of HTTP/2
 // streams reset before they were forwarded.
-func (m *Metrics) TLS(read func() certs.Stats) {
+func (m *Metrics) TLS(read func() TLSStats) {
 	m.reg.MustRegister(tlsCollector{read}, m.handshakeFailures, m.http2Resets)
 }
 
@@ -24,7 +38,7 @@ func (m *Metrics) TLSHandshakeFailed() { m.handshakeFailures.Inc() }
 // work for requests nobody waits for.
 func (m *Metrics) HTTP2ResetUnforwarded() { m.http2Resets.Inc() }
 
-type tlsCollector struct{ read func() certs.Stats }
+type tlsCollector struct{ read func() TLSStats }
 
 var (
 	certExpiryDesc = prometheus.NewDesc("catherd_tls_certificate_expiry_timestamp_seconds",

@@ -405,7 +405,7 @@ func (x *exchange) failed(err error) {
 		x.pick()
 		return
 	}
-	x.p().metrics.Sticky(x.outcome)
+	x.p().metrics.Sticky(int(x.outcome))
 	code, msg := 502, "502 bad gateway\n"
 	switch kind {
 	case failConnect:
@@ -570,7 +570,7 @@ func (x *exchange) end() {
 	u := x.up
 	u.member.End(uint64(x.body.sent), uint64(x.resp.received64()))
 	u.metrics.Done(x.resp.status, x.start, x.body.sent, x.resp.received64(), true)
-	x.p().metrics.Sticky(x.outcome)
+	x.p().metrics.Sticky(int(x.outcome))
 	x.logAccess(x.resp.status, u.member.Name, x.outcome.String())
 }
 

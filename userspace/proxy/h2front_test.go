@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/net/http2"
 
-	"github.com/catherd/catherd/userspace/certs"
+	"github.com/catherd/catherd/userspace/metrics"
 	"github.com/catherd/catherd/userspace/proxy/h2test"
 )
 
@@ -118,7 +118,7 @@ func TestHTTP2RapidReset(t *testing.T) {
 	const streams = 1000
 	member := newNamedBackend(t, "a", nil)
 	r := startRig(t, rigOptions{}, member.spec())
-	r.metrics.TLS(func() certs.Stats { return certs.Stats{} })
+	r.metrics.TLS(func() metrics.TLSStats { return metrics.TLSStats{} })
 	addr, config := r.tlsListener()
 	c := h2test.Dial(t, addr, config)
 	for i := range streams {
@@ -158,7 +158,7 @@ func TestHTTP2RapidReset(t *testing.T) {
 func TestHTTP2ResetMidBody(t *testing.T) {
 	member := newNamedBackend(t, "a", nil)
 	r := startRig(t, rigOptions{}, member.spec())
-	r.metrics.TLS(func() certs.Stats { return certs.Stats{} })
+	r.metrics.TLS(func() metrics.TLSStats { return metrics.TLSStats{} })
 	addr, config := r.tlsListener()
 	c := h2test.Dial(t, addr, config)
 	c.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,

@@ -71,7 +71,11 @@ func startRig(t *testing.T, ro rigOptions, backends ...[2]string) *rig {
 		ro.tweak(&opts)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := metrics.New(pool)
+	var outcomes []string
+	for _, o := range balancer.Outcomes {
+		outcomes = append(outcomes, o.String())
+	}
+	m := metrics.New(metrics.Build{}, outcomes)
 	px := New(pool, targets, m, opts, log)
 	if ro.listen == "" {
 		ro.listen = "127.0.0.1:0"
