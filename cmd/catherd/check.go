@@ -25,7 +25,7 @@ func check(cfg *config.Config, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if len(cfg.TLSCerts) > 0 {
-		if _, err := certs.Load(cfg.TLSCerts); err != nil {
+		if _, err := certs.Load(certPairs(cfg.TLSCerts)); err != nil {
 			return fail(fmt.Errorf("--tls-cert: %v", err))
 		}
 	}
@@ -55,7 +55,7 @@ func check(cfg *config.Config, stdout, stderr io.Writer) int {
 		}
 		checked = append(checked, "the XDP program passes the kernel's verifier")
 	}
-	summary := fmt.Sprintf("%d members, %d listeners", len(cfg.Backends), len(cfg.Listen)+len(cfg.TLSListen))
+	summary := fmt.Sprintf("%d members, %d listeners", len(cfg.Members), len(cfg.Listen)+len(cfg.TLSListen))
 	if len(cfg.L4.Services) > 0 {
 		summary += fmt.Sprintf(", %d L4 services", len(cfg.L4.Services))
 	}

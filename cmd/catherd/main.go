@@ -26,7 +26,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/catherd/catherd/ajp"
 	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/accesslog"
 	"github.com/catherd/catherd/userspace/admin"
@@ -110,6 +109,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if err != nil {
+		fmt.Fprintf(stderr, "catherd run: %v\n", err)
+		return 2
+	}
+	adminToken, err := readAdminToken(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "catherd run: %v\n", err)
 		return 2
@@ -201,8 +205,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ln, nil
 	}
 	movedSessions := moved.New(cfg.SessionTTL, cfg.SessionTableSize)
-	if len(cfg.Backends) > 0 {
-		for _, b := range cfg.Backends {
+	if len(cfg.Members) > 0 {
+		for _, b := range cfg.Members {
 			m := balancer.NewMember(b.Name, b.Route, b.Weight, b.Flags)
 			m.SetDomain(b.Domain)
 			members = append(members, m)
@@ -224,9 +228,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			defer accessLog.Close()
 			m.AccessLog(accessLog.Written.Load, accessLog.Dropped.Load)
-			cfg.Proxy.AccessLog = accessLog
 		}
-		px = proxy.New(pool, targets(cfg), m, cfg.Proxy, log)
+		px = proxy.New(pool, targets(cfg), m, proxyOptions(cfg.Proxy, accessLog), log)
 		m.ClientConns(px.ClientConns)
 		for i := range members {
 			probes = append(probes, px.Probe(i, cfg.HealthURI))
@@ -234,7 +237,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var certStore *certs.Store
 	if len(cfg.TLSCerts) > 0 {
-		if certStore, err = certs.Load(cfg.TLSCerts); err != nil {
+		if certStore, err = certs.Load(certPairs(cfg.TLSCerts)); err != nil {
 			return fail("--tls-cert: %v", err)
 		}
 		m.TLS(tlsSeries(certStore))
@@ -286,12 +289,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if pool != nil {
 		src.Moved, src.MovedTable, src.ClientConns = movedSessions.Stats, movedSessions, px.ClientConns
 	}
-	for _, b := range cfg.Backends {
+	for _, b := range cfg.Members {
 		src.Targets[b.Name] = b.Scheme + "://" + b.Addr
 	}
 	if cfg.Membership.Group.IsValid() {
-		backends := make([]cluster.Backend, len(cfg.Backends))
-		for i, b := range cfg.Backends {
+		backends := make([]cluster.Backend, len(cfg.Members))
+		for i, b := range cfg.Members {
 			backends[i] = cluster.Backend{Member: members[i], Host: b.ClusterHost,
 				DomainFromGroup: cfg.Membership.AnyDomain && !b.DomainSet}
 		}
@@ -314,7 +317,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return fail("--membership: %v", err)
 		}
 		// Even with no --l4, Sync clears services a previous catherd left.
-		ctl = l4.New(dp, l4.NetlinkResolver, cfg.L4.Services, log)
+		ctl = l4.New(dp, l4.NetlinkResolver, l4Services(cfg.L4.Services), log)
 		if err := ctl.Sync(ctx); err != nil {
 			return fail("--l4: %v", err)
 		}
@@ -377,7 +380,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: admin.Handler(src, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(src, adminToken), ReadHeaderTimeout: 10 * time.Second}
 		go adminSrv.Serve(adminLn)
 	}
 	var metricsSrv *http.Server
@@ -401,7 +404,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go func() { errc <- px.ServeTLS(ln, certStore.ServerConfig()) }()
 		log.Info("listening for TLS", "addr", ln.Addr().String(), "protocols", "h2,http/1.1")
 	}
-	for _, b := range cfg.Backends {
+	for _, b := range cfg.Members {
 		log.Info("member", "name", b.Name, "url", b.Scheme+"://"+b.Addr, "route", b.Route, "weight", b.Weight, "status", b.Flags.String())
 	}
 	if checker != nil {
@@ -540,14 +543,23 @@ func expireMoved(ctx context.Context, t *moved.Table) {
 
 // targets describes each --backend's transport.
 func targets(cfg *config.Config) []proxy.Target {
-	ts := make([]proxy.Target, len(cfg.Backends))
-	for i, b := range cfg.Backends {
-		ts[i].Addr = b.Addr
-		if b.Scheme == "ajp" {
-			ts[i].AJP = &ajp.ClientOptions{Secret: b.Secret, PacketSize: b.PacketSize, Ping: b.Ping}
-		}
+	ts := make([]proxy.Target, len(cfg.Members))
+	for i, b := range cfg.Members {
+		ts[i] = target(b)
 	}
 	return ts
+}
+
+// readAdminToken reads --admin-token-file, if given.
+func readAdminToken(cfg *config.Config) (string, error) {
+	if cfg.AdminTokenFile == "" {
+		return "", nil
+	}
+	token, err := admin.LoadToken(cfg.AdminTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("--admin-token-file: %w", err)
+	}
+	return token, nil
 }
 
 // listenMembership joins the cluster's membership group.
@@ -608,7 +620,7 @@ func openDatapath(cfg *config.Config, log *slog.Logger) (*xdp.Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	dp, err := xdp.Open(xdp.Options{Ifaces: ifaces, Mode: cfg.L4.Mode, PinDir: cfg.L4.PinDir,
+	dp, err := xdp.Open(xdp.Options{Ifaces: ifaces, Mode: xdp.Mode(cfg.L4.Mode), PinDir: cfg.L4.PinDir,
 		ConntrackSize: cfg.L4.ConntrackSize, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("--xdp-mode %s on %s: %v", cfg.L4.Mode, strings.Join(ifaces, ", "), err)
@@ -629,7 +641,7 @@ func datapathIfaces(cfg *config.Config) ([]string, error) {
 		}
 		ifaces = append(ifaces, f.iface)
 	}
-	if err := l4.CheckVIPs(cfg.L4.Services); err != nil {
+	if err := l4.CheckVIPs(l4Services(cfg.L4.Services)); err != nil {
 		return nil, fmt.Errorf("--l4 %v", err)
 	}
 	for _, s := range cfg.L4.Services {

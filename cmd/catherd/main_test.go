@@ -34,6 +34,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"run", "--xdp-iface", "lo", "--l4", "192.0.2.1:80/tcp=192.0.2.11"}, "--l4 192.0.2.1:80/tcp: VIP 192.0.2.1 is not an address of this host"},
 		{[]string{"run", "--xdp-iface", "lo", "--l4", "127.0.0.1:80/tcp=127.0.0.2"}, "is an address of this host, not a backend"},
 		{[]string{"run", ok, "--admin", "0.0.0.0:9181"}, "--admin: 0.0.0.0:9181 is not a loopback address: give --admin-token-file too"},
+		{[]string{"run", ok, "--admin-token-file", "/nonexistent/token"}, "--admin-token-file: open /nonexistent/token"},
 		{[]string{"member", "frob", "a"}, "want list, or one of enable"},
 		{[]string{"member", "weight", "a"}, "want list, or one of enable"},
 		{[]string{"member", "enable", "a", "--nope"}, "unknown flag --nope"},

@@ -32,7 +32,7 @@ Flags:
 func status(args []string, stdout, stderr io.Writer) int {
 	cmd := newSubcommand("catherd status", statusUsage)
 	addr := cmd.fs.String("admin", config.DefaultAdmin, "admin address of the running catherd")
-	dir := cmd.fs.String("xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory of the pinned XDP maps (when no catherd answers)")
+	dir := cmd.fs.String("xdp-pin-dir", config.DefaultXDPPinDir, "bpffs directory of the pinned XDP maps (when no catherd answers)")
 	asJSON := cmd.fs.Bool("json", false, "print JSON instead of tables")
 	if code, done := cmd.noWords(args, stdout, stderr); done {
 		return code
@@ -176,7 +176,7 @@ Flags:
 // goes back to plain kernel networking.
 func unload(args []string, stdout, stderr io.Writer) int {
 	cmd := newSubcommand("catherd unload", unloadUsage)
-	dir := cmd.fs.String("xdp-pin-dir", xdp.DefaultPinDir, "bpffs directory of the pinned XDP link and maps")
+	dir := cmd.fs.String("xdp-pin-dir", config.DefaultXDPPinDir, "bpffs directory of the pinned XDP link and maps")
 	if code, done := cmd.noWords(args, stdout, stderr); done {
 		return code
 	}

@@ -42,6 +42,9 @@ func reload(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cfg, err := config.Parse(args, io.Discard)
+	if err == nil {
+		_, err = readAdminToken(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "catherd reload: %v\n", err)
 		return 2

@@ -159,6 +159,23 @@ type Error struct {
 // Actions are the member actions, by the name in their URL.
 var Actions = []string{"enable", "disable", "drain", "evacuate", "recover", "weight"}
 
+// minTokenLen is the shortest token admin actions may be authorized by.
+const minTokenLen = 16
+
+// LoadToken reads the token admin actions must carry from the file at path
+// (--admin-token-file), its surrounding white space trimmed.
+func LoadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	token := strings.TrimSpace(string(b))
+	if len(token) < minTokenLen {
+		return "", fmt.Errorf("the token must be at least %d characters", minTokenLen)
+	}
+	return token, nil
+}
+
 // Handler serves the API. token, if not empty, must come with every action
 // as "Authorization: Bearer <token>".
 func Handler(src Sources, token string) http.Handler {

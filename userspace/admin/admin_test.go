@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -176,5 +178,25 @@ func TestActionsAreLogged(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %s\nlog:\n%s", want, logs.String())
 		}
+	}
+}
+
+func TestLoadToken(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	if tok, err := LoadToken(write("good", "  0123456789abcdef\n")); err != nil || tok != "0123456789abcdef" {
+		t.Errorf("good token: %q, %v", tok, err)
+	}
+	if _, err := LoadToken(write("short", "0123456789\n")); err == nil || !strings.Contains(err.Error(), "at least 16 characters") {
+		t.Errorf("short token: %v", err)
+	}
+	if _, err := LoadToken(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing file gave no error")
 	}
 }

@@ -1,6 +1,11 @@
 // Package config turns `catherd run` flags into a validated Config. Every
 // error names the flag it is about, so main can print one line and exit 2
 // before anything starts.
+//
+// A Config is plain values (MemberSpec, CertSpec, L4ServiceSpec, ...): it
+// depends on no part of catherd that does I/O, and it reads no file.
+// cmd/catherd maps it onto each part's options and reads the files it
+// names (certificates, the admin token).
 package config
 
 import (
@@ -12,7 +17,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -21,14 +25,12 @@ import (
 	"github.com/catherd/catherd/session"
 	"github.com/catherd/catherd/userspace/accesslog"
 	"github.com/catherd/catherd/userspace/balancer"
-	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/cliflag"
-	"github.com/catherd/catherd/userspace/proxy"
-	"github.com/catherd/catherd/userspace/xdp"
 )
 
-// Backend is one --backend flag.
-type Backend struct {
+// MemberSpec is one --backend flag: a member of the pool, reached over
+// HTTP or AJP.
+type MemberSpec struct {
 	Name   string
 	Scheme string // "http" or "ajp"
 	Addr   string // host:port
@@ -57,8 +59,8 @@ type Config struct {
 	Listen []string
 	// TLSListen are the addresses of TLS clients, served with TLSCerts.
 	TLSListen []string
-	TLSCerts  []certs.Pair
-	Backends  []Backend
+	TLSCerts  []CertSpec
+	Members   []MemberSpec
 	LBMethod  string
 	Metrics   string
 	Admin     string
@@ -73,14 +75,14 @@ type Config struct {
 	// RejoinSettle and SlowStart pace a member's return (see balancer).
 	RejoinSettle time.Duration
 	SlowStart    time.Duration
-	// AdminToken, read from --admin-token-file, authorizes admin actions;
-	// "" when there is none (then only loopback admin addresses are
+	// AdminTokenFile holds the token that authorizes admin actions; ""
+	// when there is none (then only loopback admin addresses are
 	// allowed).
-	AdminToken string
+	AdminTokenFile string
 
-	// Proxy holds the proxy's settings (session locations, timeouts,
-	// limits), filled straight from their flags.
-	Proxy proxy.Options
+	// Proxy holds the L7 proxy's settings (session locations, timeouts,
+	// limits).
+	Proxy Proxy
 
 	ShutdownTimeout time.Duration
 	// HandoffSocket is where a successor finds this process ("" for
@@ -111,6 +113,36 @@ type Config struct {
 	// Membership follows the cluster's heartbeats; off when Group is not
 	// valid.
 	Membership Membership
+}
+
+// CertSpec is a --tls-cert file and the --tls-key in the same position.
+type CertSpec struct {
+	CertFile, KeyFile string
+}
+
+// Proxy is the L7 proxy's part of the configuration: the flags of the same
+// names.
+type Proxy struct {
+	Sticky             session.Config
+	MaxAttempts        int // one per member when the flag is 0
+	ConnectTimeout     time.Duration
+	BackendTimeout     time.Duration
+	BackendIdleTimeout time.Duration
+	MaxConnsPerBackend int
+	// A client's time for a request head, its silences in a body and
+	// between requests, and its silence while a response is written to it.
+	ClientHeaderTimeout time.Duration
+	ClientBodyTimeout   time.Duration
+	ClientIdleTimeout   time.Duration
+	ClientSendTimeout   time.Duration
+	MaxHeaderBytes      int
+	MaxClientConns      int
+	// TrustedProxies are the peers whose X-Forwarded-* fields are kept
+	// (unmapped IPv4 or IPv6 prefixes).
+	TrustedProxies []netip.Prefix
+	// BufferRequests is the largest request body read whole before a
+	// member is chosen.
+	BufferRequests int64
 }
 
 // Membership configures following Tomcat's McastService heartbeats.
@@ -172,7 +204,7 @@ func (f levelFlag) Set(v string) error {
 // Config.
 type rawFlags struct {
 	listen, tlsListen, tlsCert, tlsKey, backends, l4, l4hash, mcastAllow, trustedProxies listFlag
-	sticky, sep, xdpMode, mcastGroup, tokenFile, scope, logFormat, accessLogFormat       string
+	sticky, sep, mcastGroup, scope, logFormat, accessLogFormat                           string
 }
 
 // RunFlags describes the flags of `catherd run`, for help texts and the
@@ -211,7 +243,7 @@ func newFlagSet(c *Config, r *rawFlags) *flag.FlagSet {
 	fs.StringVar(&c.LBMethod, "lbmethod", "byrequests", "`METHOD` by which new sessions are balanced: "+strings.Join(balancer.Methods, "|"))
 	fs.StringVar(&c.Metrics, "metrics", "127.0.0.1:9180", "`ADDR` of the Prometheus /metrics endpoint (empty disables it)")
 	fs.StringVar(&c.Admin, "admin", DefaultAdmin, "`ADDR` of the admin API (GET /api/v1/status, read by catherd status); keep it on loopback (empty disables it)")
-	fs.StringVar(&r.tokenFile, "admin-token-file", "", "`FILE` holding the token that admin actions must carry (Authorization: Bearer); required when --admin is not on loopback")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "`FILE` holding the token that admin actions must carry (Authorization: Bearer); required when --admin is not on loopback")
 	fs.DurationVar(&c.RejoinSettle, "rejoin-settle", 5*time.Second, "a member that returns (after failing its health checks, or being disabled) takes no requests until it has been healthy, enabled and in its replication group this long")
 	fs.DurationVar(&c.SlowStart, "slow-start", 30*time.Second, "after settling, a returning member's share of new sessions ramps up to its weight over this long (0: at once)")
 	fs.BoolVar(&c.NoFailover, "nofailover", false, "answer 503 instead of moving a session whose member is unusable")
@@ -251,11 +283,11 @@ func newFlagSet(c *Config, r *rawFlags) *flag.FlagSet {
 	fs.IntVar(&c.HealthRise, "health-rise", 2, "consecutive passed probes that bring a down member back")
 
 	fs.StringVar(&c.L4.Iface, "xdp-iface", "", "network interface (`IF`) to attach the XDP datapath to (needed by --l4)")
-	fs.StringVar(&r.xdpMode, "xdp-mode", string(xdp.Native), "XDP attach `MODE`: native (in the driver) or generic (any device, slower)")
+	fs.StringVar(&c.L4.Mode, "xdp-mode", "native", "XDP attach `MODE`: native (in the driver) or generic (any device, slower)")
 	fs.Var(&r.l4, "l4", "an L4 `SERVICE` steered in XDP by client IP, with L2 direct server return (repeatable):\nVIP:PORT/tcp|udp=IP[:WEIGHT],IP[:WEIGHT],... (IPv6 in brackets); backends hold the VIP on lo;\nhealth is a TCP connect to IP:PORT every --health-interval")
 	fs.Var(&r.l4hash, "l4-hash", "flow key (`KEY`) of --l4 services: ip (every connection of a client meets one backend) or ip+port;\nMODE for all services or VIP:PORT/PROTO=MODE for one (repeatable; default ip)")
-	c.L4.ConntrackSize = xdp.DefaultConntrackSize
-	fs.Func("conntrack-size", fmt.Sprintf("how many flows (`N`) the XDP connection table holds (LRU) (default %d)", xdp.DefaultConntrackSize), func(v string) error {
+	c.L4.ConntrackSize = DefaultConntrackSize
+	fs.Func("conntrack-size", fmt.Sprintf("how many flows (`N`) the XDP connection table holds (LRU) (default %d)", DefaultConntrackSize), func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
 		if err != nil || n == 0 {
 			return fmt.Errorf("want a whole number of flows, 1 or more")
@@ -263,7 +295,7 @@ func newFlagSet(c *Config, r *rawFlags) *flag.FlagSet {
 		c.L4.ConntrackSize = uint32(n)
 		return nil
 	})
-	fs.StringVar(&c.L4.PinDir, "xdp-pin-dir", xdp.DefaultPinDir, "bpffs `DIR` for the pinned XDP link and maps, which keep flows across restarts")
+	fs.StringVar(&c.L4.PinDir, "xdp-pin-dir", DefaultXDPPinDir, "bpffs `DIR` for the pinned XDP link and maps, which keep flows across restarts")
 
 	fs.StringVar(&r.mcastGroup, "membership", "", "follow the Tomcat cluster's membership heartbeats (McastService) on `GROUP:PORT`, e.g. 228.0.0.4:45564;\nmembers out of the group get no new sessions; needs --membership-iface")
 	fs.StringVar(&c.Membership.Iface, "membership-iface", "", "interface (`IF`) the heartbeats arrive on: joined to the group, and its XDP filter drops bad beacons")
@@ -286,9 +318,8 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	if fs.NArg() > 0 {
 		return &FlagError{Err: fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))}
 	}
-	c.L4.Mode = xdp.Mode(r.xdpMode)
 	for _, spec := range r.l4 {
-		svc, err := ParseL4Service(spec)
+		svc, err := parseL4Service(spec)
 		if err != nil {
 			return &FlagError{Flag: "l4", Err: err}
 		}
@@ -340,7 +371,7 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	}
 	names, routes, urls := map[string]bool{}, map[string]string{}, map[string]string{}
 	for _, spec := range r.backends {
-		b, err := ParseBackend(spec)
+		b, err := parseMember(spec)
 		if err != nil {
 			return &FlagError{Flag: "backend", Err: err}
 		}
@@ -357,7 +388,7 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 			return &FlagError{Flag: "backend", Err: fmt.Errorf("%s and %s have the same URL %s: each member is one Tomcat", other, b.Name, target)}
 		}
 		names[b.Name], routes[b.Route], urls[target] = true, b.Name, b.Name
-		c.Backends = append(c.Backends, b)
+		c.Members = append(c.Members, b)
 	}
 	switch r.scope {
 	case "domain":
@@ -369,7 +400,7 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	if c.SessionTTL <= 0 {
 		return &FlagError{Flag: "session-ttl", Err: errors.New("must be positive")}
 	}
-	if err := c.readAdminToken(r.tokenFile); err != nil {
+	if err := c.checkAdmin(); err != nil {
 		return err
 	}
 	if c.SessionTableSize <= 0 {
@@ -379,7 +410,7 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 		return &FlagError{Flag: "lbmethod", Err: err}
 	}
 	for _, v := range r.trustedProxies {
-		p, err := ParsePeerPrefix(v)
+		p, err := parsePeerPrefix(v)
 		if err != nil {
 			return &FlagError{Flag: "trusted-proxy", Err: err}
 		}
@@ -388,8 +419,8 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	if c.Proxy.MaxAttempts < 0 {
 		return &FlagError{Flag: "max-attempts", Err: errors.New("must be 0 or more")}
 	}
-	if c.Proxy.MaxAttempts == 0 || c.Proxy.MaxAttempts > len(c.Backends) {
-		c.Proxy.MaxAttempts = len(c.Backends)
+	if c.Proxy.MaxAttempts == 0 || c.Proxy.MaxAttempts > len(c.Members) {
+		c.Proxy.MaxAttempts = len(c.Members)
 	}
 	for name, d := range map[string]time.Duration{"retry": c.Retry, "shutdown-timeout": c.ShutdownTimeout, "health-interval": c.HealthInterval,
 		"rejoin-settle": c.RejoinSettle, "slow-start": c.SlowStart} {
@@ -416,7 +447,7 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 		}
 	}
 	if c.Membership.Group.IsValid() {
-		for _, b := range c.Backends {
+		for _, b := range c.Members {
 			if !b.ClusterHost.IsValid() {
 				return &FlagError{Flag: "backend", Err: fmt.Errorf("%s: --membership matches backends by address; give member=IP for a backend named by host name", b.Name)}
 			}
@@ -459,39 +490,39 @@ func (c *Config) parseTLS(certFiles, keyFiles []string) error {
 		return &FlagError{Flag: "tls-key", Err: fmt.Errorf("%d --tls-cert but %d --tls-key: give one key per certificate, in the same order", len(certFiles), len(keyFiles))}
 	}
 	for i := range certFiles {
-		c.TLSCerts = append(c.TLSCerts, certs.Pair{CertFile: certFiles[i], KeyFile: keyFiles[i]})
+		c.TLSCerts = append(c.TLSCerts, CertSpec{CertFile: certFiles[i], KeyFile: keyFiles[i]})
 	}
 	return nil
 }
 
-// ParseBackend reads NAME=URL[,key=value...].
-func ParseBackend(spec string) (Backend, error) {
+// parseMember reads a --backend: NAME=URL[,key=value...].
+func parseMember(spec string) (MemberSpec, error) {
 	name, rest, ok := strings.Cut(spec, "=")
 	if !ok || name == "" {
-		return Backend{}, fmt.Errorf("want NAME=http://HOST:PORT[,route=R][,weight=N][,status=+H], got %q", spec)
+		return MemberSpec{}, fmt.Errorf("want NAME=http://HOST:PORT[,route=R][,weight=N][,status=+H], got %q", spec)
 	}
 	if strings.ContainsAny(name, " \t,/\"") {
-		return Backend{}, fmt.Errorf("name %q: no spaces, commas, slashes or quotes", name)
+		return MemberSpec{}, fmt.Errorf("name %q: no spaces, commas, slashes or quotes", name)
 	}
 	fields := strings.Split(rest, ",")
 	u, err := url.Parse(fields[0])
 	if err != nil || u.Host == "" {
-		return Backend{}, fmt.Errorf("%s: want a URL like http://10.0.0.1:8080, got %q", name, fields[0])
+		return MemberSpec{}, fmt.Errorf("%s: want a URL like http://10.0.0.1:8080, got %q", name, fields[0])
 	}
 	if u.Scheme != "http" && u.Scheme != "ajp" {
-		return Backend{}, fmt.Errorf("%s: scheme %q is not supported (want http or ajp)", name, u.Scheme)
+		return MemberSpec{}, fmt.Errorf("%s: scheme %q is not supported (want http or ajp)", name, u.Scheme)
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
-		return Backend{}, fmt.Errorf("%s: the URL names a host and port only, got %q", name, fields[0])
+		return MemberSpec{}, fmt.Errorf("%s: the URL names a host and port only, got %q", name, fields[0])
 	}
 	// No default port: Tomcat's HTTP connector is on 8080 and AJP's on
 	// 8009, not on the schemes' usual ports, so a URL without one is
 	// most likely a mistake.
 	if u.Port() == "" {
-		return Backend{}, fmt.Errorf("%s: %s has no port: give the connector's, e.g. %s://%s:%s", name, fields[0], u.Scheme, u.Host,
+		return MemberSpec{}, fmt.Errorf("%s: %s has no port: give the connector's, e.g. %s://%s:%s", name, fields[0], u.Scheme, u.Host,
 			map[string]string{"http": "8080", "ajp": "8009"}[u.Scheme])
 	}
-	b := Backend{Name: name, Scheme: u.Scheme, Addr: u.Host, Route: name, Weight: 1}
+	b := MemberSpec{Name: name, Scheme: u.Scheme, Addr: u.Host, Route: name, Weight: 1}
 	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
 		b.ClusterHost = a
 	}
@@ -506,33 +537,33 @@ func ParseBackend(spec string) (Backend, error) {
 		switch key {
 		case "route":
 			if value == "" || strings.ContainsAny(value, " \t;") {
-				return Backend{}, fmt.Errorf("%s: bad route %q", name, value)
+				return MemberSpec{}, fmt.Errorf("%s: bad route %q", name, value)
 			}
 			b.Route = value
 		case "weight":
 			w, err := strconv.Atoi(value)
 			if err != nil || w < 1 || w > 100 {
-				return Backend{}, fmt.Errorf("%s: weight must be 1..100, got %q", name, value)
+				return MemberSpec{}, fmt.Errorf("%s: weight must be 1..100, got %q", name, value)
 			}
 			b.Weight = w
 		case "status":
 			if b.Flags, err = balancer.ParseFlags(value); err != nil {
-				return Backend{}, fmt.Errorf("%s: %v", name, err)
+				return MemberSpec{}, fmt.Errorf("%s: %v", name, err)
 			}
 		case "domain":
 			if strings.ContainsAny(value, " \t") {
-				return Backend{}, fmt.Errorf("%s: bad domain %q", name, value)
+				return MemberSpec{}, fmt.Errorf("%s: bad domain %q", name, value)
 			}
 			b.Domain, b.DomainSet = value, true
 		case "member":
 			a, err := netip.ParseAddr(value)
 			if err != nil {
-				return Backend{}, fmt.Errorf("%s: member=%q: want the member's IP address in the cluster's heartbeats", name, value)
+				return MemberSpec{}, fmt.Errorf("%s: member=%q: want the member's IP address in the cluster's heartbeats", name, value)
 			}
 			b.ClusterHost = a
 		case "secret", "packet-size", "ping":
 			if !isAJP {
-				return Backend{}, fmt.Errorf("%s: %s applies to ajp:// backends only", name, key)
+				return MemberSpec{}, fmt.Errorf("%s: %s applies to ajp:// backends only", name, key)
 			}
 			switch key {
 			case "secret":
@@ -540,31 +571,31 @@ func ParseBackend(spec string) (Backend, error) {
 			case "packet-size":
 				n, err := strconv.Atoi(value)
 				if err != nil || n < ajp.MinPacketSize || n > ajp.MaxPacketSize {
-					return Backend{}, fmt.Errorf("%s: packet-size must be %d..%d (and equal Tomcat's packetSize), got %q", name, ajp.MinPacketSize, ajp.MaxPacketSize, value)
+					return MemberSpec{}, fmt.Errorf("%s: packet-size must be %d..%d (and equal Tomcat's packetSize), got %q", name, ajp.MinPacketSize, ajp.MaxPacketSize, value)
 				}
 				b.PacketSize = n
 			case "ping":
 				if b.Ping, err = ajp.ParsePingMode(value); err != nil {
-					return Backend{}, fmt.Errorf("%s: %v", name, err)
+					return MemberSpec{}, fmt.Errorf("%s: %v", name, err)
 				}
 			}
 		default:
-			return Backend{}, fmt.Errorf("%s: unknown option %q (want route, weight, status, domain, member; for ajp also secret, packet-size, ping)", name, key)
+			return MemberSpec{}, fmt.Errorf("%s: unknown option %q (want route, weight, status, domain, member; for ajp also secret, packet-size, ping)", name, key)
 		}
 	}
 	// Tomcat requires a secret on AJP connectors by default since 9.0.31
 	// (CVE-2020-1938); a member without one would answer 403 to everything.
 	if isAJP && !hasSecret {
-		return Backend{}, fmt.Errorf("%s: ajp:// needs secret=S (the connector's secret attribute)", name)
+		return MemberSpec{}, fmt.Errorf("%s: ajp:// needs secret=S (the connector's secret attribute)", name)
 	}
 	return b, nil
 }
 
-// ParsePeerPrefix reads a prefix that peer addresses are matched against:
+// parsePeerPrefix reads a prefix that peer addresses are matched against:
 // CIDR, or one address. Peers are compared unmapped (an IPv4 client of an
 // IPv6 socket is its IPv4 address), so an IPv4-mapped IPv6 prefix is taken
 // as the IPv4 prefix it maps.
-func ParsePeerPrefix(v string) (netip.Prefix, error) {
+func parsePeerPrefix(v string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(v)
 	if !strings.Contains(v, "/") {
 		var a netip.Addr
@@ -589,20 +620,11 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 	cliflag.PrintDefaults(fs, w)
 }
 
-// readAdminToken loads --admin-token-file and refuses an admin address off
-// loopback without one: the admin API changes what the balancer does.
-func (c *Config) readAdminToken(path string) error {
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return &FlagError{Flag: "admin-token-file", Err: err}
-		}
-		c.AdminToken = strings.TrimSpace(string(b))
-		if len(c.AdminToken) < 16 {
-			return &FlagError{Flag: "admin-token-file", Err: errors.New("the token must be at least 16 characters")}
-		}
-	}
-	if c.Admin == "" || c.AdminToken != "" {
+// checkAdmin refuses an admin address off loopback without a token file:
+// the admin API changes what the balancer does. (The token is read, and
+// checked, when catherd starts: see admin.LoadToken.)
+func (c *Config) checkAdmin() error {
+	if c.Admin == "" || c.AdminTokenFile != "" {
 		return nil
 	}
 	host, _, err := net.SplitHostPort(c.Admin)

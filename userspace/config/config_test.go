@@ -31,8 +31,8 @@ func TestParseDefaults(t *testing.T) {
 	if c.Proxy.MaxAttempts != 2 {
 		t.Errorf("max attempts %d, want one per member", c.Proxy.MaxAttempts)
 	}
-	if c.Backends[1].Addr != "10.0.0.2:8080" || c.Backends[1].Route != "n2" {
-		t.Errorf("backend %+v", c.Backends[1])
+	if c.Members[1].Addr != "10.0.0.2:8080" || c.Members[1].Route != "n2" {
+		t.Errorf("backend %+v", c.Members[1])
 	}
 	// As HAProxy's usual timeout http-request and nginx's client_body_timeout and send_timeout.
 	p := c.Proxy
@@ -56,11 +56,11 @@ func TestParseTLS(t *testing.T) {
 }
 
 func TestParseBackendOptions(t *testing.T) {
-	b, err := ParseBackend("tc1=http://[::1]:8080,route=tomcat1,weight=5,status=+H")
+	b, err := parseMember("tc1=http://[::1]:8080,route=tomcat1,weight=5,status=+H")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Backend{Name: "tc1", Scheme: "http", Addr: "[::1]:8080", Route: "tomcat1", Weight: 5, Flags: balancer.Standby,
+	want := MemberSpec{Name: "tc1", Scheme: "http", Addr: "[::1]:8080", Route: "tomcat1", Weight: 5, Flags: balancer.Standby,
 		ClusterHost: netip.MustParseAddr("::1")}
 	if b != want {
 		t.Fatalf("got %+v, want %+v", b, want)
@@ -68,11 +68,11 @@ func TestParseBackendOptions(t *testing.T) {
 }
 
 func TestParseAJPBackend(t *testing.T) {
-	b, err := ParseBackend("tc1=ajp://10.0.0.1:8009,secret=s3,packet-size=65536,ping=A,route=tomcat1")
+	b, err := parseMember("tc1=ajp://10.0.0.1:8009,secret=s3,packet-size=65536,ping=A,route=tomcat1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Backend{Name: "tc1", Scheme: "ajp", Addr: "10.0.0.1:8009", Route: "tomcat1", Weight: 1,
+	want := MemberSpec{Name: "tc1", Scheme: "ajp", Addr: "10.0.0.1:8009", Route: "tomcat1", Weight: 1,
 		ClusterHost: netip.MustParseAddr("10.0.0.1"), Secret: "s3", PacketSize: 65536, Ping: ajp.PingConnect | ajp.PingPrepost | ajp.PingInterval}
 	if b != want {
 		t.Fatalf("got %+v, want %+v", b, want)
@@ -118,7 +118,6 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--rejoin-settle", "-1s"}, "--rejoin-settle"},
 		{[]string{ok, "--slow-start", "-1s"}, "--slow-start"},
 		{[]string{ok, "--admin", ":9181"}, "--admin"},
-		{[]string{ok, "--admin-token-file", "/nonexistent/token"}, "--admin-token-file"},
 		{[]string{ok, "--trusted-proxy", "10.0.0.0/33"}, "--trusted-proxy"},
 		{[]string{ok, "--trusted-proxy", "proxy.example"}, "--trusted-proxy"},
 		{[]string{ok, "--trusted-proxy", "::ffff:0:0/95"}, "--trusted-proxy"},

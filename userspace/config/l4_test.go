@@ -17,11 +17,11 @@ func TestParseL4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Listen) != 0 || len(c.Backends) != 0 {
+	if len(c.Listen) != 0 || len(c.Members) != 0 {
 		t.Errorf("an L4-only instance got HTTP listeners %v", c.Listen)
 	}
 	l := c.L4
-	if l.Iface != "eth0" || l.Mode != xdp.Native || l.PinDir != xdp.DefaultPinDir || l.ConntrackSize != xdp.DefaultConntrackSize {
+	if l.Iface != "eth0" || l.Mode != "native" || l.PinDir != DefaultXDPPinDir || l.ConntrackSize != DefaultConntrackSize {
 		t.Errorf("defaults: %+v", l)
 	}
 	if len(l.Services) != 2 {
@@ -42,7 +42,7 @@ func TestParseL4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.L4.Services[0].HashPort || c.L4.Mode != xdp.Generic || c.L4.ConntrackSize != 5000 || len(c.Listen) != 1 {
+	if !c.L4.Services[0].HashPort || c.L4.Mode != "generic" || c.L4.ConntrackSize != 5000 || len(c.Listen) != 1 {
 		t.Errorf("L4 with L7: %+v, listen %v", c.L4, c.Listen)
 	}
 }
@@ -88,16 +88,16 @@ func TestParseMembership(t *testing.T) {
 		m.DropTime != 5*time.Second || m.Rate != 10 || len(m.Allow) != 1 || m.Allow[0] != netip.MustParsePrefix("10.77.0.0/24") {
 		t.Errorf("membership %+v", m)
 	}
-	if c.Backends[0].ClusterHost != netip.MustParseAddr("10.77.0.11") || c.Backends[1].ClusterHost != netip.MustParseAddr("10.77.0.12") {
-		t.Errorf("cluster hosts %v %v", c.Backends[0].ClusterHost, c.Backends[1].ClusterHost)
+	if c.Members[0].ClusterHost != netip.MustParseAddr("10.77.0.11") || c.Members[1].ClusterHost != netip.MustParseAddr("10.77.0.12") {
+		t.Errorf("cluster hosts %v %v", c.Members[0].ClusterHost, c.Members[1].ClusterHost)
 	}
 	any, err := Parse([]string{"--backend", "n1=http://10.77.0.11:8080", "--backend", "n2=http://10.77.0.12:8080,domain=west",
 		"--membership", "228.0.0.4:45564", "--membership-iface", "cth-br0", "--membership-domain", "*"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !any.Membership.AnyDomain || any.Membership.Domain != "" || any.Backends[0].DomainSet || !any.Backends[1].DomainSet {
-		t.Errorf("--membership-domain '*': %+v, backends %+v", any.Membership, any.Backends)
+	if !any.Membership.AnyDomain || any.Membership.Domain != "" || any.Members[0].DomainSet || !any.Members[1].DomainSet {
+		t.Errorf("--membership-domain '*': %+v, backends %+v", any.Membership, any.Members)
 	}
 	base := []string{"--backend", "n1=http://10.77.0.11:8080"}
 	for _, tt := range []struct {
@@ -123,8 +123,8 @@ func TestParseFailoverFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Backends[0].Domain != "dc1" || !c.AnyDomain || c.SessionTTL != 10*time.Minute || c.SessionTableSize != 1000 {
-		t.Errorf("parsed %+v, any %v, ttl %v, size %d", c.Backends[0], c.AnyDomain, c.SessionTTL, c.SessionTableSize)
+	if c.Members[0].Domain != "dc1" || !c.AnyDomain || c.SessionTTL != 10*time.Minute || c.SessionTableSize != 1000 {
+		t.Errorf("parsed %+v, any %v, ttl %v, size %d", c.Members[0], c.AnyDomain, c.SessionTTL, c.SessionTableSize)
 	}
 	c, _ = Parse([]string{"--backend", "a=http://10.0.0.1:8080"}, nil)
 	if c.AnyDomain || c.SessionTTL != 30*time.Minute {
@@ -134,5 +134,15 @@ func TestParseFailoverFlags(t *testing.T) {
 		if _, err := Parse(append([]string{"--backend", "a=http://10.0.0.1:8080"}, args...), nil); err == nil || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%v: %v", args, err)
 		}
+	}
+}
+
+// The limits config checks the XDP flags against are the datapath's.
+func TestLimitsMatchDatapath(t *testing.T) {
+	if maxMembershipDomain != xdp.MaxDomain || maxMembershipRate != xdp.MaxBeaconRate {
+		t.Errorf("config's limits (%d, %d) are not the datapath's (%d, %d)", maxMembershipDomain, maxMembershipRate, xdp.MaxDomain, xdp.MaxBeaconRate)
+	}
+	if xdp.Mode("native") != xdp.Native || xdp.Mode("generic") != xdp.Generic {
+		t.Error("--xdp-mode values are not the datapath's modes")
 	}
 }

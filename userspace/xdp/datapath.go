@@ -23,12 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultPinDir is where catherd pins its link and maps.
-const DefaultPinDir = "/sys/fs/bpf/catherd"
-
-// DefaultConntrackSize is the connection table's default capacity.
-const DefaultConntrackSize = 262144
-
 // Mode is how the program attaches to the device.
 type Mode string
 
