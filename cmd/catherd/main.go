@@ -348,7 +348,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			log.Error("taking over: the predecessor's state is lost; serving without it", "err", err)
 		} else {
-			n, moves := st.Apply(pool, movedSessions, time.Now())
+			var n, moves int
+			if pool != nil {
+				n, moves = pool.Restore(st)
+			}
 			log.Info("took over", "members", n, "moved_sessions", moves)
 		}
 		if handoffSrv, err = handoff.Listen(cfg.HandoffSocket, log); err != nil {
@@ -363,7 +366,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 					ln.Close()
 				}
 			},
-			State: func() handoff.State { return handoff.Capture(pool, movedSessions) },
+			State: func() balancer.Snapshot {
+				if pool == nil {
+					return balancer.Snapshot{}
+				}
+				return pool.Snapshot()
+			},
 		})
 	}
 

@@ -80,9 +80,8 @@ type Member struct {
 	Name string
 	// Route is the jvmRoute that session ids carry for this member.
 	Route string
-	// Index is the member's position in its Pool.
-	Index int
 
+	index      int // its position in its pool, set by NewPool
 	weight     atomic.Int32
 	flags      atomic.Uint32
 	down       atomic.Bool  // failed its health checks
@@ -96,7 +95,7 @@ type Member struct {
 	lastError  atomic.Pointer[Failure]
 	rejoin     rejoin
 	stateClock stateClock
-	clock      func() time.Time // its pool's clock
+	clock      func() time.Time // its pool's clock (time.Now outside a pool)
 	domain     atomic.Pointer[string]
 	// failures signals the health checker that a failure was recorded
 	// (see Failures).
@@ -107,13 +106,20 @@ type Member struct {
 }
 
 // NewMember returns a member with the given weight (lbfactor) and flags.
+// It reads no clock: its states are dated by its pool's clock from when
+// it joins one (NewPool).
 func NewMember(name, route string, weight int, flags Flags) *Member {
 	m := &Member{Name: name, Route: route, clock: time.Now, failures: make(chan struct{}, 1)}
 	m.weight.Store(int32(weight))
 	m.flags.Store(uint32(flags))
-	m.reassess()
+	m.rejoin.served = m.whole() // configured members are presumed whole
 	return m
 }
+
+// Index is the member's position in its pool: tables kept beside a pool
+// (the proxy's per-member state, the moved-session table) are indexed by
+// it.
+func (m *Member) Index() int { return m.index }
 
 // Domain is the member's replication domain: the members that hold copies
 // of its sessions (mod_jk's domain). "" is the default domain.
@@ -264,8 +270,30 @@ func (s State) String() string {
 	return [...]string{"ok", "error", "disabled", "stopped", "drain", "standby", "down", "isolated", "settling"}[s]
 }
 
-// servesSessions reports whether the member may take requests of sessions it
-// already owns. A settling member may not: its partners have their copies.
+// The questions the rules ask of a member, each answered in one place.
+
+// enabled reports whether operators let the member take requests: it is
+// neither stopped nor disabled.
+func (m *Member) enabled() bool { return m.Flags()&(Stopped|Disabled) == 0 }
+
+// whole reports whether the member is in service as far as everything but
+// its rejoin phase and error state goes: enabled, healthy, in its
+// replication group. Its way back after a loss starts when it is whole
+// again (reassess).
+func (m *Member) whole() bool { return m.enabled() && !m.Down() && !m.Isolated() }
+
+// servesSessions reports whether the member may take requests of sessions
+// it already owns. A settling member may not: its partners have their
+// copies. An isolated one may: only it has its sessions current.
 func (m *Member) servesSessions(now time.Time) bool {
-	return m.Flags()&(Stopped|Disabled) == 0 && !m.Down() && !m.InError(now) && m.phase(now) != Settling
+	return m.enabled() && !m.Down() && !m.InError(now) && m.phase(now) != Settling
+}
+
+// takesNewSessions reports whether the member may be given sessions it
+// does not own (new ones, or ones moving off another member): enabled,
+// healthy, not draining and, unless ignoreErrors, not in the error state.
+// Which of those are preferred (standbys, isolated and settling members
+// last) is newSessionCandidates' rule.
+func (m *Member) takesNewSessions(now time.Time, ignoreErrors bool) bool {
+	return m.enabled() && m.Flags()&Drain == 0 && !m.Down() && (ignoreErrors || !m.InError(now))
 }

@@ -58,11 +58,11 @@ func (p *smoothWRR) Pick(members []*Member, candidates *Set, r *Request) *Member
 		w := m.share(r.now)
 		p.credit[i] += w
 		total += w
-		if best == nil || p.credit[i] > p.credit[best.Index] {
+		if best == nil || p.credit[i] > p.credit[best.index] {
 			best = m
 		}
 	}
-	p.credit[best.Index] -= total
+	p.credit[best.index] -= total
 	return best
 }
 
@@ -152,7 +152,7 @@ func (p *ipHash) Pick(members []*Member, candidates *Set, r *Request) *Member {
 				continue
 			}
 			if w < m.Weight() {
-				if candidates.Has(m.Index) {
+				if candidates.Has(m.index) {
 					return m
 				}
 				break

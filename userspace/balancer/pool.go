@@ -88,6 +88,9 @@ type Options struct {
 	// SlowStart is how long, after settling, a returning member's share
 	// of new sessions takes to ramp up to its weight.
 	SlowStart time.Duration
+	// Clock is the pool's clock, which its members' states are dated by
+	// and every deadline is read on; nil is time.Now.
+	Clock func() time.Time
 }
 
 // Pool is a set of members and the rules to choose among them.
@@ -114,12 +117,15 @@ func NewPool(members []*Member, method string, opts Options) (*Pool, error) {
 	if len(members) > MaxMembers {
 		return nil, errors.New("too many members")
 	}
-	p := &Pool{members: members, byRoute: make(map[string]*Member, len(members)), method: method, opts: opts, now: time.Now,
+	p := &Pool{members: members, byRoute: make(map[string]*Member, len(members)), method: method, opts: opts, now: opts.Clock,
 		failovers: make([]atomic.Uint64, len(members)*len(members))}
+	if p.now == nil {
+		p.now = time.Now
+	}
 	for i, m := range members {
-		m.Index = i
+		m.index = i
 		p.byRoute[m.Route] = m
-		m.clock = p.Now
+		m.clock = p.now
 		m.rejoin.settle, m.rejoin.slowStart = opts.RejoinSettle, opts.SlowStart
 		m.startStateClock(p.now()) // dated by the pool's clock from now on
 		m.configured = Configured{Flags: m.Flags(), Weight: m.Weight(), Domain: m.Domain()}
@@ -156,7 +162,7 @@ func (p *Pool) Usable() bool {
 	return ok
 }
 
-// Now is the pool's clock (replaceable in tests).
+// Now is the pool's clock (Options.Clock).
 func (p *Pool) Now() time.Time { return p.now() }
 
 // Pick chooses the member for r. A session whose member can serve it stays
@@ -188,9 +194,9 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 		r.candidates = d.candidates
 		return p.policy.Pick(p.members, &r.candidates, r), d.outcome, nil
 	case d.outcome == Failover:
-		p.failovers[d.home.Index*len(p.members)+d.member.Index].Add(1)
+		p.failovers[d.home.index*len(p.members)+d.member.index].Add(1)
 		if p.opts.Moved != nil {
-			p.opts.Moved.Move(r.SessionKey, d.member.Index, moveReason(d.home), now)
+			p.opts.Moved.Move(r.SessionKey, d.member.index, moveReason(d.home), now)
 		}
 	}
 	return d.member, d.outcome, nil
@@ -278,7 +284,7 @@ func (p *Pool) decide(r *Request, now time.Time, lookup func(key []byte) (moved.
 		switch {
 		case d.home == nil:
 			d.outcome = UnknownRoute
-		case !r.Tried.Has(d.home.Index) && d.home.servesSessions(now):
+		case !r.Tried.Has(d.home.index) && d.home.servesSessions(now):
 			d.outcome, d.member = Hit, d.home
 			return d
 		case p.opts.NoFailover:
@@ -329,7 +335,7 @@ func (p *Pool) inDomain(set Set, domain string) Set {
 // moveReason says why a session leaves m.
 func moveReason(m *Member) moved.Reason {
 	switch {
-	case m.Flags()&(Disabled|Stopped) != 0:
+	case !m.enabled():
 		return moved.Evacuated
 	case m.Isolated() && !m.Down():
 		return moved.Isolated
@@ -348,7 +354,7 @@ func moveReason(m *Member) moved.Reason {
 func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool) (Set, bool) {
 	var primary, standby, isolated, settling Set
 	for i, m := range p.members {
-		if tried.Has(i) || m.Flags()&(Stopped|Disabled|Drain) != 0 || m.Down() || (!ignoreErrors && m.InError(now)) {
+		if tried.Has(i) || !m.takesNewSessions(now, ignoreErrors) {
 			continue
 		}
 		switch {
@@ -373,7 +379,7 @@ func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool
 // Failovers returns how many requests of from's sessions failed over to
 // to (each moved session counts once when a moved-session table is set).
 func (p *Pool) Failovers(from, to *Member) uint64 {
-	return p.failovers[from.Index*len(p.members)+to.Index].Load()
+	return p.failovers[from.index*len(p.members)+to.index].Load()
 }
 
 // ErrLastInDomain refuses to evacuate a member whose sessions would have
@@ -390,8 +396,9 @@ func (p *Pool) Evacuate(m *Member) error {
 	now := p.now()
 	takers := 0
 	for _, o := range p.members {
-		if o != m && (p.opts.AnyDomain || o.Domain() == m.Domain()) &&
-			o.Flags()&(Stopped|Disabled|Drain) == 0 && !o.Down() && o.phase(now) != Settling {
+		// Sessions move as on failover, to members that could take a
+		// new session (errors aside: they pass), settling ones not.
+		if o != m && (p.opts.AnyDomain || o.Domain() == m.Domain()) && o.takesNewSessions(now, true) && o.phase(now) != Settling {
 			takers++
 		}
 	}

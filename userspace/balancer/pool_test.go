@@ -30,12 +30,12 @@ func newTestPool(t *testing.T, method string, opts Options, specs ...string) (*P
 		}
 		ms = append(ms, NewMember(name, name, w, f))
 	}
+	now := time.Unix(1000, 0)
+	opts.Clock = func() time.Time { return now }
 	p, err := NewPool(ms, method, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Unix(1000, 0)
-	p.now = func() time.Time { return now }
 	return p, &now
 }
 
@@ -389,11 +389,11 @@ func TestMovedSessionsDoNotFlapBack(t *testing.T) {
 	first, _ := table.Lookup(key, *now)
 	p.Members()[first].SetDown(true)
 	m, o, _ = p.Pick(&Request{Route: []byte("a"), SessionKey: key})
-	if o != Failover || m.Index == first || m.Name == "a" {
+	if o != Failover || m.index == first || m.Name == "a" {
 		t.Fatalf("second move: %s (%v)", m.Name, o)
 	}
-	if again, _ := table.Lookup(key, *now); again != m.Index {
-		t.Fatalf("table points at %d, the session is on %d", again, m.Index)
+	if again, _ := table.Lookup(key, *now); again != m.index {
+		t.Fatalf("table points at %d, the session is on %d", again, m.index)
 	}
 	// Idle past the TTL: forgotten, and the returned home serves it.
 	p.Members()[first].SetDown(false)

@@ -45,12 +45,6 @@ const (
 	Ramping
 )
 
-// whole reports whether the member is in service as far as everything but
-// its rejoin phase goes: enabled, healthy, in its replication group.
-func (m *Member) whole() bool {
-	return m.Flags()&(Stopped|Disabled) == 0 && !m.Down() && !m.Isolated()
-}
-
 // reassess updates the rejoin state after any change of flags, health or
 // group membership.
 func (m *Member) reassess() {
@@ -72,7 +66,7 @@ func (m *Member) reassess() {
 		rj.since.Store(now.UnixNano())
 	case !whole && rj.lost:
 		rj.since.Store(0) // fell again before it was back: start over
-	case !whole && rj.served && (m.Down() || m.Flags()&(Stopped|Disabled) != 0):
+	case !whole && rj.served && (m.Down() || !m.enabled()):
 		rj.lost = true
 	}
 }
@@ -117,83 +111,4 @@ func (m *Member) Ramp(now time.Time) float64 {
 		return 1
 	}
 	return float64(m.share(now)) / float64(full)
-}
-
-// Snapshot is what a process taking over from this one needs to go on
-// where it left off with a member: what operators set (flags, weight), what
-// its health checks found, the domain it learnt, and its way back after a
-// loss. The group membership is not in it: heartbeats tell the next process
-// within a second.
-type Snapshot struct {
-	Name   string `json:"name"`
-	Flags  Flags  `json:"flags"`
-	Weight int    `json:"weight"`
-	Down   bool   `json:"down"`
-	Domain string `json:"domain"`
-	// Configured is what the member's configuration said (--backend):
-	// Restore keeps the successor's own configuration where it differs
-	// (nil from a catherd too old to say).
-	Configured *Configured `json:"configured,omitempty"`
-	Served     bool        `json:"served"`
-	Lost       bool        `json:"lost"`
-	// BackSince is when a lost member became whole again (Unix
-	// nanoseconds; 0 when it is not back, or was not lost).
-	BackSince int64 `json:"back_since"`
-	// State, and since when the member has been in it (Unix
-	// nanoseconds), so that a successor goes on counting.
-	State      string `json:"state,omitempty"`
-	StateSince int64  `json:"state_since,omitempty"`
-}
-
-// Snapshot describes the member for Restore.
-func (m *Member) Snapshot() Snapshot {
-	rj := &m.rejoin
-	rj.mu.Lock()
-	defer rj.mu.Unlock()
-	state, since := m.StateSince(m.clock())
-	configured := m.configured
-	return Snapshot{Name: m.Name, Flags: m.Flags(), Weight: m.Weight(), Down: m.Down(), Domain: m.Domain(), Configured: &configured,
-		Served: rj.served, Lost: rj.lost, BackSince: rj.since.Load(), State: state.String(), StateSince: since.UnixNano()}
-}
-
-// Configured is what a member's configuration (its --backend flag) set.
-type Configured struct {
-	Flags  Flags  `json:"flags"`
-	Weight int    `json:"weight"`
-	Domain string `json:"domain"`
-}
-
-// Restore makes the member what s describes (its name aside). A member
-// that was settling or ramping goes on from where it was. What operators
-// changed at run time (flags, weight) and the domain learnt from the
-// cluster carry over, except where this process's configuration differs
-// from the predecessor's: an edited --backend then wins (a reload that
-// picks up new flags).
-func (m *Member) Restore(s Snapshot) {
-	var flagsEdited, weightEdited, domainEdited bool
-	if c := s.Configured; c != nil {
-		flagsEdited, weightEdited, domainEdited = c.Flags != m.configured.Flags, c.Weight != m.configured.Weight, c.Domain != m.configured.Domain
-	}
-	if !flagsEdited {
-		m.flags.Store(uint32(s.Flags))
-	}
-	if !weightEdited {
-		m.SetWeight(s.Weight)
-	}
-	if !domainEdited {
-		m.SetDomain(s.Domain)
-	}
-	m.down.Store(s.Down)
-	rj := &m.rejoin
-	rj.mu.Lock()
-	rj.served, rj.lost = s.Served, s.Lost
-	rj.since.Store(s.BackSince)
-	rj.mu.Unlock()
-	now := m.clock()
-	m.note(now)
-	for _, st := range States {
-		if st.String() == s.State && s.StateSince != 0 {
-			m.restoreSince(st, time.Unix(0, s.StateSince), now)
-		}
-	}
 }

@@ -45,11 +45,11 @@ func TestStateSince(t *testing.T) {
 	// A successor goes on counting from the predecessor's date.
 	a.SetDown(true)
 	downAt := *now
-	snap := a.Snapshot()
+	snap := a.snapshot()
 	q, qnow := newTestPool(t, "byrequests", Options{}, "a:1")
 	*qnow = now.Add(time.Minute)
 	qa := q.Members()[0]
-	qa.Restore(snap)
+	qa.restore(snap)
 	if s, since := qa.StateSince(*qnow); s != StateDown || !since.Equal(downAt) {
 		t.Fatalf("after a take-over: %v since %v, want down since %v", s, since, downAt)
 	}

@@ -13,7 +13,7 @@
 //	successor -> predecessor  "TAKE\n"
 //	predecessor -> successor  offer as one JSON line, the sockets attached
 //	successor -> predecessor  "READY\n"   (or it closes: take-over aborted)
-//	predecessor -> successor  State as JSON, then it closes
+//	predecessor -> successor  the pool's state (balancer.Snapshot) as JSON, then it closes
 //
 // A successor that fails before READY (a bad flag, a verifier error)
 // changes nothing: the predecessor goes on serving.
@@ -29,12 +29,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/catherd/catherd/session/moved"
-	"github.com/catherd/catherd/userspace/balancer"
 )
 
-// version changes whenever the exchange or State changes incompatibly; a
+// version changes whenever the exchange or the state changes incompatibly; a
 // successor refuses a predecessor of another version.
 const version = 1
 
@@ -52,70 +49,6 @@ type offer struct {
 	Version int      `json:"version"`
 	Pid     int      `json:"pid"`
 	Sockets []string `json:"sockets"`
-}
-
-// State is what a catherd passes on besides its sockets.
-type State struct {
-	Members []balancer.Snapshot `json:"members"`
-	Moved   []MovedSession      `json:"moved"`
-}
-
-// MovedSession is a moved-session table entry, its member named (the
-// successor's members may be numbered differently).
-type MovedSession struct {
-	Key      string       `json:"key"`
-	Member   string       `json:"member"`
-	Reason   moved.Reason `json:"reason"`
-	LastUsed time.Time    `json:"last_used"`
-}
-
-// Capture describes pool's members and the moved-session table t (either
-// may be nil).
-func Capture(pool *balancer.Pool, t *moved.Table) State {
-	var st State
-	if pool == nil {
-		return st
-	}
-	members := pool.Members()
-	for _, m := range members {
-		st.Members = append(st.Members, m.Snapshot())
-	}
-	if t != nil {
-		for _, e := range t.Snapshot() {
-			st.Moved = append(st.Moved, MovedSession{Key: e.Key, Member: members[e.Member].Name, Reason: e.Reason, LastUsed: e.LastUsed})
-		}
-	}
-	return st
-}
-
-// Apply restores st into pool and t by member name and reports how many
-// members and moved sessions it restored. Members and sessions of members
-// the successor no longer has are left out.
-func (st State) Apply(pool *balancer.Pool, t *moved.Table, now time.Time) (members, sessions int) {
-	if pool == nil {
-		return 0, 0
-	}
-	byName := map[string]*balancer.Member{}
-	for _, m := range pool.Members() {
-		byName[m.Name] = m
-	}
-	for _, s := range st.Members {
-		if m, ok := byName[s.Name]; ok {
-			m.Restore(s)
-			members++
-		}
-	}
-	if t == nil {
-		return members, 0
-	}
-	entries := make([]moved.Entry, 0, len(st.Moved))
-	for _, s := range st.Moved {
-		if m, ok := byName[s.Member]; ok {
-			entries = append(entries, moved.Entry{Key: s.Key, Member: m.Index, Reason: s.Reason, LastUsed: s.LastUsed})
-		}
-	}
-	t.Restore(entries, now)
-	return members, len(entries)
 }
 
 // ErrRunning is returned by Listen when a catherd already serves the

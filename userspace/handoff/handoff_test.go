@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
 )
 
@@ -63,11 +62,11 @@ func TestTakeOver(t *testing.T) {
 	go greet(ln, "old")
 
 	released := make(chan struct{})
-	state := State{Members: []balancer.Snapshot{{Name: "a", Weight: 3}}}
+	state := balancer.Snapshot{Members: []balancer.MemberSnapshot{{Name: "a", Weight: 3}}}
 	go srv.Serve(Predecessor{
 		Sockets: map[string]net.Listener{"--listen " + addr: ln},
 		Release: func() { ln.Close(); close(released) },
-		State:   func() State { return state },
+		State:   func() balancer.Snapshot { return state },
 	})
 
 	// A successor that gives up leaves the predecessor serving.
@@ -136,62 +135,4 @@ func TestStaleSocketIsReplaced(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	srv.Close()
-}
-
-func TestCaptureApply(t *testing.T) {
-	newPool := func(names ...string) *balancer.Pool {
-		var ms []*balancer.Member
-		for _, n := range names {
-			ms = append(ms, balancer.NewMember(n, n, 1, 0))
-		}
-		p, err := balancer.NewPool(ms, "byrequests", balancer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	now := time.Now()
-	from, fromMoved := newPool("a", "b", "c"), moved.New(time.Hour, 100)
-	from.Members()[1].SetFlags(balancer.Disabled)
-	fromMoved.Move([]byte("s1"), 2, moved.Down, now) // to c
-	fromMoved.Move([]byte("s2"), 1, moved.Down, now) // to b, which the successor lacks
-
-	// The successor has no b, and numbers c differently.
-	to, toMoved := newPool("c", "a"), moved.New(time.Hour, 100)
-	members, sessions := Capture(from, fromMoved).Apply(to, toMoved, now)
-	if members != 2 || sessions != 1 {
-		t.Fatalf("applied %d members, %d sessions; want 2 and 1", members, sessions)
-	}
-	if m, ok := toMoved.Lookup([]byte("s1"), now); !ok || to.Members()[m].Name != "c" {
-		t.Errorf("s1 moved to member %d (%v), want c", m, ok)
-	}
-}
-
-// What operators changed at run time carries over a take-over, unless the
-// successor's own configuration of it differs from the predecessor's: an
-// edited flag wins (catherd reload with new flags).
-func TestApplyKeepsEditedConfiguration(t *testing.T) {
-	pool := func(weightA int, flagsB balancer.Flags) *balancer.Pool {
-		a, b := balancer.NewMember("a", "a", weightA, 0), balancer.NewMember("b", "b", 1, flagsB)
-		p, err := balancer.NewPool([]*balancer.Member{a, b}, "byrequests", balancer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	from := pool(1, 0)
-	from.Member("a").SetWeight(7)             // an operator's weight
-	from.Member("b").SetFlags(balancer.Drain) // an operator's drain
-	st := Capture(from, nil)
-
-	same := pool(1, 0) // a restart with the same flags: the operators' changes stay
-	st.Apply(same, nil, time.Now())
-	if a, b := same.Member("a"), same.Member("b"); a.Weight() != 7 || b.Flags() != balancer.Drain {
-		t.Errorf("same flags: a weighs %d, b's flags %v; want 7 and N", a.Weight(), b.Flags())
-	}
-	edited := pool(5, balancer.Standby) // both edited: the new flags win
-	st.Apply(edited, nil, time.Now())
-	if a, b := edited.Member("a"), edited.Member("b"); a.Weight() != 5 || b.Flags() != balancer.Standby {
-		t.Errorf("edited flags: a weighs %d, b's flags %v; want 5 and H", a.Weight(), b.Flags())
-	}
 }

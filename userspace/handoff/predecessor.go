@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/catherd/catherd/userspace/balancer"
 )
 
 // successorStartup bounds how long a successor may take between receiving
@@ -33,7 +35,7 @@ type Predecessor struct {
 	// every socket (closing them here leaves the successor's copies open).
 	Release func()
 	// State is called after Release; the successor gets what it returns.
-	State func() State
+	State func() balancer.Snapshot
 }
 
 // Server is the running catherd's end of the socket.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/catherd/catherd/userspace/balancer"
 )
 
 // Successor is the new catherd's end: the sockets it inherited, until it
@@ -120,9 +122,9 @@ func (s *Successor) Listener(name string) (net.Listener, bool, error) {
 // Ready tells the predecessor to stop accepting and returns its state.
 // Sockets not claimed by then are closed: the successor does not listen
 // where its flags no longer say to.
-func (s *Successor) Ready() (State, error) {
+func (s *Successor) Ready() (balancer.Snapshot, error) {
 	defer s.Abort()
-	var st State
+	var st balancer.Snapshot
 	s.conn.SetDeadline(time.Now().Add(time.Minute))
 	if _, err := io.WriteString(s.conn, msgReady); err != nil {
 		return st, fmt.Errorf("telling the predecessor: %w", err)

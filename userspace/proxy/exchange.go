@@ -239,7 +239,7 @@ func (x *exchange) pick() {
 		return
 	}
 	x.outcome = outcome
-	x.up = p.upstreams[m.Index]
+	x.up = p.upstreams[m.Index()]
 	x.attempt++
 	x.connect(false)
 }

@@ -1,0 +1,145 @@
+package balancer
+
+import (
+	"time"
+
+	"github.com/catherd/catherd/session/moved"
+)
+
+// Snapshot is what a process taking over from this one (userspace/handoff)
+// needs of the pool to go on where it left off: each member as operators,
+// health checks and its way back left it, and the sessions that moved.
+// It travels as JSON between two catherd builds, so its fields only grow.
+type Snapshot struct {
+	Members []MemberSnapshot `json:"members"`
+	Moved   []MovedSession   `json:"moved"`
+}
+
+// MovedSession is a moved-session table entry, its member named: the
+// successor's members may be numbered differently.
+type MovedSession struct {
+	Key      string       `json:"key"`
+	Member   string       `json:"member"`
+	Reason   moved.Reason `json:"reason"`
+	LastUsed time.Time    `json:"last_used"`
+}
+
+// Snapshot describes the pool's members and moved sessions for Restore.
+func (p *Pool) Snapshot() Snapshot {
+	var s Snapshot
+	for _, m := range p.members {
+		s.Members = append(s.Members, m.snapshot())
+	}
+	if p.opts.Moved != nil {
+		for _, e := range p.opts.Moved.Snapshot() {
+			s.Moved = append(s.Moved, MovedSession{Key: e.Key, Member: p.members[e.Member].Name, Reason: e.Reason, LastUsed: e.LastUsed})
+		}
+	}
+	return s
+}
+
+// Restore applies a predecessor's snapshot by member name and reports how
+// many members and moved sessions it restored. Members, and sessions of
+// members, that this pool does not have are left out.
+func (p *Pool) Restore(s Snapshot) (members, sessions int) {
+	byName := make(map[string]*Member, len(p.members))
+	for _, m := range p.members {
+		byName[m.Name] = m
+	}
+	for _, ms := range s.Members {
+		if m, ok := byName[ms.Name]; ok {
+			m.restore(ms)
+			members++
+		}
+	}
+	if p.opts.Moved == nil {
+		return members, 0
+	}
+	entries := make([]moved.Entry, 0, len(s.Moved))
+	for _, ms := range s.Moved {
+		if m, ok := byName[ms.Member]; ok {
+			entries = append(entries, moved.Entry{Key: ms.Key, Member: m.index, Reason: ms.Reason, LastUsed: ms.LastUsed})
+		}
+	}
+	p.opts.Moved.Restore(entries, p.now())
+	return members, len(entries)
+}
+
+// MemberSnapshot is what a process taking over from this one needs to go
+// on where it left off with a member: what operators set (flags, weight), what
+// its health checks found, the domain it learnt, and its way back after a
+// loss. The group membership is not in it: heartbeats tell the next process
+// within a second.
+type MemberSnapshot struct {
+	Name   string `json:"name"`
+	Flags  Flags  `json:"flags"`
+	Weight int    `json:"weight"`
+	Down   bool   `json:"down"`
+	Domain string `json:"domain"`
+	// Configured is what the member's configuration said (--backend):
+	// Restore keeps the successor's own configuration where it differs
+	// (nil from a catherd too old to say).
+	Configured *Configured `json:"configured,omitempty"`
+	Served     bool        `json:"served"`
+	Lost       bool        `json:"lost"`
+	// BackSince is when a lost member became whole again (Unix
+	// nanoseconds; 0 when it is not back, or was not lost).
+	BackSince int64 `json:"back_since"`
+	// State, and since when the member has been in it (Unix
+	// nanoseconds), so that a successor goes on counting.
+	State      string `json:"state,omitempty"`
+	StateSince int64  `json:"state_since,omitempty"`
+}
+
+// snapshot describes the member for restore.
+func (m *Member) snapshot() MemberSnapshot {
+	rj := &m.rejoin
+	rj.mu.Lock()
+	defer rj.mu.Unlock()
+	state, since := m.StateSince(m.clock())
+	configured := m.configured
+	return MemberSnapshot{Name: m.Name, Flags: m.Flags(), Weight: m.Weight(), Down: m.Down(), Domain: m.Domain(), Configured: &configured,
+		Served: rj.served, Lost: rj.lost, BackSince: rj.since.Load(), State: state.String(), StateSince: since.UnixNano()}
+}
+
+// Configured is what a member's configuration (its --backend flag) set.
+type Configured struct {
+	Flags  Flags  `json:"flags"`
+	Weight int    `json:"weight"`
+	Domain string `json:"domain"`
+}
+
+// restore makes the member what s describes (its name aside). A member
+// that was settling or ramping goes on from where it was. What operators
+// changed at run time (flags, weight) and the domain learnt from the
+// cluster carry over, except where this process's configuration differs
+// from the predecessor's: an edited --backend then wins (a reload that
+// picks up new flags).
+func (m *Member) restore(s MemberSnapshot) {
+	var flagsEdited, weightEdited, domainEdited bool
+	if c := s.Configured; c != nil {
+		flagsEdited, weightEdited, domainEdited = c.Flags != m.configured.Flags, c.Weight != m.configured.Weight, c.Domain != m.configured.Domain
+	}
+	if !flagsEdited {
+		m.flags.Store(uint32(s.Flags))
+	}
+	if !weightEdited {
+		m.SetWeight(s.Weight)
+	}
+	if !domainEdited {
+		m.SetDomain(s.Domain)
+	}
+	m.down.Store(s.Down)
+	rj := &m.rejoin
+	rj.mu.Lock()
+	rj.served, rj.lost = s.Served, s.Lost
+	rj.since.Store(s.BackSince)
+	rj.mu.Unlock()
+	now := m.clock()
+	m.note(now)
+	for _, st := range States {
+		if st.String() == s.State && s.StateSince != 0 {
+			m.restoreSince(st, time.Unix(0, s.StateSince), now)
+		}
+	}
+}
