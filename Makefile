@@ -47,7 +47,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzContainerStream$$' -fuzztime $(FUZZTIME) ./ajp/
 	$(GO) test -run '^$$' -fuzz '^FuzzForwardRequest$$' -fuzztime $(FUZZTIME) ./ajp/
 	$(GO) test -run '^$$' -fuzz '^FuzzDatapath$$' -fuzztime $(FUZZTIME) ./userspace/xdp/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./session/membership/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./userspace/membership/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./userspace/httpwire/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseResponse$$' -fuzztime $(FUZZTIME) ./userspace/httpwire/
 	$(GO) test -run '^$$' -fuzz '^FuzzChunkScanner$$' -fuzztime $(FUZZTIME) ./userspace/httpwire/

@@ -31,11 +31,11 @@ import (
 	"github.com/catherd/catherd/userspace/admin"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/certs"
-	"github.com/catherd/catherd/userspace/cluster"
 	"github.com/catherd/catherd/userspace/config"
 	"github.com/catherd/catherd/userspace/handoff"
 	"github.com/catherd/catherd/userspace/health"
 	"github.com/catherd/catherd/userspace/l4"
+	"github.com/catherd/catherd/userspace/membership"
 	"github.com/catherd/catherd/userspace/proxy"
 	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
@@ -272,7 +272,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var ctl *l4.Controller
-	var watcher *cluster.Watcher
+	var watcher *membership.Watcher
 	// serving is set while this process accepts clients: not before
 	// every listener runs, nor once it hands over or stops (/readyz).
 	var serving atomic.Bool
@@ -293,13 +293,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		src.Targets[b.Name] = b.Scheme + "://" + b.Addr
 	}
 	if cfg.Membership.Group.IsValid() {
-		backends := make([]cluster.Backend, len(cfg.Members))
-		for i, b := range cfg.Members {
-			backends[i] = cluster.Backend{Member: members[i], Host: b.ClusterHost,
-				DomainFromGroup: cfg.Membership.AnyDomain && !b.DomainSet}
-		}
-		if watcher, err = listenMembership(cfg, backends, log); err != nil {
+		if watcher, err = listenMembership(cfg, log); err != nil {
 			return fail("%v", err)
+		}
+		for i, b := range cfg.Members {
+			watcher.Watch(members[i], b.ClusterHost, cfg.Membership.AnyDomain && !b.DomainSet)
 		}
 		m.Membership(membershipSeries(watcher.Stats))
 		src.Membership = watcher.Members
@@ -571,13 +569,13 @@ func readAdminToken(cfg *config.Config) (string, error) {
 }
 
 // listenMembership joins the cluster's membership group.
-func listenMembership(cfg *config.Config, backends []cluster.Backend, log *slog.Logger) (*cluster.Watcher, error) {
+func listenMembership(cfg *config.Config, log *slog.Logger) (*membership.Watcher, error) {
 	iface, err := membershipIface(cfg)
 	if err != nil {
 		return nil, err
 	}
-	w, err := cluster.Listen(cluster.Options{Group: cfg.Membership.Group, Iface: iface, DropTime: cfg.Membership.DropTime,
-		Domain: cfg.Membership.Domain, AnyDomain: cfg.Membership.AnyDomain}, backends, log)
+	w, err := membership.Listen(membership.Options{Group: cfg.Membership.Group, Iface: iface, Config: membership.Config{
+		DropTime: cfg.Membership.DropTime, Domain: cfg.Membership.Domain, AnyDomain: cfg.Membership.AnyDomain}}, log)
 	if err != nil {
 		return nil, fmt.Errorf("--membership %s: %v", cfg.Membership.Group, err)
 	}

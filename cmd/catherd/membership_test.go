@@ -19,7 +19,7 @@ import (
 
 	"github.com/catherd/catherd/scripts/l4topo"
 	"github.com/catherd/catherd/scripts/rig"
-	"github.com/catherd/catherd/session/membership"
+	"github.com/catherd/catherd/userspace/membership"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 

@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 
-	"github.com/catherd/catherd/session/membership"
 	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/certs"
+	"github.com/catherd/catherd/userspace/membership"
 	"github.com/catherd/catherd/userspace/metrics"
 	"github.com/catherd/catherd/userspace/version"
 )

@@ -24,10 +24,10 @@ import (
 	"time"
 
 	"github.com/catherd/catherd/session"
-	"github.com/catherd/catherd/session/membership"
 	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/health"
+	"github.com/catherd/catherd/userspace/membership"
 	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
 )

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/catherd/catherd/session/membership"
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/health"
+	"github.com/catherd/catherd/userspace/membership"
 	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
 )

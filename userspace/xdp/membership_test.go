@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/catherd/catherd/scripts/l4topo"
-	"github.com/catherd/catherd/session/membership"
+	"github.com/catherd/catherd/userspace/membership"
 )
 
 var group = netip.MustParseAddrPort("228.0.0.4:45564")

@@ -26,7 +26,7 @@ import (
 
 	"github.com/catherd/catherd/scripts/l4run"
 	"github.com/catherd/catherd/scripts/l4topo"
-	"github.com/catherd/catherd/session/membership"
+	"github.com/catherd/catherd/userspace/membership"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 

@@ -3,10 +3,13 @@
 // 500 ms, so catherd learns which backends are up from the cluster itself
 // instead of only from its own health checks.
 //
-// The package is pure logic: it decodes and encodes beacons and keeps a
-// member table, but opens no socket, starts no goroutine and never reads the
-// clock. The caller reads datagrams and passes the receive time in, which
-// makes every behaviour (including the drop-time boundary) testable exactly.
+// The beacon codec and the member table (beacon.go, table.go) are pure
+// logic: they open no socket, start no goroutine and never read the clock.
+// Their caller reads datagrams and passes the receive time in, which makes
+// every behaviour (including the drop-time boundary) testable exactly. The
+// Watcher (watcher.go) is that caller: the socket side, which joins the
+// group, feeds the table and marks balancer members isolated while their
+// host is out of the group.
 //
 // Beacons carry no authentication: anyone on the segment can announce a
 // member, make one restart or make one leave. Filter the multicast group at

@@ -278,19 +278,13 @@ func (t *Table) Members() []Member {
 	return list
 }
 
-// InGroup reports whether any live member has address host. catherd
-// matches members to backends by host address, since the beacon carries
-// the replication port, not the HTTP or AJP port. IPv4-mapped IPv6 and
-// plain IPv4 forms of an address match each other, and host's zone is
-// ignored (beacons carry none). It is a linear scan: the table is small
-// and bounded by MaxMembers.
-func (t *Table) InGroup(host netip.Addr) bool {
-	_, in := t.DomainOf(host)
-	return in
-}
-
-// DomainOf returns the domain of the live member with address host (as
-// InGroup matches it), and whether there is one.
+// DomainOf returns the domain of the live member with address host, and
+// whether there is one: whether host is in the group. catherd matches
+// members to backends by host address, since the beacon carries the
+// replication port, not the HTTP or AJP port. IPv4-mapped IPv6 and plain
+// IPv4 forms of an address match each other, and host's zone is ignored
+// (beacons carry none). It is a linear scan: the table is small and
+// bounded by MaxMembers.
 func (t *Table) DomainOf(host netip.Addr) (string, bool) {
 	host = host.Unmap().WithZone("")
 	t.mu.Lock()

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/catherd/catherd/session/membership"
+	"github.com/catherd/catherd/userspace/membership"
 )
 
 func ExampleDecode() {
@@ -36,7 +36,8 @@ func ExampleTable() {
 	node := &membership.Beacon{Host: netip.MustParseAddr("10.0.0.7"), Port: 4000}
 	fmt.Println(table.Observe(node, start).Kind)
 	fmt.Println(table.Observe(node, start.Add(500*time.Millisecond)).Kind)
-	fmt.Println(table.InGroup(netip.MustParseAddr("10.0.0.7")))
+	_, inGroup := table.DomainOf(netip.MustParseAddr("10.0.0.7"))
+	fmt.Println(inGroup)
 
 	// The node falls silent; the caller's ticker expires it.
 	fmt.Println(len(table.Expire(start.Add(3500 * time.Millisecond)))) // exactly dropTime: stays
