@@ -54,15 +54,15 @@ func certPairs(specs []config.CertSpec) []certs.Pair {
 }
 
 // l4Services are the --l4 services as the datapath takes them.
-func l4Services(specs []config.L4ServiceSpec) []xdp.Service {
-	services := make([]xdp.Service, len(specs))
+func l4Services(specs []config.L4ServiceSpec) []xdp.L4Service {
+	services := make([]xdp.L4Service, len(specs))
 	for i, s := range specs {
-		services[i] = xdp.Service{VIP: s.VIP, Port: s.Port, Proto: xdp.TCP, HashPort: s.HashPort}
+		services[i] = xdp.L4Service{VIP: s.VIP, Port: s.Port, Proto: xdp.TCP, HashPort: s.HashPort}
 		if s.Proto == "udp" {
 			services[i].Proto = xdp.UDP
 		}
 		for _, b := range s.Backends {
-			services[i].Backends = append(services[i].Backends, xdp.Backend{Addr: b.Addr, Weight: b.Weight})
+			services[i].Backends = append(services[i].Backends, xdp.L4Backend{Addr: b.Addr, Weight: b.Weight})
 		}
 	}
 	return services

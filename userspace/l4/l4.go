@@ -22,7 +22,7 @@ import (
 
 // Datapath is what the controller drives: *xdp.Datapath.
 type Datapath interface {
-	Sync([]xdp.Service) error
+	Sync([]xdp.L4Service) error
 }
 
 // Resolver finds a backend's next hop (see NetlinkResolver).
@@ -32,7 +32,7 @@ type Resolver func(netip.Addr) (xdp.NextHop, error)
 type Controller struct {
 	dp       Datapath
 	resolve  Resolver
-	services []xdp.Service        // as configured: addresses and weights
+	services []xdp.L4Service      // as configured: addresses and weights
 	members  [][]*balancer.Member // members[s][b] is services[s].Backends[b]
 	hops     map[netip.Addr]xdp.NextHop
 	changed  chan struct{}
@@ -40,7 +40,7 @@ type Controller struct {
 }
 
 // New returns a controller for the configured services.
-func New(dp Datapath, resolve Resolver, services []xdp.Service, log *slog.Logger) *Controller {
+func New(dp Datapath, resolve Resolver, services []xdp.L4Service, log *slog.Logger) *Controller {
 	c := &Controller{dp: dp, resolve: resolve, services: services, hops: map[netip.Addr]xdp.NextHop{},
 		changed: make(chan struct{}, 1), log: log}
 	for _, s := range services {
@@ -54,7 +54,7 @@ func New(dp Datapath, resolve Resolver, services []xdp.Service, log *slog.Logger
 }
 
 // BackendName names a backend of a service in logs: "10.0.0.11 of 10.0.0.1:80/tcp".
-func BackendName(s xdp.Service, addr netip.Addr) string {
+func BackendName(s xdp.L4Service, addr netip.Addr) string {
 	return addr.String() + " of " + s.String()
 }
 
@@ -123,10 +123,10 @@ func (c *Controller) Run(ctx context.Context, interval time.Duration) {
 // Sync computes each backend's state and hands the result to the datapath.
 func (c *Controller) Sync(ctx context.Context) error {
 	now := time.Now()
-	want := make([]xdp.Service, len(c.services))
+	want := make([]xdp.L4Service, len(c.services))
 	for si, s := range c.services {
 		want[si] = s
-		want[si].Backends = make([]xdp.Backend, len(s.Backends))
+		want[si].Backends = make([]xdp.L4Backend, len(s.Backends))
 		for bi, b := range s.Backends {
 			m := c.members[si][bi]
 			hop, known := c.nextHop(ctx, b.Addr, s.Port)

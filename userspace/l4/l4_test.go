@@ -12,14 +12,14 @@ import (
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
-type recorder struct{ last []xdp.Service }
+type recorder struct{ last []xdp.L4Service }
 
-func (r *recorder) Sync(s []xdp.Service) error { r.last = s; return nil }
+func (r *recorder) Sync(s []xdp.L4Service) error { r.last = s; return nil }
 
 func TestSyncFollowsMemberState(t *testing.T) {
 	a, b, c := netip.MustParseAddr("10.0.0.11"), netip.MustParseAddr("10.0.0.12"), netip.MustParseAddr("10.0.0.13")
-	svc := xdp.Service{VIP: netip.MustParseAddr("10.0.0.1"), Port: 80, Proto: xdp.TCP,
-		Backends: []xdp.Backend{{Addr: a, Weight: 2}, {Addr: b, Weight: 1}, {Addr: c, Weight: 1}}}
+	svc := xdp.L4Service{VIP: netip.MustParseAddr("10.0.0.1"), Port: 80, Proto: xdp.TCP,
+		Backends: []xdp.L4Backend{{Addr: a, Weight: 2}, {Addr: b, Weight: 1}, {Addr: c, Weight: 1}}}
 	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
 	resolve := func(addr netip.Addr) (xdp.NextHop, error) {
 		if addr == c {
@@ -28,7 +28,7 @@ func TestSyncFollowsMemberState(t *testing.T) {
 		return xdp.NextHop{Ifindex: 2, DstMAC: mac}, nil
 	}
 	dp := &recorder{}
-	ctl := New(dp, resolve, []xdp.Service{svc}, slog.New(slog.DiscardHandler))
+	ctl := New(dp, resolve, []xdp.L4Service{svc}, slog.New(slog.DiscardHandler))
 	if err := ctl.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}

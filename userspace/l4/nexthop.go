@@ -53,7 +53,7 @@ func NetlinkResolver(addr netip.Addr) (xdp.NextHop, error) {
 // of this host. For L2 direct server return the balancer must answer ARP
 // (or neighbour discovery) for the VIP, so the VIP sits on one of its
 // interfaces, typically the XDP one, while backends hold it on lo.
-func CheckVIPs(services []xdp.Service) error {
+func CheckVIPs(services []xdp.L4Service) error {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("list host addresses: %w", err)

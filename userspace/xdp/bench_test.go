@@ -26,7 +26,7 @@ func BenchmarkPerPacket(b *testing.B) {
 	l4topo.Require(b)
 	inNewNetns(b, func(egress *net.Interface) {
 		d := testDatapath(b)
-		if err := d.Sync([]Service{l4Service(egress)}); err != nil {
+		if err := d.Sync([]L4Service{l4Service(egress)}); err != nil {
 			b.Fatal(err)
 		}
 		pass, err := l4topo.PassProgram()

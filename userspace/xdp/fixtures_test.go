@@ -168,8 +168,8 @@ const (
 
 // l4Service is the fixtures' TCP service: three backends, the first two
 // behind the ingress device (XDP_TX), the third behind egress.
-func l4Service(egress *net.Interface, usable ...bool) Service {
-	s := Service{VIP: vip4, Port: 80, Proto: TCP}
+func l4Service(egress *net.Interface, usable ...bool) L4Service {
+	s := L4Service{VIP: vip4, Port: 80, Proto: TCP}
 	for i := 1; i <= 3; i++ {
 		hop := NextHop{Ifindex: 1, SrcMAC: lbMAC, DstMAC: backendMAC(i)}
 		if i == 3 {
@@ -179,7 +179,7 @@ func l4Service(egress *net.Interface, usable ...bool) Service {
 		if len(usable) >= i {
 			u = usable[i-1]
 		}
-		s.Backends = append(s.Backends, Backend{Addr: netip.AddrFrom4([4]byte{10, 99, 0, byte(10 + i)}), Weight: 1, Usable: u, NextHop: hop})
+		s.Backends = append(s.Backends, L4Backend{Addr: netip.AddrFrom4([4]byte{10, 99, 0, byte(10 + i)}), Weight: 1, Usable: u, NextHop: hop})
 	}
 	return s
 }
@@ -237,10 +237,10 @@ func TestFixtures(t *testing.T) {
 	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
-		v6 := Service{VIP: vip6, Port: 443, Proto: TCP, Backends: []Backend{{Addr: netip.MustParseAddr("fd00:99::11"), Weight: 1, Usable: true,
+		v6 := L4Service{VIP: vip6, Port: 443, Proto: TCP, Backends: []L4Backend{{Addr: netip.MustParseAddr("fd00:99::11"), Weight: 1, Usable: true,
 			NextHop: NextHop{Ifindex: 1, SrcMAC: lbMAC, DstMAC: backendMAC(1)}}}}
-		udp := Service{VIP: vip4, Port: 53, Proto: UDP, HashPort: true, Backends: l4Service(egress).Backends}
-		if err := d.Sync([]Service{l4Service(egress), v6, udp}); err != nil {
+		udp := L4Service{VIP: vip4, Port: 53, Proto: UDP, HashPort: true, Backends: l4Service(egress).Backends}
+		if err := d.Sync([]L4Service{l4Service(egress), v6, udp}); err != nil {
 			t.Fatal(err)
 		}
 

@@ -27,15 +27,15 @@ func FuzzDatapath(f *testing.F) {
 		f.Add(p.build(f))
 	}
 	d := testDatapath(f)
-	v6 := Service{VIP: vip6, Port: 443, Proto: TCP, Backends: []Backend{{Addr: netip.MustParseAddr("fd00:99::11"), Weight: 1, Usable: true,
+	v6 := L4Service{VIP: vip6, Port: 443, Proto: TCP, Backends: []L4Backend{{Addr: netip.MustParseAddr("fd00:99::11"), Weight: 1, Usable: true,
 		NextHop: NextHop{Ifindex: 1, SrcMAC: lbMAC, DstMAC: backendMAC(1)}}}}
-	v4 := Service{VIP: vip4, Port: 80, Proto: TCP}
+	v4 := L4Service{VIP: vip4, Port: 80, Proto: TCP}
 	for i := 1; i <= 2; i++ {
-		v4.Backends = append(v4.Backends, Backend{Addr: netip.AddrFrom4([4]byte{10, 99, 0, byte(10 + i)}), Weight: 1, Usable: true,
+		v4.Backends = append(v4.Backends, L4Backend{Addr: netip.AddrFrom4([4]byte{10, 99, 0, byte(10 + i)}), Weight: 1, Usable: true,
 			NextHop: NextHop{Ifindex: 1, SrcMAC: lbMAC, DstMAC: backendMAC(i)}})
 	}
-	udp := Service{VIP: vip4, Port: 53, Proto: UDP, HashPort: true, Backends: v4.Backends}
-	if err := d.Sync([]Service{v4, v6, udp}); err != nil {
+	udp := L4Service{VIP: vip4, Port: 53, Proto: UDP, HashPort: true, Backends: v4.Backends}
+	if err := d.Sync([]L4Service{v4, v6, udp}); err != nil {
 		f.Fatal(err)
 	}
 	if err := d.SetMembership(MembershipFilter{Group: group, Allow: []netip.Prefix{netip.MustParsePrefix("10.77.0.0/24")},

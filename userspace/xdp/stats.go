@@ -111,7 +111,7 @@ func readStats(sm statMaps) (Stats, error) {
 	var svc catherdService
 	it := sm.services.Iterate()
 	for it.Next(&vk, &svc) {
-		s := Service{VIP: addrFrom(vk.Addr.Bytes, uint32(vk.Family)), Port: ntohs(vk.Port), Proto: Proto(vk.Proto)}
+		s := L4Service{VIP: addrFrom(vk.Addr.Bytes, uint32(vk.Family)), Port: ntohs(vk.Port), Proto: Proto(vk.Proto)}
 		var per []catherdServiceCounters
 		if err := sm.serviceStats.Lookup(svc.Index, &per); err != nil {
 			return Stats{}, fmt.Errorf("read service counters: %w", err)

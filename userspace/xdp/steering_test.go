@@ -50,7 +50,7 @@ func syncFirstTwo(t *testing.T, d *Datapath, egress *net.Interface) {
 	t.Helper()
 	two := l4Service(egress)
 	two.Backends = two.Backends[:2]
-	if err := d.Sync([]Service{two}); err != nil {
+	if err := d.Sync([]L4Service{two}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -65,7 +65,7 @@ func TestFlowsStayWhenBackendsChange(t *testing.T) {
 
 		// A backend is added: established flows stay put, new clients
 		// reach the newcomer too.
-		if err := d.Sync([]Service{l4Service(egress)}); err != nil {
+		if err := d.Sync([]L4Service{l4Service(egress)}); err != nil {
 			t.Fatal(err)
 		}
 		stayed(t, before, steerAll(t, d, old, 1001), "when a backend was added")
@@ -82,7 +82,7 @@ func TestFlowsStayWhenBackendsChange(t *testing.T) {
 
 		// Backend 1 goes down: its clients move, nobody else does; when it
 		// returns, the moved clients stay where they went (no flap-back).
-		if err := d.Sync([]Service{l4Service(egress, false, true, true)}); err != nil {
+		if err := d.Sync([]L4Service{l4Service(egress, false, true, true)}); err != nil {
 			t.Fatal(err)
 		}
 		down := steerAll(t, d, old, 1002)
@@ -94,7 +94,7 @@ func TestFlowsStayWhenBackendsChange(t *testing.T) {
 				t.Fatalf("client %s of backend %d moved to %d when backend 1 went down", c, n, down[c])
 			}
 		}
-		if err := d.Sync([]Service{l4Service(egress)}); err != nil {
+		if err := d.Sync([]L4Service{l4Service(egress)}); err != nil {
 			t.Fatal(err)
 		}
 		stayed(t, down, steerAll(t, d, old, 1003), "(flap-back) when backend 1 returned")
@@ -105,7 +105,7 @@ func TestNoUsableBackendDrops(t *testing.T) {
 	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
-		if err := d.Sync([]Service{l4Service(egress, false, false, false)}); err != nil {
+		if err := d.Sync([]L4Service{l4Service(egress, false, false, false)}); err != nil {
 			t.Fatal(err)
 		}
 		expectVerdict(t, d, tcp4("10.99.0.2", 1).build(t), xdpDrop, "drop_no_backend")
@@ -125,7 +125,7 @@ func TestMissingEgressDeviceDrops(t *testing.T) {
 		d := testDatapath(t)
 		only3 := l4Service(egress)
 		only3.Backends = only3.Backends[2:]
-		if err := d.Sync([]Service{only3}); err != nil {
+		if err := d.Sync([]L4Service{only3}); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.objs.Egress.Delete(uint32(egress.Index)); err != nil {
@@ -152,7 +152,7 @@ func TestRestartKeepsFlows(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer d2.Close()
-		if err := d2.Sync([]Service{l4Service(egress)}); err != nil {
+		if err := d2.Sync([]L4Service{l4Service(egress)}); err != nil {
 			t.Fatal(err)
 		}
 		for k, bi := range indexes {
@@ -170,14 +170,14 @@ func TestRemovedBackendFlowsArePurged(t *testing.T) {
 	l4topo.Require(t)
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
-		if err := d.Sync([]Service{l4Service(egress)}); err != nil {
+		if err := d.Sync([]L4Service{l4Service(egress)}); err != nil {
 			t.Fatal(err)
 		}
 		steerAll(t, d, clients(0, 100), 1000)
 		gone := d.state.backends[backendKey{0, netip.MustParseAddr("10.99.0.11")}]
 		rest := l4Service(egress)
 		rest.Backends = rest.Backends[1:]
-		if err := d.Sync([]Service{rest}); err != nil {
+		if err := d.Sync([]L4Service{rest}); err != nil {
 			t.Fatal(err)
 		}
 		var k catherdFlowKey
@@ -213,16 +213,16 @@ func TestSyncRejects(t *testing.T) {
 	inNewNetns(t, func(egress *net.Interface) {
 		d := testDatapath(t)
 		s := l4Service(egress)
-		if err := d.Sync([]Service{s, s}); err == nil || !strings.Contains(err.Error(), "declared twice") {
+		if err := d.Sync([]L4Service{s, s}); err == nil || !strings.Contains(err.Error(), "declared twice") {
 			t.Fatalf("a service twice: %v", err)
 		}
 		s.Backends = append(s.Backends, s.Backends[0])
-		if err := d.Sync([]Service{s}); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		if err := d.Sync([]L4Service{s}); err == nil || !strings.Contains(err.Error(), "listed twice") {
 			t.Fatalf("a backend twice: %v", err)
 		}
-		var many []Service
+		var many []L4Service
 		for i := 0; i <= int(d.maxServices); i++ {
-			many = append(many, Service{VIP: vip4, Port: uint16(1000 + i), Proto: TCP})
+			many = append(many, L4Service{VIP: vip4, Port: uint16(1000 + i), Proto: TCP})
 		}
 		if err := d.Sync(many); err == nil || !strings.Contains(err.Error(), "at most") {
 			t.Fatalf("too many services: %v", err)

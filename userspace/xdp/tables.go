@@ -44,8 +44,8 @@ func (p Proto) String() string {
 	return fmt.Sprintf("proto%d", uint8(p))
 }
 
-// Service is one L4 service as the control plane wants it.
-type Service struct {
+// L4Service is one L4 service as the control plane wants it.
+type L4Service struct {
 	VIP   netip.Addr
 	Port  uint16
 	Proto Proto
@@ -53,17 +53,17 @@ type Service struct {
 	// address is one flow, so all its connections meet the same backend
 	// (nginx ip_hash's affinity).
 	HashPort bool
-	Backends []Backend
+	Backends []L4Backend
 }
 
 // String names the service as --l4 does: "10.0.0.1:80/tcp".
-func (s Service) String() string {
+func (s L4Service) String() string {
 	return netip.AddrPortFrom(s.VIP, s.Port).String() + "/" + s.Proto.String()
 }
 
-// Backend is one backend of a service. It holds the service's VIP on its
-// loopback and answers clients directly.
-type Backend struct {
+// L4Backend is one backend of an L4 service. It holds the service's VIP
+// on its loopback and answers clients directly.
+type L4Backend struct {
 	Addr   netip.Addr
 	Weight uint32 // share of new flows
 	// Usable means healthy, enabled and with a known next hop. An unusable
@@ -162,7 +162,7 @@ func readTables(m *catherdMaps) (*tables, error) {
 // egress devices are written before the Maglev slots that point at them,
 // and a new service is published (its services entry) only after its whole
 // table is in place; leftovers are removed last.
-func (d *Datapath) Sync(services []Service) error {
+func (d *Datapath) Sync(services []L4Service) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t, m := d.state, &d.objs.catherdMaps
@@ -316,7 +316,7 @@ func (d *Datapath) syncPorts(want map[uint16]uint32, opening bool) error {
 
 // prepareBackend gives a backend its index (a new one gets the lowest
 // free index and zeroed counters) and stages its entry for writeBackend.
-func (d *Datapath) prepareBackend(key backendKey, b Backend, want map[backendKey]bool) (uint32, error) {
+func (d *Datapath) prepareBackend(key backendKey, b L4Backend, want map[backendKey]bool) (uint32, error) {
 	t, m := d.state, &d.objs.catherdMaps
 	if want[key] {
 		return 0, fmt.Errorf("backend %s listed twice", b.Addr)
