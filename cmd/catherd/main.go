@@ -143,8 +143,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var (
 		pool      *balancer.Pool
 		px        *proxy.Proxy
-		members   []*balancer.Member
-		probes    []health.Probe
+		upstreams []*proxy.Upstream
+		checked   []health.Target
 		listeners []net.Listener
 	)
 	// A take-over starts by receiving the running catherd's sockets; a
@@ -206,14 +206,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	movedSessions := moved.New(cfg.SessionTTL, cfg.SessionTableSize)
 	if len(cfg.Members) > 0 {
-		for _, b := range cfg.Members {
-			m := balancer.NewMember(b.Name, b.Route, b.Weight, b.Flags)
-			m.SetDomain(b.Domain)
-			members = append(members, m)
-		}
+		upstreams = newUpstreams(cfg.Members)
 		opts := balancer.Options{Retry: cfg.Retry, NoFailover: cfg.NoFailover, AnyDomain: cfg.AnyDomain, Moved: movedSessions,
 			RejoinSettle: cfg.RejoinSettle, SlowStart: cfg.SlowStart}
-		if pool, err = balancer.NewPool(members, cfg.LBMethod, opts); err != nil {
+		if pool, err = balancer.NewPool(poolMembers(upstreams), cfg.LBMethod, opts); err != nil {
 			return fail("--backend: %v", err)
 		}
 	}
@@ -229,10 +225,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			defer accessLog.Close()
 			m.AccessLog(accessLog.Written.Load, accessLog.Dropped.Load)
 		}
-		px = proxy.New(pool, targets(cfg), m, proxyOptions(cfg.Proxy, accessLog), log)
+		px = proxy.New(pool, upstreams, m, proxyOptions(cfg.Proxy, accessLog), log)
 		m.ClientConns(px.ClientConns)
-		for i := range members {
-			probes = append(probes, px.Probe(i, cfg.HealthURI))
+		for _, u := range upstreams {
+			checked = append(checked, health.Target{Member: u.Member(), Probe: u.Probe(cfg.HealthURI)})
 		}
 	}
 	var certStore *certs.Store
@@ -289,15 +285,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if pool != nil {
 		src.Moved, src.MovedTable, src.ClientConns = movedSessions.Stats, movedSessions, px.ClientConns
 	}
-	for _, b := range cfg.Members {
-		src.Targets[b.Name] = b.Scheme + "://" + b.Addr
+	for _, u := range upstreams {
+		src.Targets[u.Member().Name] = u.URL()
 	}
 	if cfg.Membership.Group.IsValid() {
 		if watcher, err = listenMembership(cfg, log); err != nil {
 			return fail("%v", err)
 		}
-		for i, b := range cfg.Members {
-			watcher.Watch(members[i], b.ClusterHost, cfg.Membership.AnyDomain && !b.DomainSet)
+		for _, b := range cfg.Members {
+			watcher.Watch(pool.Member(b.Name), b.ClusterHost, cfg.Membership.AnyDomain && !b.DomainSet)
 		}
 		m.Membership(membershipSeries(watcher.Stats))
 		src.Membership = watcher.Members
@@ -319,8 +315,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := ctl.Sync(ctx); err != nil {
 			return fail("--l4: %v", err)
 		}
-		members = append(members, ctl.Members()...)
-		probes = append(probes, ctl.Probes()...)
+		checked = append(checked, ctl.HealthTargets()...)
 		go ctl.Run(ctx, time.Second)
 		log.Info("XDP datapath attached", "l4_iface", cfg.L4.Iface, "membership_iface", cfg.Membership.Iface,
 			"mode", cfg.L4.Mode, "pins", cfg.L4.PinDir)
@@ -374,14 +369,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	var checker *health.Checker
-	if cfg.HealthInterval > 0 && len(members) > 0 {
+	if cfg.HealthInterval > 0 && len(checked) > 0 {
 		opts := health.Options{Interval: cfg.HealthInterval, FastInterval: cfg.HealthFastInterval, Timeout: cfg.HealthTimeout,
 			Fall: cfg.HealthFall, Rise: cfg.HealthRise,
 			Observe: func(mem *balancer.Member, r health.Result) { m.HealthCheck(mem.Name, r.Err == nil, r.Duration) }}
 		if ctl != nil {
 			opts.OnChange = ctl.Changed
 		}
-		checker = health.New(members, probes, opts, log)
+		checker = health.New(checked, opts, log)
 		src.Health = checker.Status
 	}
 	var adminSrv *http.Server
@@ -547,13 +542,27 @@ func expireMoved(ctx context.Context, t *moved.Table) {
 	}
 }
 
-// targets describes each --backend's transport.
-func targets(cfg *config.Config) []proxy.Target {
-	ts := make([]proxy.Target, len(cfg.Members))
-	for i, b := range cfg.Members {
-		ts[i] = target(b)
+// newUpstreams builds what serves each --backend, once: its balancer
+// member and how the proxy reaches it (proxy.Upstream). The pool, the
+// proxy, the health checker and the admin API take each member from its
+// upstream; the membership watcher finds it in the pool by name.
+func newUpstreams(specs []config.MemberSpec) []*proxy.Upstream {
+	ups := make([]*proxy.Upstream, len(specs))
+	for i, s := range specs {
+		m := balancer.NewMember(s.Name, s.Route, s.Weight, s.Flags)
+		m.SetDomain(s.Domain)
+		ups[i] = proxy.NewUpstream(m, target(s))
 	}
-	return ts
+	return ups
+}
+
+// poolMembers are the upstreams' members, for the pool.
+func poolMembers(ups []*proxy.Upstream) []*balancer.Member {
+	ms := make([]*balancer.Member, len(ups))
+	for i, u := range ups {
+		ms[i] = u.Member()
+	}
+	return ms
 }
 
 // readAdminToken reads --admin-token-file, if given.

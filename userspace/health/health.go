@@ -30,6 +30,14 @@ import (
 // context's deadline.
 type Probe func(ctx context.Context) error
 
+// Target is a member to check and the probe that checks it (over the
+// member's own protocol: the proxy's for L7 members, a TCP connect for
+// L4 backends).
+type Target struct {
+	Member *balancer.Member
+	Probe  Probe
+}
+
 // Options tune the checker.
 type Options struct {
 	Interval time.Duration // between probes of one member
@@ -66,8 +74,7 @@ type Status struct {
 
 // Checker runs the probes.
 type Checker struct {
-	members []*balancer.Member
-	probes  []Probe
+	targets []Target
 	opts    Options
 	log     *slog.Logger
 
@@ -75,14 +82,14 @@ type Checker struct {
 	status map[*balancer.Member]*Status
 }
 
-// New returns a checker; probes[i] checks members[i].
-func New(members []*balancer.Member, probes []Probe, opts Options, log *slog.Logger) *Checker {
+// New returns a checker of targets.
+func New(targets []Target, opts Options, log *slog.Logger) *Checker {
 	if opts.FastInterval <= 0 || opts.FastInterval > opts.Interval {
 		opts.FastInterval = opts.Interval
 	}
-	c := &Checker{members: members, probes: probes, opts: opts, log: log, status: map[*balancer.Member]*Status{}}
-	for _, m := range members {
-		c.status[m] = &Status{Fall: opts.Fall, Rise: opts.Rise}
+	c := &Checker{targets: targets, opts: opts, log: log, status: map[*balancer.Member]*Status{}}
+	for _, t := range targets {
+		c.status[t.Member] = &Status{Fall: opts.Fall, Rise: opts.Rise}
 	}
 	return c
 }
@@ -124,11 +131,11 @@ func (c *Checker) record(m *balancer.Member, r Result, streak int) {
 // Run probes every member until ctx ends.
 func (c *Checker) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for i := range c.members {
+	for _, t := range c.targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.watch(ctx, c.members[i], c.probes[i])
+			c.watch(ctx, t.Member, t.Probe)
 		}()
 	}
 	wg.Wait()

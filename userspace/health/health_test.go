@@ -68,7 +68,7 @@ func TestCheckerMarksMembersAndLogsOnce(t *testing.T) {
 		return nil
 	}
 	var logs syncBuffer
-	c := New([]*balancer.Member{m}, []Probe{probe}, Options{Interval: 5 * time.Millisecond, Timeout: time.Second, Fall: 2, Rise: 2},
+	c := New([]Target{{Member: m, Probe: probe}}, Options{Interval: 5 * time.Millisecond, Timeout: time.Second, Fall: 2, Rise: 2},
 		slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -105,7 +105,7 @@ func TestFailedRequestBringsProbesForward(t *testing.T) {
 	var observed atomic.Int32
 	opts := Options{Interval: time.Hour, FastInterval: 10 * time.Millisecond, Timeout: time.Second, Fall: 2, Rise: 2,
 		Observe: func(*balancer.Member, Result) { observed.Add(1) }}
-	c := New([]*balancer.Member{m}, []Probe{probe}, opts, slog.New(slog.DiscardHandler))
+	c := New([]Target{{Member: m, Probe: probe}}, opts, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()

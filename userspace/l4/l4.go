@@ -58,24 +58,16 @@ func BackendName(s xdp.L4Service, addr netip.Addr) string {
 	return addr.String() + " of " + s.String()
 }
 
-// Members returns every backend's member, for the health checker.
-func (c *Controller) Members() []*balancer.Member {
-	var all []*balancer.Member
-	for _, ms := range c.members {
-		all = append(all, ms...)
-	}
-	return all
-}
-
-// Probes returns a TCP connect probe per member, in Members' order.
-func (c *Controller) Probes() []health.Probe {
-	var probes []health.Probe
+// HealthTargets are every backend's member and its probe, a TCP connect,
+// for the health checker.
+func (c *Controller) HealthTargets() []health.Target {
+	var targets []health.Target
 	for si, s := range c.services {
-		for bi := range c.members[si] {
-			probes = append(probes, tcpProbe(s.Backends[bi].Addr, s.Port))
+		for bi, m := range c.members[si] {
+			targets = append(targets, health.Target{Member: m, Probe: tcpProbe(s.Backends[bi].Addr, s.Port)})
 		}
 	}
-	return probes
+	return targets
 }
 
 // tcpProbe passes when a TCP connection to addr:port opens. For UDP

@@ -37,8 +37,13 @@ func TestSyncFollowsMemberState(t *testing.T) {
 		t.Fatalf("all healthy, c unroutable: %+v", got)
 	}
 
-	ms := ctl.Members()
-	if len(ms) != 3 || len(ctl.Probes()) != 3 || ms[0].Name != "10.0.0.11 of 10.0.0.1:80/tcp" {
+	var ms []*balancer.Member
+	for _, ht := range ctl.HealthTargets() {
+		if ht.Probe != nil {
+			ms = append(ms, ht.Member)
+		}
+	}
+	if len(ms) != 3 || ms[0].Name != "10.0.0.11 of 10.0.0.1:80/tcp" {
 		t.Fatalf("members %v", ms)
 	}
 	ms[0].SetDown(true)

@@ -185,20 +185,20 @@ func TestAJPFailures(t *testing.T) {
 func TestProbes(t *testing.T) {
 	good := ajpMember(t, "good", nil)
 	r := startRig(t, rigOptions{ajpSecret: testSecret}, good)
-	if err := r.px.Probe(0, "/")(context.Background()); err != nil {
+	if err := r.px.upstreams[0].Probe("/")(context.Background()); err != nil {
 		t.Fatalf("healthy AJP member: %v", err)
 	}
 	// The same container, but catherd holds the wrong secret.
 	r = startRig(t, rigOptions{ajpSecret: "wrong"}, good)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := r.px.Probe(0, "/")(ctx); !errors.Is(err, ErrSecretRefused) {
+	if err := r.px.upstreams[0].Probe("/")(ctx); !errors.Is(err, ErrSecretRefused) {
 		t.Fatalf("wrong secret: %v, want ErrSecretRefused", err)
 	}
 	// An application's own 403 keeps the connection: not a refused secret.
 	app403 := ajpMember(t, "app403", func(r *ajptest.Request, w *ajptest.ResponseWriter) { w.WriteHeader(403) })
 	r = startRig(t, rigOptions{ajpSecret: testSecret}, app403)
-	if err := r.px.Probe(0, "/")(ctx); err != nil {
+	if err := r.px.upstreams[0].Probe("/")(ctx); err != nil {
 		t.Fatalf("application 403: %v", err)
 	}
 	// HTTP members: a 5xx fails the probe, a 404 does not.
@@ -210,10 +210,10 @@ func TestProbes(t *testing.T) {
 		}
 	})
 	r = startRig(t, rigOptions{}, h.spec())
-	if err := r.px.Probe(0, "/anything")(ctx); err != nil {
+	if err := r.px.upstreams[0].Probe("/anything")(ctx); err != nil {
 		t.Fatalf("HTTP 404: %v", err)
 	}
-	if err := r.px.Probe(0, "/broken")(ctx); err == nil {
+	if err := r.px.upstreams[0].Probe("/broken")(ctx); err == nil {
 		t.Fatal("HTTP 503 passed the probe")
 	}
 }

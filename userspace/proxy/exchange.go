@@ -21,7 +21,7 @@ type exchange struct {
 	headAt  int              // where the head starts in cl.in
 	start   time.Time
 	br      balancer.Request
-	up      *upstream
+	up      *Upstream
 	outcome balancer.Outcome
 	attempt int
 	// freshRetry: the request was sent again on a new connection after a

@@ -14,7 +14,7 @@ import (
 // not handed to the next request.
 type memberConn struct {
 	lp    *loop
-	up    *upstream
+	up    *Upstream
 	c     *netloop.Conn
 	in    *netloop.Buffer // bytes read from the member and not yet used
 	r, w  int

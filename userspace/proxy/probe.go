@@ -20,21 +20,20 @@ var ErrSecretRefused = errors.New("AJP secret refused by the container (it answe
 // probeBodyLimit bounds what a probe reads of a response body.
 const probeBodyLimit = 64 << 10
 
-// Probe returns a health probe for member i: a GET of uri over the
-// member's own protocol that fails on a connect error, a timeout, a 5xx,
-// or a refused AJP secret. Probes run in the health checker's goroutines,
-// blocking, on connections of their own.
-func (p *Proxy) Probe(i int, uri string) func(context.Context) error {
-	u := p.upstreams[i]
+// Probe returns a health probe of the member: a GET of uri over its own
+// protocol that fails on a connect error, a timeout, a 5xx, or a refused
+// AJP secret. Probes run in the health checker's goroutines, blocking, on
+// connections of their own. u must be served by a proxy (New).
+func (u *Upstream) Probe(uri string) func(context.Context) error {
 	if u.ajpProbe != nil {
 		return func(ctx context.Context) error { return u.probeAJP(ctx, uri) }
 	}
-	return func(ctx context.Context) error { return u.probeHTTP(ctx, uri, p.opts.MaxHeaderBytes) }
+	return func(ctx context.Context) error { return u.probeHTTP(ctx, uri, u.maxHead) }
 }
 
 // probeHTTP sends one GET on a new connection and reads the answer's head
 // (and up to probeBodyLimit of its body).
-func (u *upstream) probeHTTP(ctx context.Context, uri string, maxHead int) error {
+func (u *Upstream) probeHTTP(ctx context.Context, uri string, maxHead int) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", u.addr)
 	if err != nil {
@@ -67,7 +66,7 @@ func (u *upstream) probeHTTP(ctx context.Context, uri string, maxHead int) error
 	}
 }
 
-func (u *upstream) probeAJP(ctx context.Context, uri string) error {
+func (u *Upstream) probeAJP(ctx context.Context, uri string) error {
 	fr := ajp.ForwardRequest{
 		Method: []byte("GET"), Protocol: []byte("HTTP/1.1"), URI: []byte(uri),
 		RemoteAddr: []byte("127.0.0.1"), RemoteHost: []byte("127.0.0.1"), ServerName: []byte("catherd-health"), ServerPort: 80,

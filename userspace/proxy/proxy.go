@@ -82,7 +82,7 @@ const discardLimit = 16 << 20
 // Proxy forwards client requests to the members of a pool.
 type Proxy struct {
 	pool      *balancer.Pool
-	upstreams []*upstream // by member index
+	upstreams []*Upstream // by member index (Member.Index)
 	opts      Options
 	metrics   *metrics.Metrics
 	none      *metrics.Member
@@ -105,19 +105,28 @@ type Proxy struct {
 	stopOnce  sync.Once
 }
 
-// New builds a proxy over pool, targets[i] saying how to reach member i,
-// and starts its event loops.
-func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options, log *slog.Logger) *Proxy {
+// New builds a proxy over pool, reaching each of its members through its
+// upstream in ups, and starts its event loops.
+func New(pool *balancer.Pool, ups []*Upstream, m *metrics.Metrics, opts Options, log *slog.Logger) *Proxy {
 	p := &Proxy{pool: pool, opts: opts, metrics: m, none: m.Member(metrics.NoMember), log: log,
 		slots: make(chan struct{}, opts.MaxClientConns)}
 	p.loopLog, p.endLog = newAsyncLogger(log)
 	// A buffer holds a whole head, so that a head is parsed where it
 	// landed; 16 KiB reads are large enough to move bodies efficiently.
 	p.bufSize = max(16<<10, opts.MaxHeaderBytes+1024)
-	for i, mem := range pool.Members() {
-		u := newUpstream(i, mem, targets[i], m.Member(mem.Name), &p.opts, log)
-		m.BackendConns(mem.Name, u.opened.Load, u.discarded.Load)
-		p.upstreams = append(p.upstreams, u)
+	p.upstreams = make([]*Upstream, len(pool.Members()))
+	for _, u := range ups {
+		if i := u.member.Index(); i >= len(p.upstreams) || pool.Members()[i] != u.member {
+			panic(fmt.Sprintf("proxy: member %s of an upstream is not in the pool", u.member.Name))
+		}
+		u.start(p)
+		m.BackendConns(u.member.Name, u.opened.Load, u.discarded.Load)
+		p.upstreams[u.index] = u
+	}
+	for i, u := range p.upstreams {
+		if u == nil {
+			panic(fmt.Sprintf("proxy: member %s has no upstream", pool.Members()[i].Name))
+		}
 	}
 	n := opts.Loops
 	if n <= 0 {
@@ -137,7 +146,7 @@ func New(pool *balancer.Pool, targets []Target, m *metrics.Metrics, opts Options
 	return p
 }
 
-// Serve accepts plain HTTP/1.1 clients on ln until Drain or Shutdown.
+// Serve accepts plain HTTP/1.1 clients on ln until Drain.
 func (p *Proxy) Serve(ln net.Listener) error {
 	cl, err := newClientListener(ln)
 	if err != nil {
@@ -226,22 +235,6 @@ wait:
 	<-h2done
 	p.stop()
 	return errors.Join(err, h2err)
-}
-
-// Shutdown stops at once: connections are closed whatever they were doing.
-func (p *Proxy) Shutdown() error {
-	p.lnMu.Lock()
-	p.draining.Store(true)
-	for _, ln := range p.listeners {
-		ln.Close()
-	}
-	p.lnMu.Unlock()
-	p.h2Once.Do(func() {})
-	if p.h2 != nil {
-		p.h2.Close()
-	}
-	p.stop()
-	return nil
 }
 
 // stop closes every connection left and ends the loops.

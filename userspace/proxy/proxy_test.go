@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -45,14 +46,15 @@ type rigOptions struct {
 func startRig(t *testing.T, ro rigOptions, backends ...[2]string) *rig {
 	t.Helper()
 	var members []*balancer.Member
-	var targets []Target
+	var ups []*Upstream
 	for _, b := range backends {
-		members = append(members, balancer.NewMember(b[0], b[0], 1, 0))
+		m := balancer.NewMember(b[0], b[0], 1, 0)
 		t := Target{Addr: b[1]}
 		if ro.ajpSecret != "" {
 			t.AJP = &ajp.ClientOptions{Secret: ro.ajpSecret, PacketSize: ajp.DefaultPacketSize}
 		}
-		targets = append(targets, t)
+		members = append(members, m)
+		ups = append(ups, NewUpstream(m, t))
 	}
 	if ro.method == "" {
 		ro.method = "byrequests"
@@ -76,7 +78,7 @@ func startRig(t *testing.T, ro rigOptions, backends ...[2]string) *rig {
 		outcomes = append(outcomes, o.String())
 	}
 	m := metrics.New(metrics.Build{}, outcomes)
-	px := New(pool, targets, m, opts, log)
+	px := New(pool, ups, m, opts, log)
 	if ro.listen == "" {
 		ro.listen = "127.0.0.1:0"
 	}
@@ -85,7 +87,11 @@ func startRig(t *testing.T, ro rigOptions, backends ...[2]string) *rig {
 		t.Fatal(err)
 	}
 	go px.Serve(ln)
-	t.Cleanup(func() { px.Shutdown() })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // no grace: what is left is closed at once
+		px.Drain(ctx)
+	})
 	return &rig{t: t, addr: ln.Addr().String(), pool: pool, px: px, metrics: m}
 }
 

@@ -8,9 +8,9 @@ import (
 	"sync"
 )
 
-// ServeTLS accepts TLS clients on ln until Shutdown or Drain. Each
-// connection's handshake (in a goroutine, bounded by
-// --client-header-timeout) decides who serves it: HTTP/1.1 goes to a loop
+// ServeTLS accepts TLS clients on ln until Drain. Each connection's
+// handshake (in a goroutine, bounded by --client-header-timeout) decides
+// who serves it: HTTP/1.1 goes to a loop
 // through a bridge, HTTP/2 through a frameGuard to net/http's HTTP/2
 // server, whose streams come to a loop one request each (serveHTTP2). A connection holds one of
 // --max-client-conns from its accept on, as a plain one does.
@@ -23,7 +23,7 @@ func (p *Proxy) ServeTLS(ln net.Listener, config *tls.Config) error {
 		return nil
 	}
 	p.h2Once.Do(p.startHTTP2)
-	if p.h2 == nil { // Drain or Shutdown came first
+	if p.h2 == nil { // Drain came first
 		cl.Close()
 		return nil
 	}

@@ -22,12 +22,16 @@ type Target struct {
 	AJP *ajp.ClientOptions
 }
 
-// upstream is one member as the proxy reaches it: its address, its
-// transport, its connection counters. Its connections live on the loops;
-// what is here is shared by them.
-type upstream struct {
-	index   int
+// Upstream is one member as catherd reaches it: the balancer's Member, the
+// address and protocol it is reached on (its Target: HTTP/1.1 or AJP),
+// its connections and its health probe. It is built once per member
+// (NewUpstream) and handed to the proxy (New), which serves it from then
+// on; the health checker probes it over its own protocol (Probe). Its
+// connections live on the loops; what is here is shared by them.
+type Upstream struct {
 	member  *balancer.Member
+	target  Target
+	index   int // the member's index in the pool, which the loops' tables follow
 	metrics *metrics.Member
 	addr    string
 	ap      atomic.Pointer[netip.AddrPort] // addr resolved; nil until it is
@@ -38,16 +42,40 @@ type upstream struct {
 	// discarded counts connections closed because the member broke the
 	// exchange (a malformed or cut answer).
 	discarded atomic.Uint64
+	maxHead   int         // the largest answer head a probe reads
 	ajpProbe  *ajp.Client // a blocking client for health probes (AJP members)
 	stop      context.CancelFunc
 }
 
-func newUpstream(i int, m *balancer.Member, t Target, mm *metrics.Member, o *Options, log *slog.Logger) *upstream {
-	u := &upstream{index: i, member: m, metrics: mm, addr: t.Addr, origin: []byte("http://" + t.Addr)}
-	if t.AJP != nil {
-		u.t = newAJPTransport(t.AJP)
-		po := *t.AJP
-		po.Addr, po.MaxConns, po.ConnectTimeout, po.IdleTTL = t.Addr, 4, o.ConnectTimeout, o.BackendIdleTimeout
+// NewUpstream describes member m, reached as t says. It starts nothing:
+// the proxy does, in New.
+func NewUpstream(m *balancer.Member, t Target) *Upstream {
+	return &Upstream{member: m, target: t, addr: t.Addr, origin: []byte("http://" + t.Addr)}
+}
+
+// Member is the balancer's member this upstream reaches.
+func (u *Upstream) Member() *balancer.Member { return u.member }
+
+// URL says where the member is, as operators write it: http://host:port
+// or ajp://host:port.
+func (u *Upstream) URL() string {
+	if u.target.AJP != nil {
+		return "ajp://" + u.addr
+	}
+	return "http://" + u.addr
+}
+
+// start readies u to be served by p: its transport, metrics and probe
+// client, and, for a member named by host name, the goroutine that
+// resolves it.
+func (u *Upstream) start(p *Proxy) {
+	u.index = u.member.Index()
+	u.metrics = p.metrics.Member(u.member.Name)
+	u.maxHead = p.opts.MaxHeaderBytes
+	if u.target.AJP != nil {
+		u.t = newAJPTransport(u.target.AJP)
+		po := *u.target.AJP
+		po.Addr, po.MaxConns, po.ConnectTimeout, po.IdleTTL = u.addr, 4, p.opts.ConnectTimeout, p.opts.BackendIdleTimeout
 		po.Ping &^= ajp.PingInterval // a probe's pool needs no pinger
 		u.ajpProbe = ajp.NewClient(po)
 	} else {
@@ -55,19 +83,18 @@ func newUpstream(i int, m *balancer.Member, t Target, mm *metrics.Member, o *Opt
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	u.stop = cancel
-	if ap, err := netip.ParseAddrPort(t.Addr); err == nil {
+	if ap, err := netip.ParseAddrPort(u.addr); err == nil {
 		u.ap.Store(&ap)
 	} else {
-		go u.resolve(ctx, log)
+		go u.resolve(ctx, p.log)
 	}
-	return u
 }
 
 // resolveEvery is how often a member named by host name is looked up
 // again. Lookups happen here, never on a loop, which must not block.
 const resolveEvery = 30 * time.Second
 
-func (u *upstream) resolve(ctx context.Context, log *slog.Logger) {
+func (u *Upstream) resolve(ctx context.Context, log *slog.Logger) {
 	for {
 		host, port, err := net.SplitHostPort(u.addr)
 		if err == nil {
@@ -91,14 +118,14 @@ func (u *upstream) resolve(ctx context.Context, log *slog.Logger) {
 }
 
 // address is where to connect, or an error while the name is unresolved.
-func (u *upstream) address() (netip.AddrPort, error) {
+func (u *Upstream) address() (netip.AddrPort, error) {
 	if ap := u.ap.Load(); ap != nil {
 		return *ap, nil
 	}
 	return netip.AddrPort{}, fmt.Errorf("%s: address not resolved", u.addr)
 }
 
-func (u *upstream) close() {
+func (u *Upstream) close() {
 	u.stop()
 	if u.ajpProbe != nil {
 		u.ajpProbe.Close()
