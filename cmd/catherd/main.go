@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
@@ -324,7 +323,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if pool != nil {
-		go expireMoved(ctx, movedSessions)
+		go movedSessions.ExpireEvery(ctx, time.Minute)
 	}
 	if watcher != nil {
 		go watcher.Run(ctx)
@@ -527,21 +526,6 @@ func reloadCerts(store *certs.Store, log *slog.Logger) {
 	}
 }
 
-// expireMoved sweeps sessions idle past their TTL out of the moved-session
-// table once a minute (lookups also drop them, one at a time).
-func expireMoved(ctx context.Context, t *moved.Table) {
-	tick := time.NewTicker(time.Minute)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			t.Expire(now)
-		}
-	}
-}
-
 // newUpstreams builds what serves each --backend, once: its balancer
 // member and how the proxy reaches it (proxy.Upstream). The pool, the
 // proxy, the health checker and the admin API take each member from its
@@ -601,29 +585,15 @@ func membershipIface(cfg *config.Config) (*net.Interface, error) {
 }
 
 // membershipFilter is the XDP filter's configuration; the zero filter (off)
-// without --membership. Sources default to the membership interface's own
-// prefixes: the cluster's network.
+// without --membership.
 func membershipFilter(cfg *config.Config) xdp.MembershipFilter {
 	mc := cfg.Membership
 	if !mc.Group.IsValid() {
 		return xdp.MembershipFilter{}
 	}
-	allow := mc.Allow
-	if len(allow) == 0 {
-		if iface, err := net.InterfaceByName(mc.Iface); err == nil {
-			addrs, _ := iface.Addrs()
-			for _, a := range addrs {
-				if n, ok := a.(*net.IPNet); ok {
-					if p, ok := netip.AddrFromSlice(n.IP); ok {
-						ones, _ := n.Mask.Size()
-						allow = append(allow, netip.PrefixFrom(p.Unmap(), ones).Masked())
-					}
-				}
-			}
-		}
-	}
-	return xdp.MembershipFilter{Group: mc.Group, Allow: allow, Domain: mc.Domain, AnyDomain: mc.AnyDomain,
-		Rate: mc.Rate, Burst: max(mc.Rate, 5)}
+	iface, _ := net.InterfaceByName(mc.Iface) // checked by listenMembership
+	return xdp.MembershipFilter{Group: mc.Group, Allow: membership.AllowedSources(mc.Allow, iface), Domain: mc.Domain,
+		AnyDomain: mc.AnyDomain, Rate: mc.Rate}
 }
 
 // openDatapath checks the XDP flags against the host and loads and
@@ -643,8 +613,9 @@ func openDatapath(cfg *config.Config, log *slog.Logger) (*xdp.Datapath, error) {
 	return dp, nil
 }
 
-// datapathIfaces checks the XDP flags against the host (interfaces, VIPs,
-// backends' next hops) and returns the interfaces the program goes on.
+// datapathIfaces checks the XDP flags against the host (interfaces, and
+// the --l4 services: see l4.CheckHost) and returns the interfaces the
+// program goes on.
 func datapathIfaces(cfg *config.Config) ([]string, error) {
 	var ifaces []string
 	for _, f := range []struct{ flag, iface string }{{"--xdp-iface", cfg.L4.Iface}, {"--membership-iface", cfg.Membership.Iface}} {
@@ -656,15 +627,8 @@ func datapathIfaces(cfg *config.Config) ([]string, error) {
 		}
 		ifaces = append(ifaces, f.iface)
 	}
-	if err := l4.CheckVIPs(l4Services(cfg.L4.Services)); err != nil {
+	if err := l4.CheckHost(l4Services(cfg.L4.Services)); err != nil {
 		return nil, fmt.Errorf("--l4 %v", err)
-	}
-	for _, s := range cfg.L4.Services {
-		for _, b := range s.Backends {
-			if _, err := l4.NetlinkResolver(b.Addr); err != nil && !errors.Is(err, l4.ErrNoNeighbor) {
-				return nil, fmt.Errorf("--l4 %s: backend %v", s, err)
-			}
-		}
 	}
 	return ifaces, nil
 }

@@ -10,6 +10,7 @@ package moved
 
 import (
 	"container/list"
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -165,6 +166,22 @@ func (t *Table) Expire(now time.Time) int {
 		n++
 	}
 	return n
+}
+
+// ExpireEvery runs Expire every interval until ctx ends, so that sessions
+// idle past the TTL leave the table without waiting for a lookup of
+// theirs (which also drops them) or for eviction.
+func (t *Table) ExpireEvery(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			t.Expire(now)
+		}
+	}
 }
 
 func (t *Table) remove(e *list.Element) {

@@ -1,6 +1,7 @@
 package moved
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -72,4 +73,21 @@ func TestSnapshotRestore(t *testing.T) {
 	if st.Size != 1 || st.Evicted != 1 || st.Moves[Down] != 1 {
 		t.Errorf("stats %+v: want the size bound kept (c evicted) and restored entries not counted as moves", st)
 	}
+}
+
+// ExpireEvery sweeps idle sessions out without a lookup of theirs, until
+// its context ends.
+func TestExpireEvery(t *testing.T) {
+	tab := New(time.Millisecond, 10)
+	tab.Move([]byte("s"), 1, Down, time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tab.ExpireEvery(ctx, 5*time.Millisecond); close(done) }()
+	for deadline := time.Now().Add(5 * time.Second); tab.Stats().Size > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle session was not swept out")
+		}
+	}
+	cancel()
+	<-done
 }

@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -49,11 +50,29 @@ func NetlinkResolver(addr netip.Addr) (xdp.NextHop, error) {
 	return xdp.NextHop{}, fmt.Errorf("%s via %s on %s: %w", addr, via, link.Attrs().Name, ErrNoNeighbor)
 }
 
-// CheckVIPs returns an error naming the first VIP that is not an address
+// CheckHost checks the services against this host before they are
+// steered, and names the first service that cannot be: its VIP is not an
+// address of this host, or one of its backends is (or has no route). A
+// backend whose MAC is not known yet passes: the controller probes it.
+func CheckHost(services []xdp.L4Service) error {
+	if err := checkVIPs(services); err != nil {
+		return err
+	}
+	for _, s := range services {
+		for _, b := range s.Backends {
+			if _, err := NetlinkResolver(b.Addr); err != nil && !errors.Is(err, ErrNoNeighbor) {
+				return fmt.Errorf("%s: backend %v", s, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkVIPs returns an error naming the first VIP that is not an address
 // of this host. For L2 direct server return the balancer must answer ARP
 // (or neighbour discovery) for the VIP, so the VIP sits on one of its
 // interfaces, typically the XDP one, while backends hold it on lo.
-func CheckVIPs(services []xdp.L4Service) error {
+func checkVIPs(services []xdp.L4Service) error {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("list host addresses: %w", err)

@@ -22,6 +22,26 @@ type Options struct {
 	Config
 }
 
+// AllowedSources are the source prefixes whose beacons catherd accepts
+// (the XDP filter drops the others): allow, or when it is empty the
+// prefixes of the addresses of iface, the interface the heartbeats arrive
+// on: the cluster's own network.
+func AllowedSources(allow []netip.Prefix, iface *net.Interface) []netip.Prefix {
+	if len(allow) > 0 || iface == nil {
+		return allow
+	}
+	addrs, _ := iface.Addrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if p, ok := netip.AddrFromSlice(n.IP); ok {
+				ones, _ := n.Mask.Size()
+				allow = append(allow, netip.PrefixFrom(p.Unmap(), ones).Masked())
+			}
+		}
+	}
+	return allow
+}
+
 // Watcher is the socket side of the membership: it joins Tomcat's
 // multicast group, feeds every beacon to a Table, drops members silent for
 // the cluster's dropTime, and marks each balancer member it watches

@@ -21,8 +21,14 @@ type MembershipFilter struct {
 	// catherd follows several clusters sharing the group.
 	AnyDomain bool
 	Rate      uint32 // beacons per second per source
-	Burst     uint32 // beacons a source may send back to back
+	// Burst is how many beacons a source may send back to back; 0 is
+	// a second's worth (Rate), and at least minBurst.
+	Burst uint32
 }
+
+// minBurst is the smallest default burst: a node that restarts, or two
+// beacons that queue behind each other, must not lose the next ones.
+const minBurst = 5
 
 // MaxDomain is the longest domain the filter compares (MAX_DOMAIN).
 const MaxDomain = 64
@@ -38,6 +44,9 @@ func (d *Datapath) SetMembership(f MembershipFilter) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m := &d.objs.catherdMaps
+	if f.Burst == 0 {
+		f.Burst = max(f.Rate, minBurst)
+	}
 	if len(f.Domain) > MaxDomain {
 		return fmt.Errorf("membership domain %q is longer than %d bytes", f.Domain, MaxDomain)
 	}
