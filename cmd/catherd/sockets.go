@@ -1,0 +1,150 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/handoff"
+)
+
+// claimHandoff starts a take-over by receiving the running catherd's
+// sockets (--takeover); a fresh start claims the hand-off socket first
+// instead, so that a second catherd cannot start beside the first by
+// mistake.
+func (c *instance) claimHandoff() error {
+	cfg := c.cfg
+	if cfg.Takeover {
+		succ, err := handoff.Take(cfg.HandoffSocket)
+		switch {
+		case errors.Is(err, handoff.ErrNoPredecessor):
+			c.log.Info("--takeover: no catherd is running; starting afresh", "socket", cfg.HandoffSocket)
+		case err != nil:
+			return fmt.Errorf("--takeover: %v", err)
+		default:
+			c.succ = succ
+			c.log.Info("taking over", "from_pid", succ.Pid(), "socket", cfg.HandoffSocket)
+		}
+	}
+	if c.succ == nil && cfg.HandoffSocket != "" {
+		var err error
+		if c.handoffSrv, err = handoff.Listen(cfg.HandoffSocket, c.log); err != nil {
+			return fmt.Errorf("--handoff-socket %s: %v (start with --takeover to replace it)", cfg.HandoffSocket, err)
+		}
+	}
+	return nil
+}
+
+// bindListeners binds (or, taking over, inherits) every listening socket:
+// clients', plain and TLS, the admin API's and the metrics'.
+func (c *instance) bindListeners() error {
+	for _, l := range []struct {
+		flag  string
+		addrs []string
+		to    *[]net.Listener
+	}{{"--listen", c.cfg.Listen, &c.plain}, {"--tls-listen", c.cfg.TLSListen, &c.secure}} {
+		for _, addr := range l.addrs {
+			ln, err := c.listen(l.flag, addr)
+			if err != nil {
+				return fmt.Errorf("%s %s: %v", l.flag, addr, err)
+			}
+			*l.to = append(*l.to, ln)
+		}
+	}
+	for _, l := range []struct {
+		flag, addr string
+		to         *net.Listener
+	}{{"--admin", c.cfg.Admin, &c.adminLn}, {"--metrics", c.cfg.Metrics, &c.metricsLn}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := c.listen(l.flag, l.addr)
+		if err != nil {
+			return fmt.Errorf("%s %s: %v", l.flag, l.addr, err)
+		}
+		*l.to = ln
+	}
+	return nil
+}
+
+// listen returns the socket the predecessor had for flag and addr, if
+// taking over from one that had it, else binds a new one.
+func (c *instance) listen(flag, addr string) (net.Listener, error) {
+	var ln net.Listener
+	var err error
+	if c.succ != nil {
+		if ln, _, err = c.succ.Listener(flag + " " + addr); err != nil {
+			return nil, err
+		}
+	}
+	if ln == nil {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, err
+		}
+	}
+	c.listeners = append(c.listeners, ln)
+	c.sockets[flag+" "+addr] = ln
+	return ln, nil
+}
+
+// closeSockets closes every listening socket, gives up a take-over still
+// under way and the hand-off socket.
+func (c *instance) closeSockets() {
+	for _, ln := range c.listeners {
+		ln.Close()
+	}
+	if c.succ != nil {
+		c.succ.Abort()
+	}
+	if c.handoffSrv != nil {
+		c.handoffSrv.Close()
+	}
+}
+
+// takeOver, once everything is built, has the predecessor stop accepting
+// and applies its state (member states, moved sessions) before the first
+// client is accepted here; then this process listens for its own
+// successor.
+func (c *instance) takeOver() {
+	if c.succ == nil {
+		return
+	}
+	st, err := c.succ.Ready()
+	c.succ = nil
+	if err != nil {
+		c.log.Error("taking over: the predecessor's state is lost; serving without it", "err", err)
+	} else {
+		var members, moves int
+		if c.pool != nil {
+			members, moves = c.pool.Restore(st)
+		}
+		c.log.Info("took over", "members", members, "moved_sessions", moves)
+	}
+	if c.handoffSrv, err = handoff.Listen(c.cfg.HandoffSocket, c.log); err != nil {
+		c.log.Error("--handoff-socket: no successor can take over from this process", "err", err)
+	}
+}
+
+// serveHandoff lets a successor take over: it gets the listening sockets,
+// then, once it is ready, this process closes its own and passes on the
+// pool's state.
+func (c *instance) serveHandoff() {
+	if c.handoffSrv == nil {
+		return
+	}
+	go c.handoffSrv.Serve(handoff.Predecessor{
+		Sockets: c.sockets,
+		Release: func() {
+			for _, ln := range c.listeners {
+				ln.Close()
+			}
+		},
+		State: func() balancer.Snapshot {
+			if c.pool == nil {
+				return balancer.Snapshot{}
+			}
+			return c.pool.Snapshot()
+		},
+	})
+}
