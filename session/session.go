@@ -18,29 +18,6 @@ import (
 	"strings"
 )
 
-// Source says where a session id was found.
-type Source uint8
-
-const (
-	// None means the request carries no session id.
-	None Source = iota
-	// Cookie means the id came from the session cookie.
-	Cookie
-	// PathParam means the id came from the path parameter.
-	PathParam
-)
-
-func (s Source) String() string {
-	switch s {
-	case Cookie:
-		return "cookie"
-	case PathParam:
-		return "path"
-	default:
-		return "none"
-	}
-}
-
 // Config names where session ids live. The zero value disables stickiness.
 type Config struct {
 	// CookieName is the cookie holding the id ("JSESSIONID"); empty disables
@@ -133,13 +110,6 @@ func (c Config) FromCookieHeader(header []byte) []byte {
 		}
 	}
 	return nil
-}
-
-// Route returns the route embedded in a session id: the text after the first
-// separator, or nil when there is none.
-func (c Config) Route(id []byte) []byte {
-	_, route := c.Split(id)
-	return route
 }
 
 // Split cuts a session id at the first separator into the key that names

@@ -59,8 +59,8 @@ func TestRoute(t *testing.T) {
 	}
 	for _, tt := range tests {
 		c := Config{Separator: tt.sep}
-		if got := string(c.Route([]byte(tt.id))); got != tt.want {
-			t.Errorf("Route(%q, %q) = %q, want %q", tt.sep, tt.id, got, tt.want)
+		if _, route := c.Split([]byte(tt.id)); string(route) != tt.want {
+			t.Errorf("route of %q (separator %q) = %q, want %q", tt.id, tt.sep, route, tt.want)
 		}
 	}
 }
@@ -94,13 +94,13 @@ func FuzzSessionParsing(f *testing.F) {
 			if len(id) == 0 {
 				t.Fatal("empty cookie id returned as present")
 			}
-			c.Route(id)
+			c.Split(id)
 		}
 		if id := c.FromPath(target); id != nil {
 			if len(id) == 0 {
 				t.Fatal("empty path id returned as present")
 			}
-			if r := c.Route(id); r != nil && len(r) >= len(id) {
+			if _, r := c.Split(id); r != nil && len(r) >= len(id) {
 				t.Fatal("route longer than id")
 			}
 		}

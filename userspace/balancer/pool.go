@@ -28,9 +28,6 @@ const (
 	Moved
 )
 
-// NumOutcomes is the number of outcomes, for arrays indexed by Outcome.
-const NumOutcomes = int(Moved) + 1
-
 // Outcomes lists every outcome, in the order of their values.
 var Outcomes = []Outcome{New, Hit, Failover, UnknownRoute, Moved}
 

@@ -44,7 +44,6 @@ var (
 	ErrFieldName      = bad("a field name is not a token")
 	ErrFieldValue     = bad("a field value holds a control character")
 	ErrRequestLine    = bad("malformed request line")
-	ErrStatusLine     = bad("malformed status line")
 	ErrHTTP2Preface   = bad("an HTTP/2 connection preface without TLS")
 	ErrVersion        = &Error{Status: 505, Msg: "HTTP version not supported"}
 	ErrTooManyFields  = &Error{Status: 431, Msg: "too many header fields"}

@@ -106,9 +106,3 @@ func (r *Response) field(f *Field) *Error {
 
 // Interim reports a 1xx response, which another response follows.
 func (r *Response) Interim() bool { return r.Status < 200 }
-
-// Bodiless reports whether the response has no body whatever its head
-// says: 1xx, 204 and 304 (RFC 9112 6.3), or the answer to a HEAD.
-func (r *Response) Bodiless(toHEAD bool) bool {
-	return toHEAD || r.Status < 200 || r.Status == 204 || r.Status == 304
-}

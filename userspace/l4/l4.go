@@ -158,7 +158,7 @@ func (c *Controller) nextHop(ctx context.Context, addr netip.Addr, port uint16) 
 		c.log.Warn("L4 backend next hop lost", "backend", addr, "err", err)
 		delete(c.hops, addr)
 	}
-	if errors.Is(err, ErrNoNeighbor) {
+	if errors.Is(err, errNoNeighbor) {
 		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		tcpProbe(addr, port)(pctx)
 		cancel()
@@ -166,5 +166,5 @@ func (c *Controller) nextHop(ctx context.Context, addr netip.Addr, port uint16) 
 	return xdp.NextHop{}, false
 }
 
-// ErrNoNeighbor means the kernel does not (yet) know the next hop's MAC.
-var ErrNoNeighbor = errors.New("next hop's link-layer address unknown")
+// errNoNeighbor means the kernel does not (yet) know the next hop's MAC.
+var errNoNeighbor = errors.New("next hop's link-layer address unknown")

@@ -47,7 +47,7 @@ func NetlinkResolver(addr netip.Addr) (xdp.NextHop, error) {
 			return xdp.NextHop{Ifindex: r.LinkIndex, SrcMAC: link.Attrs().HardwareAddr, DstMAC: n.HardwareAddr}, nil
 		}
 	}
-	return xdp.NextHop{}, fmt.Errorf("%s via %s on %s: %w", addr, via, link.Attrs().Name, ErrNoNeighbor)
+	return xdp.NextHop{}, fmt.Errorf("%s via %s on %s: %w", addr, via, link.Attrs().Name, errNoNeighbor)
 }
 
 // CheckHost checks the services against this host before they are
@@ -60,7 +60,7 @@ func CheckHost(services []xdp.L4Service) error {
 	}
 	for _, s := range services {
 		for _, b := range s.Backends {
-			if _, err := NetlinkResolver(b.Addr); err != nil && !errors.Is(err, ErrNoNeighbor) {
+			if _, err := NetlinkResolver(b.Addr); err != nil && !errors.Is(err, errNoNeighbor) {
 				return fmt.Errorf("%s: backend %v", s, err)
 			}
 		}

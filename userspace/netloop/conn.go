@@ -232,9 +232,6 @@ func (c *Conn) Flushed() uint64 { return c.written }
 // Queued is the number of bytes written but not yet taken by the kernel.
 func (c *Conn) Queued() int { return len(c.out) }
 
-// WriteErr is the error a queued write failed with, if one did.
-func (c *Conn) WriteErr() error { return c.werr }
-
 // PauseRead stops Readable calls (but for hang-ups and errors) until
 // ResumeRead: the handler stops taking bytes from a peer whose bytes it
 // cannot pass on yet, and the kernel's buffers then slow the peer down.

@@ -40,9 +40,6 @@ func (t *Timer) SetAt(when int64) {
 // Stop disarms t.
 func (t *Timer) Stop() { t.when = 0 }
 
-// Armed reports whether t will fire.
-func (t *Timer) Armed() bool { return t.when != 0 }
-
 type wheel struct {
 	cur   int64 // the last tick processed
 	slots [nslots][]*Timer

@@ -58,8 +58,6 @@ type Options struct {
 	// member is chosen (--buffer-requests); larger ones stream. Bodies up
 	// to replayLimit are always read whole.
 	BufferRequests int64
-	// Loops is the number of event loops; 0 means one per CPU.
-	Loops int
 	// AccessLog, when set, gets a line per request.
 	AccessLog *accesslog.Log
 }
@@ -128,11 +126,7 @@ func New(pool *balancer.Pool, ups []*Upstream, m *metrics.Metrics, opts Options,
 			panic(fmt.Sprintf("proxy: member %s has no upstream", pool.Members()[i].Name))
 		}
 	}
-	n := opts.Loops
-	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
-	}
-	for range n {
+	for range runtime.GOMAXPROCS(0) { // a loop per core
 		nl, err := netloop.New(p.bufSize)
 		if err != nil {
 			// epoll and eventfd fail only when the process is out of
