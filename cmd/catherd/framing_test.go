@@ -192,7 +192,7 @@ func TestTomcatFraming(t *testing.T) {
 		f.slowUploads(route)
 	}
 	// None of it was the members' fault.
-	metrics := tcMetric(t, f.client, "http://"+f.metricsAddr)
+	metrics := scrapeMetrics(t, f.client, f.metricsAddr)
 	if bytes.Contains([]byte(metrics), []byte("catherd_backend_errors_total{")) {
 		t.Errorf("framing probes counted as member errors:\n%s", tcGrep(metrics, "catherd_backend_errors_total"))
 	}

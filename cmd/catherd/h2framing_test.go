@@ -63,7 +63,7 @@ func TestTomcatHTTP2Framing(t *testing.T) {
 			t.Errorf("route %s, host repeating :authority: %s %q, want :authority as Host", route, got, answer)
 		}
 	}
-	metrics := tcMetric(t, f.client, "http://"+f.metricsAddr)
+	metrics := scrapeMetrics(t, f.client, f.metricsAddr)
 	if strings.Contains(metrics, "catherd_backend_errors_total{") {
 		t.Errorf("HTTP/2 probes counted as member errors:\n%s", tcGrep(metrics, "catherd_backend_errors_total"))
 	}

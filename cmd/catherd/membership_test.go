@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -156,22 +155,6 @@ func TestTomcatMembership(t *testing.T) {
 		t.Fatalf("the spoofed member 10.77.0.99 shows in catherd's log")
 	}
 	t.Logf("XDP filter: %d spoofed beacons sent, verdicts now %v", sent, st1)
-}
-
-var metricLine = regexp.MustCompile(`(?m)^(\S+) (\S+)$`)
-
-// metricValue returns the value of the series named exactly (with its
-// labels as Prometheus prints them), or -1.
-func metricValue(metrics, series string) int {
-	for _, m := range metricLine.FindAllStringSubmatch(metrics, -1) {
-		if m[1] == series {
-			v, err := strconv.ParseFloat(m[2], 64)
-			if err == nil {
-				return int(v)
-			}
-		}
-	}
-	return -1
 }
 
 func xdpVerdicts(t *testing.T, pins string) map[string]uint64 {

@@ -133,13 +133,6 @@ func TestOperatorSurface(t *testing.T) {
 	}
 }
 
-// tcProcPid reads the pid of the catherd writing logPath from its log.
-func tcProcPid(t *testing.T, logPath string) int {
-	t.Helper()
-	m := regexp.MustCompile(`msg="catherd serving" .*pid=(\d+)`).FindStringSubmatch(waitLog(t, logPath, regexp.MustCompile(`msg="catherd serving" .*pid=\d+`)))
-	return atoiOr0(m[1])
-}
-
 // catherd session against an admin API: one session explained, moved
 // sessions listed, usage errors in one line.
 func TestSessionCommand(t *testing.T) {

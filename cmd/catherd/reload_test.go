@@ -126,18 +126,3 @@ func TestReloadPicksUpNewFlags(t *testing.T) {
 		t.Errorf("reload with nothing running: exit %d, %q", code, errOut)
 	}
 }
-
-// reloadedPids reads the PIDs of the processes that served after a
-// take-over (started by catherd reload, not by this test) from the
-// outputs of the reloads in dir.
-func reloadedPids(dir string) []int {
-	files, _ := filepath.Glob(filepath.Join(dir, "reload*.err"))
-	var pids []int
-	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		for _, m := range regexp.MustCompile(`msg="catherd serving" .*pid=(\d+)`).FindAllSubmatch(b, -1) {
-			pids = append(pids, atoiOr0(string(m[1])))
-		}
-	}
-	return pids
-}

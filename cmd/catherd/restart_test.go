@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -180,36 +179,4 @@ func waitStatus(t *testing.T, adminAddr string, pid int) admin.Status {
 	}
 	t.Fatalf("the admin API is not answered by pid %d (last: pid %d)", pid, st.Pid)
 	return st
-}
-
-// successorPids reads the PIDs of the successors started by SIGUSR2 from
-// the log, in order (none if the log cannot be read).
-func successorPids(logPath string) []int {
-	b, _ := os.ReadFile(logPath)
-	var pids []int
-	for _, m := range regexp.MustCompile(`SIGUSR2: successor started.*pid=(\d+)`).FindAllSubmatch(b, -1) {
-		pids = append(pids, atoiOr0(string(m[1])))
-	}
-	return pids
-}
-
-// stopPids stops the catherd processes this test started without being
-// their parent (a SIGUSR2 successor), by PID.
-func stopPids(pids []int) {
-	for _, pid := range pids {
-		syscall.Kill(pid, syscall.SIGTERM)
-	}
-	for _, pid := range pids {
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil; {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if syscall.Kill(pid, 0) == nil {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-func atoiOr0(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
 }

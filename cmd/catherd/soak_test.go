@@ -67,13 +67,7 @@ func measure(t *testing.T, pid int, metricsAddr string) resUse {
 	}
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	u.fds = len(fds)
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatalf("catherd %d metrics: %v", pid, err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	u.goroutines = metricValue(string(b), "go_goroutines")
+	u.goroutines = metricValue(scrapeMetrics(t, http.DefaultClient, metricsAddr), "go_goroutines")
 	return u
 }
 
@@ -293,17 +287,4 @@ func TestTomcatSoak(t *testing.T) {
 	if n := badDownloads.Load(); n > 0 {
 		t.Errorf("%d downloads failed or arrived corrupt; last: %v", n, lastBad.Load())
 	}
-}
-
-// waitSuccessor waits for the n-th successor started by SIGUSR2 to appear
-// in the log and returns its PID.
-func waitSuccessor(t *testing.T, logPath string, n int) int {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if pids := successorPids(logPath); len(pids) >= n {
-			return pids[n-1]
-		}
-	}
-	t.Fatalf("successor %d did not start", n)
-	return 0
 }

@@ -136,21 +136,3 @@ func servedName(t *testing.T, ca *certstest.CA, addr string) string {
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
 }
-
-// waitMetric polls catherd's /metrics until series reaches want (10 s).
-func waitMetric(t *testing.T, addr, series string, want int) {
-	t.Helper()
-	var got int
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if got = metricValue(string(b), series); got >= want {
-			return
-		}
-	}
-	t.Fatalf("%s is %d, want %d", series, got, want)
-}

@@ -46,7 +46,7 @@ func TestTomcatOverAJP(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second}}
 	base := "http://" + listen
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(tcMetric(t, client, "http://"+metricsAddr), `catherd_member_state{member="misconfigured",state="down"} 1`) {
+	for !strings.Contains(scrapeMetrics(t, client, metricsAddr), `catherd_member_state{member="misconfigured",state="down"} 1`) {
 		if time.Now().After(deadline) {
 			t.Fatal("member with the wrong AJP secret not marked down")
 		}
@@ -148,7 +148,7 @@ func TestTomcatOverAJP(t *testing.T) {
 	// Pooled AJP connections were reused: about 50 requests so far, each
 	// member opening at most a few connections (2 clients at most at once).
 	opened := regexp.MustCompile(`catherd_backend_connections_opened_total\{member="node\d"\} (\d+)`)
-	for _, m := range opened.FindAllStringSubmatch(tcMetric(t, client, "http://"+metricsAddr), -1) {
+	for _, m := range opened.FindAllStringSubmatch(scrapeMetrics(t, client, metricsAddr), -1) {
 		if n, _ := strconv.Atoi(m[1]); n > 4 {
 			t.Errorf("%s: AJP connections are not reused", m[0])
 		}
@@ -185,21 +185,4 @@ func writeWebappFile(rigDir, node, name string, data []byte) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
-}
-
-// tcMetric fetches the metrics page, waiting (bounded) for a catherd
-// just started to listen.
-func tcMetric(t *testing.T, client *http.Client, base string) string {
-	t.Helper()
-	resp, err := client.Get(base + "/metrics")
-	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		resp, err = client.Get(base + "/metrics")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
