@@ -463,7 +463,8 @@ EOF
 fi
 
 # apache_conf DIR PORT: the part of httpd.conf every Apache front end shares (state in DIR,
-# listen on PORT, one fixed event-MPM size); the caller appends its modules and proxy setup.
+# listen on PORT, the event MPM of scripts/apache/event-mpm.conf); the caller appends its
+# modules and proxy setup.
 apache_conf() {
 	cat <<EOF
 ServerRoot $1
@@ -477,17 +478,7 @@ User www-data
 Group www-data
 LoadModule mpm_event_module $APACHE_MODS/mod_mpm_event.so
 LoadModule authz_core_module $APACHE_MODS/mod_authz_core.so
-# Event MPM, fixed size (no child spawning/reaping mid-run): 2 children x 32 threads.
-StartServers 2
-ServerLimit 2
-ThreadLimit 32
-ThreadsPerChild 32
-MaxRequestWorkers 64
-MinSpareThreads 1
-MaxSpareThreads 64
-MaxConnectionsPerChild 0
-KeepAlive On
-MaxKeepAliveRequests 0
+Include $ROOT/scripts/apache/event-mpm.conf
 KeepAliveTimeout 120
 EOF
 }

@@ -36,12 +36,14 @@ type apacheInst struct {
 // apacheMods is where Debian's apache2 keeps its modules.
 const apacheMods = "/usr/lib/apache2/modules"
 
-// apacheConf is one instance's httpd.conf: mod_proxy_balancer over the
-// three nodes with sticky sessions on Tomcat's JSESSIONID (cookie or URL),
-// failover on (the default), a 5 s retry for a member in error, active
-// health checks every 500 ms (mod_proxy_hcheck, like catherd's
-// --health-interval), and the balancer-manager on the same listener.
-func apacheConf(dir, host string, port int, nodes []string, redirect bool) string {
+// apacheConf is one instance's httpd.conf: the event MPM as every Apache
+// front end runs it (scripts/apache/event-mpm.conf under root, the
+// repository), mod_proxy_balancer over the three nodes with sticky
+// sessions on Tomcat's JSESSIONID (cookie or URL), failover on (the
+// default), a 5 s retry for a member in error, active health checks every
+// 500 ms (mod_proxy_hcheck, like catherd's --health-interval), and the
+// balancer-manager on the same listener.
+func apacheConf(root, dir, host string, port int, nodes []string, redirect bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `ServerRoot %[1]s
 ServerName %[2]s
@@ -63,20 +65,11 @@ LoadModule proxy_http_module %[4]s/mod_proxy_http.so
 LoadModule proxy_balancer_module %[4]s/mod_proxy_balancer.so
 LoadModule proxy_hcheck_module %[4]s/mod_proxy_hcheck.so
 LoadModule lbmethod_byrequests_module %[4]s/mod_lbmethod_byrequests.so
-# Event MPM, fixed size: 2 children x 32 threads (the load keeps 8 requests in flight).
-StartServers 2
-ServerLimit 2
-ThreadLimit 32
-ThreadsPerChild 32
-MaxRequestWorkers 64
-MinSpareThreads 1
-MaxSpareThreads 64
-MaxConnectionsPerChild 0
-KeepAlive On
-MaxKeepAliveRequests 0
+# 2 children x 32 threads: the load keeps 8 requests in flight.
+Include %[5]s
 KeepAliveTimeout 60
 <Proxy balancer://tomcat>
-`, dir, host, port, apacheMods)
+`, dir, host, port, apacheMods, filepath.Join(root, "scripts/apache/event-mpm.conf"))
 	for i, n := range nodes {
 		opts := ""
 		if redirect {
@@ -100,7 +93,7 @@ ProxyPassReverse / balancer://tomcat/
 
 // startApaches starts two Apache instances: one on loopback, one on the
 // edge host, each from its own config, in the foreground (stopped by PID).
-func startApaches(ctx context.Context, dir string, nodes []string, redirect bool, undo *cleanups) (balancers, error) {
+func startApaches(ctx context.Context, root, dir string, nodes []string, redirect bool, undo *cleanups) (balancers, error) {
 	a, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -121,7 +114,7 @@ func startApaches(ctx context.Context, dir string, nodes []string, redirect bool
 			return nil, err
 		}
 		conf := filepath.Join(d, "httpd.conf")
-		if err := os.WriteFile(conf, []byte(apacheConf(d, spec.host, spec.port, nodes, redirect)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(apacheConf(root, d, spec.host, spec.port, nodes, redirect)), 0o644); err != nil {
 			return nil, err
 		}
 		if out, err := exec.Command("apache2", "-t", "-f", conf, "-d", d).CombinedOutput(); err != nil {

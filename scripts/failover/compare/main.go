@@ -286,9 +286,9 @@ func (s *setup) runSide(parent context.Context, side, dir string) (reps []failov
 	case "catherd":
 		b, err = s.startCatherd(ctx, dir, nodes, &undo)
 	case "apache":
-		b, err = startApaches(ctx, dir, nodes, false, &undo)
+		b, err = startApaches(ctx, s.root, dir, nodes, false, &undo)
 	case "apache-redirect":
-		b, err = startApaches(ctx, dir, nodes, true, &undo)
+		b, err = startApaches(ctx, s.root, dir, nodes, true, &undo)
 	}
 	if err != nil {
 		return nil, err
