@@ -120,29 +120,22 @@ type CertSpec struct {
 	CertFile, KeyFile string
 }
 
-// Proxy is the L7 proxy's part of the configuration: the flags of the same
-// names.
+// Proxy is the L7 proxy's part of the configuration, field by flag.
 type Proxy struct {
-	Sticky             session.Config
-	MaxAttempts        int // one per member when the flag is 0
-	ConnectTimeout     time.Duration
-	BackendTimeout     time.Duration
-	BackendIdleTimeout time.Duration
-	MaxConnsPerBackend int
-	// A client's time for a request head, its silences in a body and
-	// between requests, and its silence while a response is written to it.
-	ClientHeaderTimeout time.Duration
-	ClientBodyTimeout   time.Duration
-	ClientIdleTimeout   time.Duration
-	ClientSendTimeout   time.Duration
-	MaxHeaderBytes      int
-	MaxClientConns      int
-	// TrustedProxies are the peers whose X-Forwarded-* fields are kept
-	// (unmapped IPv4 or IPv6 prefixes).
-	TrustedProxies []netip.Prefix
-	// BufferRequests is the largest request body read whole before a
-	// member is chosen.
-	BufferRequests int64
+	Sticky              session.Config // --sticky, --sticky-separator
+	MaxAttempts         int            // --max-attempts; one per member when 0
+	ConnectTimeout      time.Duration  // --connect-timeout
+	BackendTimeout      time.Duration  // --backend-timeout
+	BackendIdleTimeout  time.Duration  // --backend-idle-timeout
+	MaxConnsPerBackend  int            // --max-conns-per-backend
+	ClientHeaderTimeout time.Duration  // --client-header-timeout
+	ClientBodyTimeout   time.Duration  // --client-body-timeout
+	ClientIdleTimeout   time.Duration  // --client-idle-timeout
+	ClientSendTimeout   time.Duration  // --client-send-timeout
+	MaxHeaderBytes      int            // --max-header-bytes
+	MaxClientConns      int            // --max-client-conns
+	TrustedProxies      []netip.Prefix // --trusted-proxy, masked, IPv4-mapped ones unmapped
+	BufferRequests      int64          // --buffer-requests
 }
 
 // Membership configures following Tomcat's McastService heartbeats.
