@@ -2,6 +2,16 @@ module github.com/catherd/catherd
 
 go 1.26.8
 
+// One module for the binary, its tests and the test and bench tools under
+// scripts/. Some requirements are for tests only: gopacket (the XDP
+// program's packet fixtures, in userspace/xdp's tests and bench-xdp),
+// chromedp (the admin page in a real browser, cmd/catherd's tests). They
+// test product packages from inside them, and scripts/ and the product
+// import each other (its tests use scripts/rig, l4topo and sysd; its tools
+// use xdp, membership and config), so a module of their own would need a
+// replace both ways and harnesses exported across modules. The binary
+// links none of them (go version -m bin/catherd), and a module that
+// requires this one does not load them (module graph pruning).
 require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/cilium/ebpf v0.22.0
