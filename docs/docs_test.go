@@ -58,6 +58,61 @@ func TestNoRunOutputsCommitted(t *testing.T) {
 	}
 }
 
+// The layers of ARCHITECTURE.md are the packages' imports: every product
+// package is in one row, and imports catherd packages of lower rows only.
+func TestDependenciesPointDown(t *testing.T) {
+	root := repoRoot(t)
+	doc, err := os.ReadFile(filepath.Join(root, "docs/ARCHITECTURE.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, diagram, ok := strings.Cut(string(doc), "Dependencies point down")
+	if !ok {
+		t.Fatal("ARCHITECTURE.md has no dependency diagram")
+	}
+	_, diagram, _ = strings.Cut(diagram, "```\n")
+	diagram, _, _ = strings.Cut(diagram, "```")
+	const module = "github.com/catherd/catherd/"
+	row := map[string]int{} // package path -> its row, top first
+	for i, line := range strings.Split(strings.TrimSpace(diagram), "\n") {
+		for _, name := range regexp.MustCompile(`\s{2,}`).Split(line, -1) {
+			for _, dir := range []string{name, "userspace/" + name} {
+				if st, err := os.Stat(filepath.Join(root, dir)); err == nil && st.IsDir() {
+					row[module+dir] = i
+				}
+			}
+		}
+	}
+	list := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...")
+	list.Dir = root
+	out, err := list.Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := f[0]
+		if !strings.HasPrefix(pkg, module) || regexp.MustCompile(`/(scripts|docs)(/|$)|test$`).MatchString(pkg) {
+			continue // tools, documents and test helpers
+		}
+		r, ok := row[pkg]
+		if !ok {
+			t.Errorf("%s is in no row of the diagram", pkg)
+			continue
+		}
+		checked++
+		for _, imp := range f[1:] {
+			if ir, mine := row[imp]; strings.HasPrefix(imp, module) && (!mine || ir <= r) {
+				t.Errorf("%s (row %d) imports %s, which is not in a row below it", pkg, r+1, imp)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Errorf("%d packages checked; the diagram or go list is not what this test reads", checked)
+	}
+}
+
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("..")

@@ -2,10 +2,13 @@
 // error names the flag it is about, so main can print one line and exit 2
 // before anything starts.
 //
-// A Config is plain values (MemberSpec, CertSpec, L4ServiceSpec, ...): it
-// depends on no part of catherd that does I/O, and it reads no file.
-// cmd/catherd maps it onto each part's options and reads the files it
-// names (certificates, the admin token).
+// A Config is plain values (MemberSpec, CertSpec, L4ServiceSpec, ...). To
+// check them, config uses the value types and parsers of what it
+// configures (balancer's flags and methods, session's sticky config,
+// ajp's ping modes, accesslog's formats), never their machinery: it
+// imports neither the proxy nor the XDP datapath nor the certificates,
+// and reads no file. cmd/catherd maps a Config onto each part's options
+// and reads the files it names (certificates, the admin token).
 package config
 
 import (
