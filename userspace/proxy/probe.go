@@ -25,6 +25,9 @@ const probeBodyLimit = 64 << 10
 // AJP secret. Probes run in the health checker's goroutines, blocking, on
 // connections of their own. u must be served by a proxy (New).
 func (u *Upstream) Probe(uri string) func(context.Context) error {
+	if u.t == nil {
+		panic("proxy: Probe of an upstream that no proxy serves (New starts it)")
+	}
 	if u.ajpProbe != nil {
 		return func(ctx context.Context) error { return u.probeAJP(ctx, uri) }
 	}
