@@ -14,6 +14,10 @@ import (
 	"time"
 )
 
+// installedByTest exists while a package this test installed may be on the
+// host; it lets a later run tell its own leftover from an operator's package.
+const installedByTest = "/var/lib/catherd-deb-test.installed"
+
 // run runs a command bounded by limit and returns its combined output.
 func run(t *testing.T, limit time.Duration, name string, args ...string) (string, error) {
 	t.Helper()
@@ -51,8 +55,17 @@ func TestPackageInstallsWithApt(t *testing.T) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
+	purge := func() {
+		run(t, 5*time.Minute, "apt-get", "-o", "DPkg::Lock::Timeout=300", "remove", "--purge", "-y", "catherd")
+	}
 	if out, err := run(t, time.Minute, "dpkg-query", "-W", "-f=${Status}", "catherd"); err == nil && strings.Contains(out, "installed") {
-		t.Fatalf("a catherd package is installed already (%s): this test would replace and remove it", out)
+		// A run killed before its cleanup leaves its package behind, with
+		// the marker it wrote; any other catherd package is an operator's.
+		if _, err := os.Stat(installedByTest); err != nil {
+			t.Fatalf("a catherd package is installed already (%s) and this test did not install it: it would replace and remove it", out)
+		}
+		t.Logf("removing the package an interrupted run of this test left installed")
+		purge()
 	}
 
 	out, err := run(t, 15*time.Minute, "./build.sh", t.TempDir())
@@ -64,10 +77,13 @@ func TestPackageInstallsWithApt(t *testing.T) {
 	if version == nil {
 		t.Fatalf("build.sh made %q", deb)
 	}
-	purge := func() {
-		run(t, 5*time.Minute, "apt-get", "-o", "DPkg::Lock::Timeout=300", "remove", "--purge", "-y", "catherd")
+	if err := os.WriteFile(installedByTest, []byte(deb+"\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(purge)
+	t.Cleanup(func() {
+		purge()
+		os.Remove(installedByTest)
+	})
 	if out, err := run(t, 10*time.Minute, "apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", deb); err != nil {
 		t.Fatalf("apt install %s: %v\n%s", deb, err, out)
 	}

@@ -54,8 +54,6 @@ func TestAccessLog(t *testing.T) {
 		conn := r.rawConn()
 		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n") // refused: 400
 		http.ReadResponse(bufio.NewReader(conn), nil)
-		// Each loop writes its own lines, so requests served by
-		// different loops may be logged in another order than they came.
 		lines := accessLines(t, path, 3)
 		if format == accesslog.Combined {
 			for _, re := range []string{
