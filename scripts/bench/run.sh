@@ -43,7 +43,9 @@
 #   BENCH_BACKENDS        "b1=http://H:P,b2=http://H:P"; default static nginx on 18081/18082,
 #                         with --tomcat: b1=http://10.77.0.11:8080,b2=http://10.77.0.12:8080,
 #                         with --ajp: node1=..., node2=... (names = routes = Tomcat jvmRoutes)
-#   BENCH_FRONTENDS       subset/order, e.g. "direct nginx haproxy apache catherd" [all];
+#   BENCH_FRONTENDS       subset/order, e.g. "direct nginx haproxy apache catherd" [all;
+#                         catherd-log, catherd writing an access log, only for small
+#                         static pages];
 #                         with --ajp [direct apache-ajp apache-jk catherd-http catherd-ajp]
 #   BENCH_AJP_PORT        AJP port on every backend host [8009]  (--ajp)
 #   BENCH_AJP_SECRET      AJP secret [catherd-secret]             (--ajp)
@@ -59,7 +61,7 @@
 # Traffic goes only to 127.0.0.1 (and, with --tomcat, to the rig's own netns addresses).
 # Every server is started here from its own config in a temp dir, in the foreground, in
 # its own process group; all are killed by that group on every exit path. Ports used:
-# 18081-18082 (backends), 18090-18093 (nginx, haproxy, apache, catherd), 18095-18098
+# 18081-18082 (backends), 18090-18094 (nginx, haproxy, apache, catherd, catherd-log), 18095-18098
 # (apache-ajp, apache-jk, catherd-ajp, catherd-http); they must be free. Every catherd runs
 # with --metrics "" (the endpoint is only a listener, not on the request path) so that two
 # catherds, or one from a concurrent test, never fight over 127.0.0.1:9180.
@@ -100,7 +102,8 @@ if [ "$AJP" = 1 ]; then
 	FRONTENDS=${BENCH_FRONTENDS:-direct apache-ajp apache-jk catherd-http catherd-ajp}
 	SUBJECT=catherd-ajp # the front end the ratio table compares with its peers
 else
-	FRONTENDS=${BENCH_FRONTENDS:-direct nginx haproxy apache catherd}
+	# catherd-log, with small static pages only: what the access log costs.
+	FRONTENDS=${BENCH_FRONTENDS:-direct nginx haproxy apache catherd$([ "$TOMCAT" = 1 ] || [ -n "${BENCH_PATH:-}${BENCH_UPLOAD_MIB:-}" ] || echo " catherd-log")}
 	SUBJECT=catherd
 fi
 AJP_PORT=${BENCH_AJP_PORT:-8009}
@@ -108,10 +111,10 @@ AJP_SECRET=${BENCH_AJP_SECRET:-catherd-secret}
 RIG=$ROOT/scripts/tomcat-rig.sh
 RIG_BUSY_WAIT=180 # seconds to wait for somebody else's rig (a test) to go down
 APACHE_MODS=/usr/lib/apache2/modules
-CATHERD_FES="catherd catherd-ajp catherd-http" # front ends that need the catherd binary
+CATHERD_FES="catherd catherd-log catherd-ajp catherd-http" # front ends that need the catherd binary
 
 # Front-end ports (all on 127.0.0.1).
-declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [catherd]=18093
+declare -A PORT=([nginx]=18090 [haproxy]=18091 [apache]=18092 [catherd]=18093 [catherd-log]=18094
 	[apache-ajp]=18095 [apache-jk]=18096 [catherd-ajp]=18097 [catherd-http]=18098)
 APACHE_V=$(apache2 -v | awk -F'[/ ]' 'NR==1{print $4}')
 declare -A LABEL=([direct]="direct (1 backend)" [nginx]="nginx $(nginx -v 2>&1 | sed 's|.*/||')"
@@ -119,7 +122,7 @@ declare -A LABEL=([direct]="direct (1 backend)" [nginx]="nginx $(nginx -v 2>&1 |
 	[apache]="Apache $APACHE_V event"
 	[apache-ajp]="Apache $APACHE_V event mod_proxy_ajp"
 	[apache-jk]="Apache $APACHE_V event mod_jk $(dpkg-query -W -f='${Version}' libapache2-mod-jk 2>/dev/null | sed 's/^[0-9]*://; s/-.*//')"
-	[catherd]="catherd" [catherd-ajp]="catherd AJP" [catherd-http]="catherd HTTP")
+	[catherd]="catherd" [catherd-log]="catherd, access log on" [catherd-ajp]="catherd AJP" [catherd-http]="catherd HTTP")
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
@@ -583,6 +586,7 @@ start_catherd() {
 	# Its own hand-off socket and no admin API: two catherds run side by side (--ajp).
 	local cargs=(run --listen "127.0.0.1:${PORT[$fe]}" --metrics "" --admin "" --handoff-socket "$d/handoff.sock") b
 	for b; do cargs+=(--backend "$b"); done
+	[ "$fe" != catherd-log ] || cargs+=(--access-log "$d/access.log")
 	# shellcheck disable=SC2206
 	cargs+=(${BENCH_CATHERD_ARGS:-})
 	printf '%q ' "$CATHERD" "${cargs[@]}" >"$d/cmdline"
@@ -597,6 +601,7 @@ for j in "${!BNAMES[@]}"; do
 	ajp_members+=("${BNAMES[$j]}=ajp://${BAJP[$j]},secret=$AJP_SECRET")
 done
 want catherd && start_catherd catherd "${http_members[@]}"
+want catherd-log && start_catherd catherd-log "${http_members[@]}"
 want catherd-http && start_catherd catherd-http "${http_members[@]}"
 want catherd-ajp && start_catherd catherd-ajp "${ajp_members[@]}"
 
@@ -758,9 +763,13 @@ elif [ "$TOMCAT" = 1 ]; then phase="Tomcat 10 backends"; else phase="static ngin
 		echo "| $SUBJECT vs | throughput ($SUBJECT/peer) | CPU per request ($SUBJECT/peer) |"
 		echo "|---|---:|---:|"
 		for fe in "${ORDER[@]}"; do
-			[ "$fe" = "$SUBJECT" ] || [ "$fe" = direct ] && continue
+			[ "$fe" = "$SUBJECT" ] || [ "$fe" = direct ] || [ "$fe" = catherd-log ] && continue
 			echo "| ${LABEL[$fe]} | $(fmt_ratio "${M_RPS[$SUBJECT]}" "${M_RPS[$fe]}") | $(fmt_ratio "${M_CPU[$SUBJECT]}" "${M_CPU[$fe]}") |"
 		done
+		if [ -n "${M_CPU[catherd-log]:-}" ]; then
+			echo
+			echo "Access log cost: catherd with it / without it: CPU per request $(fmt_ratio "${M_CPU[catherd-log]}" "${M_CPU[catherd]}"), throughput $(fmt_ratio "${M_RPS[catherd-log]}" "${M_RPS[catherd]}")."
+		fi
 		if [ "$AJP" = 1 ]; then
 			# The issue's targets, spelled out so a run answers them without arithmetic.
 			echo
