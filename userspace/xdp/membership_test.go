@@ -116,11 +116,15 @@ func TestMembershipFilter(t *testing.T) {
 			expectVerdict(t, d, beaconFrame(t, "192.0.2.66", beacon("192.0.2.66", "a"), nil), xdpDrop, "drop_beacon_source")
 		})
 		t.Run("rate and burst must be positive and bounded", func(t *testing.T) {
-			for _, f := range []MembershipFilter{{Group: group, Rate: 0, Burst: 5}, {Group: group, Rate: 5, Burst: 0},
+			for _, f := range []MembershipFilter{{Group: group, Rate: 0, Burst: 5}, {Group: group, Rate: 5, Burst: MaxBeaconRate + 1},
 				{Group: group, Rate: MaxBeaconRate + 1, Burst: 5}} {
 				if err := d.SetMembership(f); err == nil {
 					t.Errorf("SetMembership(rate %d, burst %d) accepted", f.Rate, f.Burst)
 				}
+			}
+			// No burst is a second's worth, at least minBurst.
+			if err := d.SetMembership(MembershipFilter{Group: group, Rate: 2}); err != nil {
+				t.Errorf("SetMembership(rate 2, no burst): %v", err)
 			}
 		})
 		t.Run("off again", func(t *testing.T) {
