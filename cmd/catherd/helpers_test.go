@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -134,4 +136,25 @@ func stopPids(pids []int) {
 func atoiOr0(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// expectNotifications reads what catherd told systemd (a NOTIFY_SOCKET of
+// the test's) for a first process and its successors, in order: the first
+// says it is the main process and ready; each successor says it is the
+// main process before its predecessor stops, and ready once it serves.
+func expectNotifications(t *testing.T, notify *net.UnixConn, first int, successors ...int) {
+	t.Helper()
+	want := []string{fmt.Sprintf("MAINPID=%d\nREADY=1\n", first)}
+	for _, pid := range successors {
+		want = append(want, fmt.Sprintf("MAINPID=%d\n", pid), fmt.Sprintf("MAINPID=%d\nREADY=1\n", pid))
+	}
+	buf := make([]byte, 256)
+	for _, w := range want {
+		notify.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := notify.Read(buf)
+		if err != nil || string(buf[:n]) != w {
+			t.Errorf("systemd notification %q (%v), want %q", buf[:n], err, w)
+			return
+		}
+	}
 }

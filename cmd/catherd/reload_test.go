@@ -93,14 +93,7 @@ func TestReloadPicksUpNewFlags(t *testing.T) {
 	if code := first.Wait(20 * time.Second); code != 0 {
 		t.Errorf("the first catherd exited %d after the reload, want 0", code)
 	}
-	for _, pid := range []int{first.Pid, second} {
-		notify.SetReadDeadline(time.Now().Add(5 * time.Second))
-		buf := make([]byte, 256)
-		n, err := notify.Read(buf)
-		if want := fmt.Sprintf("MAINPID=%d\nREADY=1\n", pid); err != nil || string(buf[:n]) != want {
-			t.Errorf("systemd notification %q (%v), want %q", buf[:n], err, want)
-		}
-	}
+	expectNotifications(t, notify, first.Pid, second)
 
 	// A successor that cannot start (its new listener is taken) fails
 	// the reload; the running catherd serves on, unchanged.

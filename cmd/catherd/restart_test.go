@@ -127,14 +127,7 @@ func TestRestartUnderLoad(t *testing.T) {
 	if st.Moved == nil || st.Moved.Size != 1 {
 		t.Errorf("moved sessions after two restarts: %+v, want the one moved before", st.Moved)
 	}
-	for _, pid := range []int{first.Pid, second.Process.Pid, third} {
-		notify.SetReadDeadline(time.Now().Add(time.Second))
-		buf := make([]byte, 256)
-		n, err := notify.Read(buf)
-		if want := fmt.Sprintf("MAINPID=%d\nREADY=1\n", pid); err != nil || string(buf[:n]) != want {
-			t.Errorf("systemd notification %q (%v), want %q", buf[:n], err, want)
-		}
-	}
+	expectNotifications(t, notify, first.Pid, second.Process.Pid, third)
 	if code, _, errOut := runCLI("member", "enable", "b", "--admin", adminAddr); code != 0 {
 		t.Fatalf("enable: %s", errOut)
 	}

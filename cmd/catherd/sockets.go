@@ -110,6 +110,7 @@ func (c *instance) takeOver() {
 	if c.succ == nil {
 		return
 	}
+	notifyMainPID(c.log)
 	st, err := c.succ.Ready()
 	c.succ = nil
 	if err != nil {
