@@ -21,6 +21,7 @@ import (
 	"github.com/catherd/catherd/userspace/membership"
 	"github.com/catherd/catherd/userspace/metrics"
 	"github.com/catherd/catherd/userspace/proxy"
+	"github.com/catherd/catherd/userspace/statefile"
 	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
 )
@@ -58,6 +59,10 @@ type instance struct {
 	ctl       *l4.Controller
 	checker   *health.Checker
 
+	// --state-file: what it held at start, and what keeps it (state.go).
+	savedState *balancer.Snapshot
+	keeper     *statefile.Keeper
+
 	ctx                  context.Context // ends when catherd stops
 	cancel               context.CancelFunc
 	serving              atomic.Bool // accepting clients: /readyz
@@ -76,6 +81,7 @@ func build(cfg *config.Config, adminToken string, started time.Time, log *slog.L
 	for _, step := range []func() error{
 		c.claimHandoff,      // sockets.go
 		c.buildMembers,      // the pool and the L7 proxy
+		c.readStateFile,     // state.go
 		c.loadCerts,         // --tls-cert
 		c.bindListeners,     // sockets.go
 		c.followMembership,  // datapath.go

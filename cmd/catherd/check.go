@@ -8,6 +8,7 @@ import (
 
 	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/config"
+	"github.com/catherd/catherd/userspace/statefile"
 	"github.com/catherd/catherd/userspace/xdp"
 )
 
@@ -40,6 +41,16 @@ func check(cfg *config.Config, stdout, stderr io.Writer) int {
 		}
 	}
 	var checked []string
+	if cfg.StateFile != "" {
+		if err := checkStateDir(cfg.StateFile); err != nil {
+			return fail(err)
+		}
+		if _, ok, err := statefile.Load(cfg.StateFile); err != nil {
+			return fail(fmt.Errorf("--state-file: %v (catherd would start without it)", err))
+		} else if ok {
+			checked = append(checked, "the state file reads")
+		}
+	}
 	if cfg.Membership.Group.IsValid() {
 		if _, err := membershipIface(cfg); err != nil {
 			return fail(err)

@@ -37,7 +37,7 @@ var flagValues = map[string][]string{
 }
 
 // fileFlags take a file name.
-var fileFlags = []string{"--tls-cert", "--tls-key", "--admin-token-file", "--handoff-socket"}
+var fileFlags = []string{"--tls-cert", "--tls-key", "--admin-token-file", "--handoff-socket", "--state-file", "--access-log"}
 
 // ifaceFlags take a network interface.
 var ifaceFlags = []string{"--xdp-iface", "--membership-iface"}

@@ -14,7 +14,8 @@ import (
 // serve starts every part build made, in the order that has everything
 // in place for the first client: the background loops (the datapath's
 // control plane, the moved-session expiry, the membership listener), the
-// predecessor's state when taking over, the hand-off socket, the admin
+// predecessor's state when taking over (or the state file's), the keeping
+// of the state file, the hand-off socket, the admin
 // API and metrics, the clients' listeners, and then health checks.
 func (c *instance) serve() {
 	if c.ctl != nil {
@@ -29,6 +30,7 @@ func (c *instance) serve() {
 		c.log.Info("following cluster membership", "group", mc.Group, "iface", mc.Iface, "domain", mc.Domain, "drop_time", mc.DropTime)
 	}
 	c.takeOver()
+	c.keepState()
 	c.serveHandoff()
 	c.serveAdmin()
 	c.serveClients()

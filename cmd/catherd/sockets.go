@@ -104,10 +104,11 @@ func (c *instance) closeSockets() {
 
 // takeOver, once everything is built, has the predecessor stop accepting
 // and applies its state (member states, moved sessions) before the first
-// client is accepted here; then this process listens for its own
-// successor.
+// client is accepted here, or, with no predecessor, what --state-file
+// kept; then this process listens for its own successor.
 func (c *instance) takeOver() {
 	if c.succ == nil {
+		c.resumeSavedState()
 		return
 	}
 	notifyMainPID(c.log)

@@ -52,13 +52,19 @@ func (c *instance) wait(sig <-chan os.Signal, args []string) int {
 
 // stop winds catherd down once wait returned: it no longer reports ready,
 // stops its background loops and the hand-off socket, lets the requests
-// in flight finish (--shutdown-timeout), then stops the admin API and the
-// metrics. The XDP datapath stays attached: it steers until the next
-// catherd takes over.
+// in flight finish (--shutdown-timeout), saves the state file's last
+// changes, then stops the admin API and the metrics. The XDP datapath
+// stays attached: it steers until the next catherd takes over.
 func (c *instance) stop() {
 	c.serving.Store(false)
 	c.cancel()
+	handedOver := false
 	if c.handoffSrv != nil {
+		select {
+		case <-c.handoffSrv.Done():
+			handedOver = true
+		default:
+		}
 		c.handoffSrv.Close()
 	}
 	if c.px != nil {
@@ -68,6 +74,7 @@ func (c *instance) stop() {
 		}
 		cancel()
 	}
+	c.flushState(handedOver)
 	for _, srv := range []*http.Server{c.metricsSrv, c.adminSrv} {
 		if srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -180,10 +180,18 @@ func TestUnitUnderSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "catherd.log")
+	// The state file in the unit's StateDirectory, the only place under
+	// /var it may write: a name of this test's own, removed after it, with
+	// the directory if the test made it.
+	stateFile := fmt.Sprintf("/var/lib/catherd/test-%d.json", os.Getpid())
+	if _, err := os.Stat(filepath.Dir(stateFile)); err != nil {
+		t.Cleanup(func() { os.Remove(filepath.Dir(stateFile)) })
+	}
+	t.Cleanup(func() { os.Remove(stateFile) })
 	setArgs := func(extra ...string) {
 		t.Helper()
 		args := append([]string{"--xdp-iface", "eth0", "--xdp-pin-dir", pins, "--l4", l4run.L4Flag(80, "tcp", topo.Backends),
-			"--listen", ":80", "--health-interval", "200ms"}, extra...)
+			"--listen", ":80", "--health-interval", "200ms", "--state-file", stateFile}, extra...)
 		if err := os.WriteFile(filepath.Join(defaults, "catherd"), []byte("CATHERD_ARGS="+strings.Join(args, " ")+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -273,6 +281,16 @@ func TestUnitUnderSystemd(t *testing.T) {
 	_, mask := setpriv(t, unitCapabilities(t))
 	if got, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(string(caps), "CapEff:")), 16, 64); err != nil || got != mask {
 		t.Errorf("effective capabilities under systemd: %q, want %x", caps, mask)
+	}
+
+	// The sandbox lets catherd keep its state file.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err = os.Stat(stateFile); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("no state file under systemd: %v", err)
 	}
 
 	// An edited /etc/default/catherd: a weight and a listener more.

@@ -42,13 +42,36 @@ func (p *Pool) Snapshot() Snapshot {
 // many members and moved sessions it restored. Members, and sessions of
 // members, that this pool does not have are left out.
 func (p *Pool) Restore(s Snapshot) (members, sessions int) {
+	return p.apply(s, (*Member).restore)
+}
+
+// Settings is the part of a snapshot that outlives the process, in a state
+// file (--state-file): what operators set on each member, and the sessions
+// that moved. What health checks and the cluster observed (down, domain,
+// state, the way back after a loss) is left out: the next process
+// observes it again.
+func (s Snapshot) Settings() Snapshot {
+	out := Snapshot{Moved: s.Moved}
+	for _, m := range s.Members {
+		out.Members = append(out.Members, MemberSnapshot{Name: m.Name, Flags: m.Flags, Weight: m.Weight, Configured: m.Configured})
+	}
+	return out
+}
+
+// Resume applies Settings that an earlier process saved, as Restore does
+// a predecessor's snapshot: by member name, an edited --backend winning.
+func (p *Pool) Resume(s Snapshot) (members, sessions int) {
+	return p.apply(s, (*Member).restoreSettings)
+}
+
+func (p *Pool) apply(s Snapshot, restore func(*Member, MemberSnapshot)) (members, sessions int) {
 	byName := make(map[string]*Member, len(p.members))
 	for _, m := range p.members {
 		byName[m.Name] = m
 	}
 	for _, ms := range s.Members {
 		if m, ok := byName[ms.Name]; ok {
-			m.restore(ms)
+			restore(m, ms)
 			members++
 		}
 	}
@@ -102,6 +125,19 @@ func (m *Member) snapshot() MemberSnapshot {
 		Served: rj.served, Lost: rj.lost, BackSince: rj.since.Load(), State: state.String(), StateSince: since.UnixNano()}
 }
 
+// restoreSettings applies what operators set (flags, weight), except
+// where this process's configuration differs from the one s was taken
+// under: an edited --backend wins.
+func (m *Member) restoreSettings(s MemberSnapshot) {
+	c := s.Configured
+	if c == nil || c.Flags == m.configured.Flags {
+		m.flags.Store(uint32(s.Flags))
+	}
+	if c == nil || c.Weight == m.configured.Weight {
+		m.SetWeight(s.Weight)
+	}
+}
+
 // Configured is what a member's configuration (its --backend flag) set.
 type Configured struct {
 	Flags  Flags  `json:"flags"`
@@ -116,17 +152,8 @@ type Configured struct {
 // from the predecessor's: an edited --backend then wins (a reload that
 // picks up new flags).
 func (m *Member) restore(s MemberSnapshot) {
-	var flagsEdited, weightEdited, domainEdited bool
-	if c := s.Configured; c != nil {
-		flagsEdited, weightEdited, domainEdited = c.Flags != m.configured.Flags, c.Weight != m.configured.Weight, c.Domain != m.configured.Domain
-	}
-	if !flagsEdited {
-		m.flags.Store(uint32(s.Flags))
-	}
-	if !weightEdited {
-		m.SetWeight(s.Weight)
-	}
-	if !domainEdited {
+	m.restoreSettings(s)
+	if c := s.Configured; c == nil || c.Domain == m.configured.Domain {
 		m.SetDomain(s.Domain)
 	}
 	m.down.Store(s.Down)

@@ -128,3 +128,55 @@ func TestSnapshotJSON(t *testing.T) {
 		}
 	}
 }
+
+// A state file keeps what operators set and the moved sessions, and
+// nothing a process observed: a plain restart resumes with the first and
+// observes the rest again. An edited --backend wins here as in a take-over.
+func TestResumeAppliesOnlySettings(t *testing.T) {
+	newPool := func(table *moved.Table, weightB int) *Pool {
+		a, b := NewMember("a", "a", 1, 0), NewMember("b", "b", weightB, 0)
+		p, err := NewPool([]*Member{a, b}, "byrequests", Options{Moved: table})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	now := time.Now()
+	fromMoved := moved.New(time.Hour, 100)
+	from := newPool(fromMoved, 1)
+	from.Member("a").SetFlags(Disabled)
+	from.Member("a").SetDomain("east")
+	from.Member("b").SetWeight(9)
+	from.Member("b").SetDown(true)
+	fromMoved.Move([]byte("s1"), 1, moved.Down, now)
+	saved, err := json.Marshal(from.Snapshot().Settings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Snapshot
+	if err := json.Unmarshal(saved, &st); err != nil {
+		t.Fatal(err)
+	}
+
+	toMoved := moved.New(time.Hour, 100)
+	to := newPool(toMoved, 1)
+	if members, sessions := to.Resume(st); members != 2 || sessions != 1 {
+		t.Fatalf("resumed %d members, %d sessions; want 2 and 1", members, sessions)
+	}
+	a, b := to.Member("a"), to.Member("b")
+	if a.Flags() != Disabled || b.Weight() != 9 {
+		t.Errorf("operators' settings: a's flags %v, b weighs %d; want D and 9", a.Flags(), b.Weight())
+	}
+	if a.Domain() != "" || b.Down() {
+		t.Errorf("observed state came back: a's domain %q, b down %v", a.Domain(), b.Down())
+	}
+	if m, ok := toMoved.Lookup([]byte("s1"), now); !ok || to.Members()[m].Name != "b" {
+		t.Errorf("s1 moved to member %d (%v), want b", m, ok)
+	}
+
+	edited := newPool(moved.New(time.Hour, 100), 4) // b's weight edited on the command line
+	edited.Resume(st)
+	if w := edited.Member("b").Weight(); w != 4 {
+		t.Errorf("edited --backend weight: b weighs %d, want 4", w)
+	}
+}

@@ -92,7 +92,10 @@ type Config struct {
 	// nowhere); with Takeover, where this process finds its predecessor.
 	HandoffSocket string
 	Takeover      bool
-	Pprof         bool
+	// StateFile keeps operators' changes and moved sessions across plain
+	// restarts ("" for nowhere).
+	StateFile string
+	Pprof     bool
 	// AccessLog is where a line per request goes ("-": standard
 	// output; empty: nowhere), in AccessLogFormat.
 	AccessLog       string
@@ -263,6 +266,7 @@ func newFlagSet(c *Config, r *rawFlags) *flag.FlagSet {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "on SIGTERM/SIGINT, or after handing over to a successor, how long in-flight requests may finish")
 	fs.Var(&r.trustedProxies, "trusted-proxy", "a proxy in front of catherd, as `CIDR` or IP (repeatable): from such a peer, X-Forwarded-For is kept with the peer's\naddress appended, and X-Forwarded-Proto and -Host are kept; from any other, all three are replaced")
 	fs.StringVar(&c.HandoffSocket, "handoff-socket", DefaultHandoffSocket, "unix socket `PATH` on which a successor (--takeover, SIGUSR2 or catherd reload) takes over the listening sockets and state (empty: none)")
+	fs.StringVar(&c.StateFile, "state-file", "", "`PATH` of a file that keeps what operators changed at run time (flags, weights) and the moved sessions, saved as they change and applied at a start without a predecessor to take over from (empty: none)")
 	fs.BoolVar(&c.Takeover, "takeover", false, "take over from the catherd serving --handoff-socket: its listening sockets, member states and moved sessions; it then drains and exits (starts afresh if none is running)")
 
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address")

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/statefile"
+)
+
+// stateSaveInterval is how soon an operator's change or a move reaches
+// --state-file; stateTouchInterval, how stale the moved sessions' last use
+// may be there (they expire after --session-ttl, an hour by default).
+const (
+	stateSaveInterval  = time.Second
+	stateTouchInterval = time.Minute
+)
+
+// readStateFile reads --state-file, if any, for a start that finds no
+// predecessor to take over from. An unreadable file does not stop
+// catherd: it starts as it would without one, and says so.
+func (c *instance) readStateFile() error {
+	if c.cfg.StateFile == "" || c.pool == nil {
+		return nil
+	}
+	if err := checkStateDir(c.cfg.StateFile); err != nil {
+		return err
+	}
+	st, ok, err := statefile.Load(c.cfg.StateFile)
+	if err != nil {
+		c.log.Error("--state-file: starting without the saved state", "err", err)
+	}
+	if ok {
+		c.savedState = &st
+	}
+	c.keeper = &statefile.Keeper{Path: c.cfg.StateFile, Interval: stateSaveInterval, TouchInterval: stateTouchInterval, Log: c.log,
+		Settings: func() balancer.Snapshot { return c.pool.Snapshot().Settings() }}
+	return nil
+}
+
+// checkStateDir refuses a --state-file that could never be written: one
+// in a directory that is not there.
+func checkStateDir(path string) error {
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("--state-file %s: its directory does not exist", path)
+	}
+	return nil
+}
+
+// resumeSavedState applies what --state-file kept, on a start without a
+// predecessor (takeOver applies a predecessor's state instead).
+func (c *instance) resumeSavedState() {
+	if c.savedState == nil {
+		return
+	}
+	members, moves := c.pool.Resume(*c.savedState)
+	c.savedState = nil
+	c.log.Info("resumed from --state-file", "file", c.cfg.StateFile, "members", members, "moved_sessions", moves)
+}
+
+// keepState saves the pool's settings to --state-file as they change.
+func (c *instance) keepState() {
+	if c.keeper != nil {
+		go c.keeper.Run(c.ctx)
+	}
+}
+
+// flushState saves the last changes as catherd stops, unless a successor
+// took over: the file is the successor's from then on.
+func (c *instance) flushState(handedOver bool) {
+	if c.keeper != nil && !handedOver {
+		c.keeper.Flush()
+	}
+}
