@@ -155,4 +155,39 @@ func TestAdminPageInChromium(t *testing.T) {
 	if cl := text("#clients"); !strings.Contains(cl, "open of 65536") {
 		t.Errorf("the client line: %q", cl)
 	}
+
+	// A member added through the page's form, then removed with its
+	// button.
+	gamma := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello from gamma\n")) }))
+	t.Cleanup(gamma.Close)
+	sctx, cancelStep = context.WithTimeout(ctx, 15*time.Second)
+	err = chromedp.Do(sctx,
+		chromedp.SendKeys(chromedp.CSS(`#add-member input[name="spec"]`), "gamma="+gamma.URL+",weight=3"),
+		chromedp.Click(chromedp.CSS(`#add-member button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#member-gamma`)))
+	cancelStep()
+	if err != nil {
+		t.Fatalf("Chromium: add gamma: %v", err)
+	}
+	if msg := text("#message"); msg != "gamma: added" {
+		t.Errorf("the message after adding gamma: %q", msg)
+	}
+	if err := c.do("GET", "/api/v1/members/gamma", &m); err != nil || m.Weight != 3 || m.Target != gamma.URL {
+		t.Errorf("the API after the page added gamma: %+v, %v", m, err)
+	}
+	// Drained first: someone else must be able to take its sessions.
+	if err := c.do("POST", "/api/v1/members/alpha/enable", &m); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancelStep = context.WithTimeout(ctx, 15*time.Second)
+	err = chromedp.Do(sctx,
+		chromedp.Click(chromedp.CSS(`#member-gamma form[action$="/remove"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#message`)))
+	cancelStep()
+	if err != nil {
+		t.Fatalf("Chromium: remove gamma: %v", err)
+	}
+	if msg := text("#message"); msg != "gamma: removed" || count(`#member-gamma`) != 0 {
+		t.Errorf("after removing gamma from the page: message %q, %d rows of gamma", msg, count(`#member-gamma`))
+	}
 }

@@ -49,6 +49,7 @@ type instance struct {
 
 	metrics   *metrics.Metrics
 	upstreams []*proxy.Upstream // one per --backend
+	members   *roster           // the members, as configured and changed at run time (members.go)
 	pool      *balancer.Pool
 	moved     *moved.Table
 	px        *proxy.Proxy
@@ -121,6 +122,7 @@ func (c *instance) buildMembers() error {
 	}
 	c.px = proxy.New(c.pool, c.upstreams, c.metrics, proxyOptions(cfg.Proxy, c.accessLog), c.log)
 	c.metrics.ClientConns(c.px.ClientConns)
+	c.members = newRoster(c)
 	return nil
 }
 

@@ -63,7 +63,7 @@ func bashCompletion() string {
 		run = append(run, "--"+f.Name)
 	}
 	words := map[string][]string{
-		"member":     append([]string{"list", "help"}, admin.Actions...),
+		"member":     append([]string{"list", "add", "remove", "help"}, admin.Actions...),
 		"session":    {"list", "help"},
 		"completion": {"bash"},
 	}

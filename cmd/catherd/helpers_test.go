@@ -158,3 +158,13 @@ func expectNotifications(t *testing.T, notify *net.UnixConn, first int, successo
 		}
 	}
 }
+
+// poll waits (10 s at most) until cond holds.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 10s", what)
+		}
+	}
+}

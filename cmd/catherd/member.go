@@ -28,6 +28,14 @@ Actions, against the admin API of a running catherd:
                     session lost. Refused for the last member of a domain.
   recover NAME      out of the error state now, not after --retry
   weight NAME N     set its weight (1..100)
+  add NAME=URL[,options]
+                    a new member, as --backend gives one (the same options
+                    and checks); it serves at once
+  remove NAME       evacuates it and waits until it has no request in
+                    flight (--wait), then removes it; --drain=false removes
+                    it at once (its sessions fail over as on a failure).
+                    Refused for the last member, and, draining, for the last
+                    of a domain.
 
 Flags:
 `
@@ -37,7 +45,8 @@ func member(args []string, stdout, stderr io.Writer) int {
 	cmd := newSubcommand("catherd member", memberUsage)
 	client := cmd.adminFlags()
 	asJSON := cmd.fs.Bool("json", false, "print JSON")
-	wait := cmd.fs.Duration("wait", time.Minute, "evacuate: how long to wait for the member's requests in flight to end (0: do not wait)")
+	wait := cmd.fs.Duration("wait", time.Minute, "evacuate, remove: how long to wait for the member's requests in flight to end (evacuate: 0 does not wait)")
+	drain := cmd.fs.Bool("drain", true, "remove: evacuate the member and wait for its requests in flight before removing it")
 	words, code, done := cmd.parse(args, stdout, stderr)
 	if done {
 		return code
@@ -51,15 +60,44 @@ func member(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	action, rest := words[0], words[1:]
-	if action == "list" {
+	switch {
+	case action == "list":
 		return show(c, "/api/v1/members", "catherd member list", *asJSON, stdout, stderr, printMembers)
+	case action == "add" && len(rest) == 1:
+		var m admin.Member
+		if err := c.do("POST", "/api/v1/members?spec="+url.QueryEscape(rest[0]), &m); err != nil {
+			fmt.Fprintf(stderr, "catherd member add: %v\n", err)
+			return 1
+		}
+		if *asJSON {
+			return printJSON(stdout, stderr, m)
+		}
+		printMembers(stdout, []admin.Member{m})
+		return 0
+	case action == "remove" && len(rest) == 1:
+		c.http.Timeout = *wait + 10*time.Second // the API waits for the drain
+		var rm admin.Removed
+		path := fmt.Sprintf("/api/v1/members/%s?drain=%t&wait=%s", url.PathEscape(rest[0]), *drain, wait.String())
+		if err := c.do("DELETE", path, &rm); err != nil {
+			fmt.Fprintf(stderr, "catherd member remove: %v\n", err)
+			return 1
+		}
+		if *asJSON {
+			return printJSON(stdout, stderr, rm)
+		}
+		how := "at once"
+		if rm.Drained {
+			how = "after its sessions moved and its requests ended"
+		}
+		fmt.Fprintf(stdout, "%s removed, %s\n", rm.Name, how)
+		return 0
 	}
 	want := 1
 	if action == "weight" {
 		want = 2
 	}
 	if !slices.Contains(admin.Actions, action) || len(rest) != want {
-		fmt.Fprintf(stderr, "catherd member: want list, or one of %s with a member name (weight: and a value); got %q\n",
+		fmt.Fprintf(stderr, "catherd member: want list, add NAME=URL, remove NAME, or one of %s with a member name (weight: and a value); got %q\n",
 			strings.Join(admin.Actions, ", "), strings.Join(words, " "))
 		return 2
 	}

@@ -86,13 +86,11 @@ func (c *instance) serveAdmin() {
 // adminSources are what the admin API reports on: the parts this instance
 // runs.
 func (c *instance) adminSources() admin.Sources {
-	src := admin.Sources{Pool: c.pool, Targets: map[string]string{}, Version: c.version, Started: c.started,
+	src := admin.Sources{Pool: c.pool, Version: c.version, Started: c.started,
 		Sticky: c.cfg.Proxy.Sticky, Log: c.log, Ready: c.ready}
 	if c.pool != nil {
 		src.Moved, src.MovedTable, src.ClientConns = c.moved.Stats, c.moved, c.px.ClientConns
-	}
-	for _, u := range c.upstreams {
-		src.Targets[u.Member().Name] = u.URL()
+		src.Target, src.Roster = c.members.Target, c.members
 	}
 	if c.watcher != nil {
 		src.Membership = c.watcher.Members

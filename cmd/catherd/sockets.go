@@ -119,6 +119,7 @@ func (c *instance) takeOver() {
 	} else {
 		var members, moves int
 		if c.pool != nil {
+			c.members.restore(st.Added)
 			members, moves = c.pool.Restore(st)
 		}
 		c.log.Info("took over", "members", members, "moved_sessions", moves)
@@ -146,7 +147,7 @@ func (c *instance) serveHandoff() {
 			if c.pool == nil {
 				return balancer.Snapshot{}
 			}
-			return c.pool.Snapshot()
+			return c.snapshot()
 		},
 	})
 }

@@ -36,8 +36,16 @@ func (c *instance) readStateFile() error {
 		c.savedState = &st
 	}
 	c.keeper = &statefile.Keeper{Path: c.cfg.StateFile, Interval: stateSaveInterval, TouchInterval: stateTouchInterval, Log: c.log,
-		Settings: func() balancer.Snapshot { return c.pool.Snapshot().Settings() }}
+		Settings: func() balancer.Snapshot { return c.snapshot().Settings() }}
 	return nil
+}
+
+// snapshot is the pool's state as a successor or the state file takes it:
+// members and moved sessions, and the members added at run time.
+func (c *instance) snapshot() balancer.Snapshot {
+	s := c.pool.Snapshot()
+	s.Added = c.members.Added()
+	return s
 }
 
 // checkStateDir refuses a --state-file that could never be written: one
@@ -55,6 +63,7 @@ func (c *instance) resumeSavedState() {
 	if c.savedState == nil {
 		return
 	}
+	c.members.restore(c.savedState.Added)
 	members, moves := c.pool.Resume(*c.savedState)
 	c.savedState = nil
 	c.log.Info("resumed from --state-file", "file", c.cfg.StateFile, "members", members, "moved_sessions", moves)

@@ -155,6 +155,20 @@ func (t *Table) Forget(key []byte) {
 	}
 }
 
+// ForgetMember drops every session that moved to member: it left its
+// pool, and its index may be given to another.
+func (t *Table) ForgetMember(member int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for e := t.lru.Front(); e != nil; {
+		next := e.Next()
+		if e.Value.(*entry).member == member {
+			t.remove(e)
+		}
+		e = next
+	}
+}
+
 // Expire drops the sessions idle past the TTL, oldest first; callers run
 // it now and then so that idle sessions do not wait for eviction.
 func (t *Table) Expire(now time.Time) int {

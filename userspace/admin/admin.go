@@ -35,9 +35,11 @@ import (
 // Sources are where the status comes from; nil ones are left out.
 type Sources struct {
 	Pool *balancer.Pool
-	// Targets are the members' addresses by name, as URLs
-	// (http://host:port, ajp://host:port).
-	Targets    map[string]string
+	// Target is a member's address as a URL (http://host:port,
+	// ajp://host:port); nil: not shown.
+	Target func(*balancer.Member) string
+	// Roster adds and removes members at run time; nil: the API refuses.
+	Roster     Roster
 	Moved      func() moved.Stats
 	Membership func() []membership.Member
 	XDP        func() (xdp.Stats, error)
@@ -209,6 +211,7 @@ func Handler(src Sources, token string) http.Handler {
 		}
 		reply(w, http.StatusOK, describe(src, m))
 	})
+	serveRoster(mux, src, token)
 	serveSessions(mux, src)
 	servePage(mux, src, token)
 	HandleProbes(mux, src.Ready)
@@ -313,7 +316,7 @@ func describe(src Sources, m *balancer.Member) Member {
 	pool := src.Pool
 	now := pool.Now()
 	state, since := m.StateSince(now)
-	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain(), State: state.String(), StateSince: since, Target: src.Targets[m.Name],
+	d := Member{Name: m.Name, Route: m.Route, Domain: m.Domain(), State: state.String(), StateSince: since, Target: src.target(m),
 		Flags: m.Flags().String(), Weight: m.Weight(), InFlight: m.Active(), Ramp: m.Ramp(now)}
 	d.Requests, d.BytesOut, d.BytesIn = m.Traffic()
 	if src.Membership != nil {

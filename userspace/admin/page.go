@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	_ "embed"
@@ -56,6 +57,8 @@ type pageData struct {
 	// button, or typing a weight, would lose it).
 	Refresh        int
 	RefreshChoices []int
+	// Roster: members can be added and removed here.
+	Roster bool
 }
 
 // applicableActions are the buttons worth showing for a member: those
@@ -110,7 +113,7 @@ func servePage(mux *http.ServeMux, src Sources, token string) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(status)
 		pageTemplate.Execute(w, pageData{Status: Collect(src, time.Now()), Nonce: nonce, NeedsLog: !loggedIn(r), Message: msg,
-			Refresh: refreshOf(r), RefreshChoices: refreshChoices})
+			Refresh: refreshOf(r), RefreshChoices: refreshChoices, Roster: src.Roster != nil})
 	}
 	// checkForm answers 403 unless the form carries the nonce and, with a
 	// token, comes from a logged-in browser; it returns why it refused.
@@ -143,10 +146,36 @@ func servePage(mux *http.ServeMux, src Sources, token string) {
 			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 		http.Redirect(w, r, "/?msg="+url.QueryEscape("logged in"), http.StatusSeeOther)
 	})
+	mux.HandleFunc("POST /ui/members", func(w http.ResponseWriter, r *http.Request) {
+		spec := strings.TrimSpace(r.PostFormValue("spec"))
+		name, _, _ := strings.Cut(spec, "=") // a spec may hold an AJP secret: not logged
+		err := checkForm(w, r, true)
+		if err == nil {
+			if _, err = src.addMember(spec); err != nil {
+				render(w, r, rosterStatus(err), err.Error())
+			}
+		}
+		src.logAction(r, "page", "add", name, "", err)
+		if err == nil {
+			http.Redirect(w, r, "/?msg="+url.QueryEscape(name+": added"), http.StatusSeeOther)
+		}
+	})
 	mux.HandleFunc("POST /ui/members/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		name, action := r.PathValue("name"), r.PathValue("action")
 		if err := checkForm(w, r, true); err != nil {
 			src.logAction(r, "page", action, name, r.PostFormValue("value"), err)
+			return
+		}
+		if action == "remove" { // drained first, as catherd member remove does
+			ctx, cancel := context.WithTimeout(r.Context(), DefaultDrainWait)
+			err := src.removeMember(ctx, name, true)
+			cancel()
+			src.logAction(r, "page", action, name, "", err)
+			if err != nil {
+				render(w, r, rosterStatus(err), err.Error())
+				return
+			}
+			http.Redirect(w, r, "/?msg="+url.QueryEscape(name+": removed"), http.StatusSeeOther)
 			return
 		}
 		m := src.Pool.Member(name)

@@ -61,7 +61,12 @@ func testPool(t *testing.T) (*balancer.Pool, *balancer.Member) {
 func TestPageShowsMembersEscaped(t *testing.T) {
 	pool, a := testPool(t)
 	a.SetLastError(time.Now(), `connect: <script>alert("x")</script>`)
-	h := Handler(Sources{Pool: pool, Targets: map[string]string{"a": "ajp://10.0.0.1:8009"}}, "")
+	h := Handler(Sources{Pool: pool, Target: func(m *balancer.Member) string {
+		if m.Name == "a" {
+			return "ajp://10.0.0.1:8009"
+		}
+		return ""
+	}}, "")
 	body, _ := page(t, h)
 	for _, want := range []string{`id="member-a"`, `id="member-b"`, "ajp://10.0.0.1:8009", `data-state="ok"`,
 		`connect: &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;`} {

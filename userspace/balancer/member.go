@@ -81,7 +81,8 @@ type Member struct {
 	// Route is the jvmRoute that session ids carry for this member.
 	Route string
 
-	index      int // its position in its pool, set by NewPool
+	index      int // its position in its pool, set by NewPool or Add
+	removed    atomic.Bool
 	weight     atomic.Int32
 	flags      atomic.Uint32
 	down       atomic.Bool  // failed its health checks
@@ -274,7 +275,11 @@ func (s State) String() string {
 
 // enabled reports whether operators let the member take requests: it is
 // neither stopped nor disabled.
-func (m *Member) enabled() bool { return m.Flags()&(Stopped|Disabled) == 0 }
+func (m *Member) enabled() bool { return m.Flags()&(Stopped|Disabled) == 0 && !m.removed.Load() }
+
+// Removed reports whether the member was removed from its pool (Remove):
+// it takes no request, and tables kept beside the pool drop it.
+func (m *Member) Removed() bool { return m.removed.Load() }
 
 // whole reports whether the member is in service as far as everything but
 // its rejoin phase and error state goes: enabled, healthy, in its

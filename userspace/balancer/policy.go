@@ -134,7 +134,7 @@ func (p *ipHash) Pick(members []*Member, candidates *Set, r *Request) *Member {
 	}
 	total := 0
 	for _, m := range members {
-		if m.Flags()&Standby == 0 {
+		if m.Flags()&Standby == 0 && !m.Removed() {
 			total += m.Weight()
 		}
 	}
@@ -148,7 +148,7 @@ func (p *ipHash) Pick(members []*Member, candidates *Set, r *Request) *Member {
 		}
 		w := hash % total
 		for _, m := range members {
-			if m.Flags()&Standby != 0 {
+			if m.Flags()&Standby != 0 || m.Removed() {
 				continue
 			}
 			if w < m.Weight() {

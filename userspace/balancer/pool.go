@@ -2,7 +2,9 @@ package balancer
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,17 +94,33 @@ type Options struct {
 
 // Pool is a set of members and the rules to choose among them.
 type Pool struct {
+	method string
+	opts   Options
+	now    func() time.Time
+	// roster is the members as one value, replaced whole when a member
+	// is added or removed (under changing), so that a pick reads one
+	// consistent set without a lock.
+	roster   atomic.Pointer[roster]
+	changing sync.Mutex
+	// failovers counts failover picks by [from, to] member: where each
+	// member's sessions went (*atomic.Uint64 values).
+	failovers  sync.Map
+	evacuating sync.Mutex
+}
+
+// roster is a pool's members at one time.
+type roster struct {
+	// slots holds every member by its index: tables kept beside a pool
+	// (the proxy's, the moved-session table) are indexed alike. A removed
+	// member keeps its slot, never picked, until a member added when
+	// every slot is taken reuses it.
+	slots []*Member
+	// members are the slots' members that are not removed, in the order
+	// they were configured or added.
 	members []*Member
 	byRoute map[string]*Member
-	method  string
 	policy  Policy
 	partner *rendezvous // picks failover members by session
-	opts    Options
-	now     func() time.Time
-	// failovers counts failover picks from member i to member j at
-	// [i*len(members)+j]: where each member's sessions went.
-	failovers  []atomic.Uint64
-	evacuating sync.Mutex
 }
 
 // NewPool builds a pool; members must have distinct names and routes (the
@@ -114,38 +132,142 @@ func NewPool(members []*Member, method string, opts Options) (*Pool, error) {
 	if len(members) > MaxMembers {
 		return nil, errors.New("too many members")
 	}
-	p := &Pool{members: members, byRoute: make(map[string]*Member, len(members)), method: method, opts: opts, now: opts.Clock,
-		failovers: make([]atomic.Uint64, len(members)*len(members))}
+	p := &Pool{method: method, opts: opts, now: opts.Clock}
 	if p.now == nil {
 		p.now = time.Now
 	}
 	for i, m := range members {
-		m.index = i
-		p.byRoute[m.Route] = m
-		m.clock = p.now
-		m.rejoin.settle, m.rejoin.slowStart = opts.RejoinSettle, opts.SlowStart
-		m.startStateClock(p.now()) // dated by the pool's clock from now on
-		m.configured = Configured{Flags: m.Flags(), Weight: m.Weight(), Domain: m.Domain()}
+		p.adopt(m, i)
 	}
-	p.partner = newRendezvous(members)
-	var err error
-	if p.policy, err = NewPolicy(method, members); err != nil {
+	r, err := p.newRoster(members)
+	if err != nil {
 		return nil, err
 	}
+	p.roster.Store(r)
 	return p, nil
 }
 
-// Members returns the members in configuration order. The slice is shared:
-// do not modify it.
-func (p *Pool) Members() []*Member { return p.members }
+// adopt makes m the pool's member at index i.
+func (p *Pool) adopt(m *Member, i int) {
+	m.index = i
+	m.clock = p.now
+	m.rejoin.settle, m.rejoin.slowStart = p.opts.RejoinSettle, p.opts.SlowStart
+	m.startStateClock(p.now()) // dated by the pool's clock from now on
+	m.configured = Configured{Flags: m.Flags(), Weight: m.Weight(), Domain: m.Domain()}
+}
+
+// newRoster indexes slots (each member's index set) for picks: a policy
+// and failover partners of its own, as both keep state by index.
+func (p *Pool) newRoster(slots []*Member) (*roster, error) {
+	r := &roster{slots: slots, byRoute: make(map[string]*Member, len(slots))}
+	for _, m := range slots {
+		if !m.Removed() {
+			r.members = append(r.members, m)
+			r.byRoute[m.Route] = m
+		}
+	}
+	// A removed member's route still names it, unless a member has the
+	// route now: its sessions fail over to their partners, as when it
+	// fails, rather than being balanced as unknown.
+	for _, m := range slots {
+		if _, taken := r.byRoute[m.Route]; !taken {
+			r.byRoute[m.Route] = m
+		}
+	}
+	var err error
+	if r.policy, err = NewPolicy(p.method, slots); err != nil {
+		return nil, err
+	}
+	r.partner = newRendezvous(slots)
+	return r, nil
+}
+
+// Members returns the members (removed ones aside) in the order they were
+// configured or added. The slice is shared: do not modify it.
+func (p *Pool) Members() []*Member { return p.roster.Load().members }
 
 // Member returns the member with the given name, or nil.
 func (p *Pool) Member(name string) *Member {
-	for _, m := range p.members {
+	for _, m := range p.Members() {
 		if m.Name == name {
 			return m
 		}
 	}
+	return nil
+}
+
+// Errors of Add and Remove.
+var (
+	ErrMemberExists = errors.New("a member has that name or route already")
+	ErrPoolFull     = errors.New("the pool has as many members as it can hold")
+	ErrLastMember   = errors.New("the last member cannot be removed")
+)
+
+// Add makes m a member of the pool (taking requests from its first pick
+// on, as its flags allow) and reports its index. Its name and route must
+// be new to the pool. attach, if not nil, is called once m has its index
+// and before any pick can choose it, so that what is kept beside the pool
+// by index (the proxy's upstreams) is ready for it.
+func (p *Pool) Add(m *Member, attach func()) (int, error) {
+	p.changing.Lock()
+	defer p.changing.Unlock()
+	old := p.roster.Load()
+	for _, o := range old.members {
+		if o.Name == m.Name || o.Route == m.Route {
+			return 0, ErrMemberExists
+		}
+	}
+	slots := slices.Clone(old.slots)
+	i := len(slots)
+	if i == MaxMembers {
+		if i = slices.IndexFunc(slots, (*Member).Removed); i < 0 {
+			return 0, ErrPoolFull
+		}
+		// Nothing may point at the slot's old member any more: its
+		// moved sessions were forgotten when it was removed, and its
+		// failover counts go with it.
+		p.forgetFailovers(slots[i])
+		slots[i] = m
+	} else {
+		slots = append(slots, m)
+	}
+	p.adopt(m, i)
+	r, err := p.newRoster(slots)
+	if err != nil {
+		return 0, err
+	}
+	if attach != nil {
+		attach()
+	}
+	p.roster.Store(r)
+	return i, nil
+}
+
+// Remove takes m out of the pool at once: it gets no request from the
+// next pick on, the sessions that moved to it are forgotten (they go home
+// or move anew), and the sessions it owns move to their partners as when
+// it fails. Requests in flight to it finish. Draining it first (Evacuate,
+// then waiting for Active to reach 0) is the caller's choice.
+func (p *Pool) Remove(m *Member) error {
+	p.changing.Lock()
+	defer p.changing.Unlock()
+	old := p.roster.Load()
+	if !slices.Contains(old.members, m) {
+		return fmt.Errorf("%s is not a member", m.Name)
+	}
+	if len(old.members) == 1 {
+		return ErrLastMember
+	}
+	m.removed.Store(true)
+	m.reassess()
+	if p.opts.Moved != nil {
+		p.opts.Moved.ForgetMember(m.index)
+	}
+	r, err := p.newRoster(old.slots)
+	if err != nil {
+		return err
+	}
+	p.roster.Store(r)
 	return nil
 }
 
@@ -155,7 +277,7 @@ func (p *Pool) Method() string { return p.method }
 // Usable reports whether a member can take a new session now (members in
 // the error state do not count, though a request would still try them).
 func (p *Pool) Usable() bool {
-	_, ok := p.newSessionCandidates(p.now(), &Set{}, false)
+	_, ok := p.roster.Load().newSessionCandidates(p.now(), &Set{}, false)
 	return ok
 }
 
@@ -175,7 +297,8 @@ func (p *Pool) Now() time.Time { return p.now() }
 func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 	now := p.now()
 	r.now = now
-	d := p.decide(r, now, func(key []byte) (moved.Entry, bool) {
+	ro := p.roster.Load()
+	d := p.decide(ro, r, now, func(key []byte) (moved.Entry, bool) {
 		i, ok := p.opts.Moved.Lookup(key, now) // counts as use
 		return moved.Entry{Member: i}, ok
 	})
@@ -189,9 +312,9 @@ func (p *Pool) Pick(r *Request) (*Member, Outcome, error) {
 		// In the caller's Request: handed to a Policy (an interface), a
 		// set on the stack would escape to the heap on every pick.
 		r.candidates = d.candidates
-		return p.policy.Pick(p.members, &r.candidates, r), d.outcome, nil
+		return ro.policy.Pick(ro.slots, &r.candidates, r), d.outcome, nil
 	case d.outcome == Failover:
-		p.failovers[d.home.index*len(p.members)+d.member.index].Add(1)
+		p.countFailover(d.home, d.member)
 		if p.opts.Moved != nil {
 			p.opts.Moved.Move(r.SessionKey, d.member.index, moveReason(d.home), now)
 		}
@@ -228,18 +351,19 @@ type Decision struct {
 func (p *Pool) Explain(route, key []byte) Decision {
 	now := p.now()
 	r := &Request{Route: route, SessionKey: key, now: now}
+	ro := p.roster.Load()
 	var movedTo *Member
 	var why moved.Reason
-	d := p.decide(r, now, func(key []byte) (moved.Entry, bool) {
+	d := p.decide(ro, r, now, func(key []byte) (moved.Entry, bool) {
 		e, ok := p.opts.Moved.Peek(key, now)
-		if ok {
-			movedTo, why = p.members[e.Member], e.Reason
+		if ok && e.Member < len(ro.slots) {
+			movedTo, why = ro.slots[e.Member], e.Reason
 		}
 		return e, ok
 	})
 	out := Decision{Outcome: d.outcome, Member: d.member, Home: d.home, MovedTo: movedTo, Moved: why, Err: d.err}
 	if d.err == nil && d.member == nil {
-		for i, m := range p.members {
+		for i, m := range ro.slots {
 			if d.candidates.Has(i) {
 				out.Candidates = append(out.Candidates, m)
 			}
@@ -258,18 +382,23 @@ type decision struct {
 	err        error
 }
 
-// decide applies Pick's rules to r at now, reading the moved-session
-// table through lookup, and changes nothing.
-func (p *Pool) decide(r *Request, now time.Time, lookup func(key []byte) (moved.Entry, bool)) decision {
+// decide applies Pick's rules to r at now among ro's members, reading the
+// moved-session table through lookup, and changes nothing.
+func (p *Pool) decide(ro *roster, r *Request, now time.Time, lookup func(key []byte) (moved.Entry, bool)) decision {
 	d := decision{outcome: New}
 	if r.Route != nil {
-		d.home = p.byRoute[string(r.Route)]
+		d.home = ro.byRoute[string(r.Route)]
 		if p.opts.Moved != nil && len(r.SessionKey) > 0 {
 			if e, ok := lookup(r.SessionKey); ok {
-				m := p.members[e.Member]
-				if m != d.home && !r.Tried.Has(e.Member) && m.servesSessions(now) {
-					d.outcome, d.member = Moved, m
-					return d
+				if e.Member >= len(ro.slots) {
+					ro = p.roster.Load() // a member added since this pick began
+				}
+				if e.Member < len(ro.slots) {
+					m := ro.slots[e.Member]
+					if m != d.home && !r.Tried.Has(e.Member) && m.servesSessions(now) {
+						d.outcome, d.member = Moved, m
+						return d
+					}
 				}
 				// Renamed to its new member's route, or that member
 				// failed too (then the session goes home if home
@@ -291,12 +420,12 @@ func (p *Pool) decide(r *Request, now time.Time, lookup func(key []byte) (moved.
 			d.outcome = Failover
 		}
 	}
-	candidates, ok := p.newSessionCandidates(now, &r.Tried, false)
+	candidates, ok := ro.newSessionCandidates(now, &r.Tried, false)
 	if !ok {
 		// Like Apache's forcerecovery: when every member is in error,
 		// try them anyway rather than fail every request for the whole
 		// retry period after a blip that hit them all.
-		if candidates, ok = p.newSessionCandidates(now, &r.Tried, true); !ok {
+		if candidates, ok = ro.newSessionCandidates(now, &r.Tried, true); !ok {
 			d.err = ErrNoMember
 			return d
 		}
@@ -306,12 +435,12 @@ func (p *Pool) decide(r *Request, now time.Time, lookup func(key []byte) (moved.
 		return d // balanced (a failover without a key has no partner)
 	}
 	if !p.opts.AnyDomain {
-		if candidates = p.inDomain(candidates, d.home.Domain()); candidates.Empty() {
+		if candidates = ro.inDomain(candidates, d.home.Domain()); candidates.Empty() {
 			d.err = ErrNoPartner
 			return d
 		}
 	}
-	d.member = p.partner.pickKey(p.members, &candidates, hashBytes(r.SessionKey), time.Time{})
+	d.member = ro.partner.pickKey(ro.slots, &candidates, hashBytes(r.SessionKey), time.Time{})
 	if d.member == d.home {
 		d.outcome = Hit // a settling home, and no one else left
 	}
@@ -319,9 +448,9 @@ func (p *Pool) decide(r *Request, now time.Time, lookup func(key []byte) (moved.
 }
 
 // inDomain keeps the members of set in domain.
-func (p *Pool) inDomain(set Set, domain string) Set {
+func (ro *roster) inDomain(set Set, domain string) Set {
 	var out Set
-	for i, m := range p.members {
+	for i, m := range ro.slots {
 		if set.Has(i) && m.Domain() == domain {
 			out.Add(i)
 		}
@@ -348,9 +477,9 @@ func moveReason(m *Member) moved.Reason {
 // members out unless there is nobody else at all. With
 // ignoreErrors, members in the error state count as usable; members that
 // failed their health checks never are.
-func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool) (Set, bool) {
+func (ro *roster) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool) (Set, bool) {
 	var primary, standby, isolated, settling Set
-	for i, m := range p.members {
+	for i, m := range ro.slots {
 		if tried.Has(i) || !m.takesNewSessions(now, ignoreErrors) {
 			continue
 		}
@@ -376,7 +505,28 @@ func (p *Pool) newSessionCandidates(now time.Time, tried *Set, ignoreErrors bool
 // Failovers returns how many requests of from's sessions failed over to
 // to (each moved session counts once when a moved-session table is set).
 func (p *Pool) Failovers(from, to *Member) uint64 {
-	return p.failovers[from.index*len(p.members)+to.index].Load()
+	if n, ok := p.failovers.Load([2]*Member{from, to}); ok {
+		return n.(*atomic.Uint64).Load()
+	}
+	return 0
+}
+
+func (p *Pool) countFailover(from, to *Member) {
+	n, ok := p.failovers.Load([2]*Member{from, to})
+	if !ok {
+		n, _ = p.failovers.LoadOrStore([2]*Member{from, to}, new(atomic.Uint64))
+	}
+	n.(*atomic.Uint64).Add(1)
+}
+
+// forgetFailovers drops the counts from and to m.
+func (p *Pool) forgetFailovers(m *Member) {
+	p.failovers.Range(func(k, _ any) bool {
+		if pair := k.([2]*Member); pair[0] == m || pair[1] == m {
+			p.failovers.Delete(k)
+		}
+		return true
+	})
 }
 
 // ErrLastInDomain refuses to evacuate a member whose sessions would have
@@ -392,7 +542,7 @@ func (p *Pool) Evacuate(m *Member) error {
 	defer p.evacuating.Unlock()
 	now := p.now()
 	takers := 0
-	for _, o := range p.members {
+	for _, o := range p.Members() {
 		// Sessions move as on failover, to members that could take a
 		// new session (errors aside: they pass), settling ones not.
 		if o != m && (p.opts.AnyDomain || o.Domain() == m.Domain()) && o.takesNewSessions(now, true) && o.phase(now) != Settling {

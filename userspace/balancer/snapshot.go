@@ -13,6 +13,10 @@ import (
 type Snapshot struct {
 	Members []MemberSnapshot `json:"members"`
 	Moved   []MovedSession   `json:"moved"`
+	// Added are the specs (--backend values) of members added at run
+	// time, which the receiver adds before it restores the rest; the pool
+	// neither fills nor reads them.
+	Added []string `json:"added,omitempty"`
 }
 
 // MovedSession is a moved-session table entry, its member named: the
@@ -27,12 +31,15 @@ type MovedSession struct {
 // Snapshot describes the pool's members and moved sessions for Restore.
 func (p *Pool) Snapshot() Snapshot {
 	var s Snapshot
-	for _, m := range p.members {
+	ro := p.roster.Load()
+	for _, m := range ro.members {
 		s.Members = append(s.Members, m.snapshot())
 	}
 	if p.opts.Moved != nil {
 		for _, e := range p.opts.Moved.Snapshot() {
-			s.Moved = append(s.Moved, MovedSession{Key: e.Key, Member: p.members[e.Member].Name, Reason: e.Reason, LastUsed: e.LastUsed})
+			if e.Member < len(ro.slots) && !ro.slots[e.Member].Removed() {
+				s.Moved = append(s.Moved, MovedSession{Key: e.Key, Member: ro.slots[e.Member].Name, Reason: e.Reason, LastUsed: e.LastUsed})
+			}
 		}
 	}
 	return s
@@ -51,7 +58,7 @@ func (p *Pool) Restore(s Snapshot) (members, sessions int) {
 // state, the way back after a loss) is left out: the next process
 // observes it again.
 func (s Snapshot) Settings() Snapshot {
-	out := Snapshot{Moved: s.Moved}
+	out := Snapshot{Moved: s.Moved, Added: s.Added}
 	for _, m := range s.Members {
 		out.Members = append(out.Members, MemberSnapshot{Name: m.Name, Flags: m.Flags, Weight: m.Weight, Configured: m.Configured})
 	}
@@ -65,8 +72,9 @@ func (p *Pool) Resume(s Snapshot) (members, sessions int) {
 }
 
 func (p *Pool) apply(s Snapshot, restore func(*Member, MemberSnapshot)) (members, sessions int) {
-	byName := make(map[string]*Member, len(p.members))
-	for _, m := range p.members {
+	all := p.Members()
+	byName := make(map[string]*Member, len(all))
+	for _, m := range all {
 		byName[m.Name] = m
 	}
 	for _, ms := range s.Members {

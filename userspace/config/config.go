@@ -34,6 +34,8 @@ import (
 // MemberSpec is one --backend flag: a member of the pool, reached over
 // HTTP or AJP.
 type MemberSpec struct {
+	// Spec is the --backend value it was read from, as given.
+	Spec   string
 	Name   string
 	Scheme string // "http" or "ajp"
 	Addr   string // host:port
@@ -369,25 +371,11 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 	if len(r.backends) > balancer.MaxMembers {
 		return &FlagError{Flag: "backend", Err: fmt.Errorf("at most %d backends", balancer.MaxMembers)}
 	}
-	names, routes, urls := map[string]bool{}, map[string]string{}, map[string]string{}
 	for _, spec := range r.backends {
-		b, err := parseMember(spec)
+		b, err := ParseMember(spec, c.Members)
 		if err != nil {
 			return &FlagError{Flag: "backend", Err: err}
 		}
-		if names[b.Name] {
-			return &FlagError{Flag: "backend", Err: fmt.Errorf("duplicate name %q", b.Name)}
-		}
-		if other, dup := routes[b.Route]; dup {
-			return &FlagError{Flag: "backend", Err: fmt.Errorf("%s and %s share route %q: routes must be unique", other, b.Name, b.Route)}
-		}
-		// One Tomcat behind two names would get twice its share, and
-		// a session could fail over from it to itself.
-		target := b.Scheme + "://" + strings.ToLower(b.Addr)
-		if other, dup := urls[target]; dup {
-			return &FlagError{Flag: "backend", Err: fmt.Errorf("%s and %s have the same URL %s: each member is one Tomcat", other, b.Name, target)}
-		}
-		names[b.Name], routes[b.Route], urls[target] = true, b.Name, b.Name
 		c.Members = append(c.Members, b)
 	}
 	switch r.scope {
@@ -496,6 +484,34 @@ func (c *Config) parseTLS(certFiles, keyFiles []string) error {
 }
 
 // parseMember reads a --backend: NAME=URL[,key=value...].
+// ParseMember reads a member as --backend gives it (NAME=URL[,options]),
+// also for a member added at run time (catherd member add): its name,
+// route and URL must differ from those of others.
+func ParseMember(spec string, others []MemberSpec) (MemberSpec, error) {
+	b, err := parseMember(spec)
+	if err != nil {
+		return MemberSpec{}, err
+	}
+	// One Tomcat behind two names would get twice its share, and a
+	// session could fail over from it to itself.
+	for _, o := range others {
+		switch {
+		case o.Name == b.Name:
+			return MemberSpec{}, fmt.Errorf("duplicate name %q", b.Name)
+		case o.Route == b.Route:
+			return MemberSpec{}, fmt.Errorf("%s and %s share route %q: routes must be unique", o.Name, b.Name, b.Route)
+		case o.URL() == b.URL():
+			return MemberSpec{}, fmt.Errorf("%s and %s have the same URL %s: each member is one Tomcat", o.Name, b.Name, b.URL())
+		}
+	}
+	b.Spec = spec
+	return b, nil
+}
+
+// URL is how the member is reached, as compared for uniqueness
+// (scheme://host:port, the host in lower case).
+func (b MemberSpec) URL() string { return b.Scheme + "://" + strings.ToLower(b.Addr) }
+
 func parseMember(spec string) (MemberSpec, error) {
 	name, rest, ok := strings.Cut(spec, "=")
 	if !ok || name == "" {

@@ -20,6 +20,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,12 +75,15 @@ type Status struct {
 
 // Checker runs the probes.
 type Checker struct {
-	targets []Target
-	opts    Options
-	log     *slog.Logger
+	opts Options
+	log  *slog.Logger
 
-	mu     sync.Mutex
-	status map[*balancer.Member]*Status
+	mu      sync.Mutex
+	status  map[*balancer.Member]*Status
+	targets []Target        // to start when Run starts
+	ctx     context.Context // Run's, while it runs
+	stops   map[*balancer.Member]context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New returns a checker of targets.
@@ -87,11 +91,47 @@ func New(targets []Target, opts Options, log *slog.Logger) *Checker {
 	if opts.FastInterval <= 0 || opts.FastInterval > opts.Interval {
 		opts.FastInterval = opts.Interval
 	}
-	c := &Checker{targets: targets, opts: opts, log: log, status: map[*balancer.Member]*Status{}}
+	c := &Checker{opts: opts, log: log, status: map[*balancer.Member]*Status{}, stops: map[*balancer.Member]context.CancelFunc{}}
 	for _, t := range targets {
-		c.status[t.Member] = &Status{Fall: opts.Fall, Rise: opts.Rise}
+		c.Add(t)
 	}
 	return c
+}
+
+// Add has the checker probe one more target (a member added at run
+// time), from now if it runs, else from when it does.
+func (c *Checker) Add(t Target) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status[t.Member] = &Status{Fall: c.opts.Fall, Rise: c.opts.Rise}
+	if c.ctx == nil {
+		c.targets = append(c.targets, t)
+		return
+	}
+	c.start(t)
+}
+
+// Remove stops probing m (a member removed at run time).
+func (c *Checker) Remove(m *balancer.Member) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.status, m)
+	if stop, ok := c.stops[m]; ok {
+		stop()
+		delete(c.stops, m)
+	}
+	c.targets = slices.DeleteFunc(c.targets, func(t Target) bool { return t.Member == m })
+}
+
+// start probes t until Run's context ends or t is removed; c.mu is held.
+func (c *Checker) start(t Target) {
+	ctx, stop := context.WithCancel(c.ctx)
+	c.stops[t.Member] = stop
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.watch(ctx, t.Member, t.Probe)
+	}()
 }
 
 // Status returns what the checker knows of m; false when it does not
@@ -114,7 +154,11 @@ func (c *Checker) Status(m *balancer.Member) (Status, bool) {
 // record keeps a probe's result and the streak it left.
 func (c *Checker) record(m *balancer.Member, r Result, streak int) {
 	c.mu.Lock()
-	st := c.status[m]
+	st, ok := c.status[m]
+	if !ok { // removed while it was probed
+		c.mu.Unlock()
+		return
+	}
 	st.Last = &r
 	st.Failures, st.Passes = 0, 0
 	if m.Down() {
@@ -130,15 +174,15 @@ func (c *Checker) record(m *balancer.Member, r Result, streak int) {
 
 // Run probes every member until ctx ends.
 func (c *Checker) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+	c.mu.Lock()
+	c.ctx = ctx
 	for _, t := range c.targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.watch(ctx, t.Member, t.Probe)
-		}()
+		c.start(t)
 	}
-	wg.Wait()
+	c.targets = nil
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.wg.Wait()
 }
 
 // watch probes one member. The first probe comes after a random part of

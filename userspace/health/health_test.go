@@ -141,3 +141,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Members added and removed while the checker runs: an added one is
+// probed from then on, a removed one no more.
+func TestCheckerAddRemove(t *testing.T) {
+	a, b := balancer.NewMember("a", "a", 1, 0), balancer.NewMember("b", "b", 1, 0)
+	var probesA, probesB atomic.Int64
+	c := New([]Target{{Member: a, Probe: func(context.Context) error { probesA.Add(1); return nil }}},
+		Options{Interval: 5 * time.Millisecond, Timeout: time.Second, Fall: 2, Rise: 2}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	c.Add(Target{Member: b, Probe: func(context.Context) error { probesB.Add(1); return errors.New("refused") }})
+	waitFor(t, "b down", b.Down)
+	if st, ok := c.Status(b); !ok || st.Last == nil || st.Last.Err == nil {
+		t.Errorf("b's status: %+v %v", st, ok)
+	}
+	c.Remove(b)
+	if _, ok := c.Status(b); ok {
+		t.Error("a removed member still has a status")
+	}
+	n := probesB.Load()
+	before := probesA.Load()
+	waitFor(t, "more probes of a", func() bool { return probesA.Load() > before+3 })
+	if probesB.Load() > n+1 { // one may have been under way
+		t.Errorf("b probed %d more times after its removal", probesB.Load()-n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,13 @@ func (w *Watcher) Watch(m *balancer.Member, host netip.Addr, domainFromGroup boo
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.watched = append(w.watched, watched{member: m, host: host, domainFromGroup: domainFromGroup})
+}
+
+// Unwatch stops following m (a member removed at run time).
+func (w *Watcher) Unwatch(m *balancer.Member) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.watched = slices.DeleteFunc(w.watched, func(b watched) bool { return b.member == m })
 }
 
 // Run reads beacons until ctx ends. Silent members are expired at least

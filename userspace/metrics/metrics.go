@@ -43,6 +43,9 @@ type Metrics struct {
 	handshakeFailures prometheus.Counter
 	http2Resets       prometheus.Counter
 	health            healthChecks
+
+	connsMu sync.Mutex
+	conns   map[string][]prometheus.Collector // BackendConns' series, by member
 }
 
 // Build describes the running build, as the labels of catherd_build_info.
@@ -120,18 +123,45 @@ func (m *Metrics) Handler() http.Handler {
 // not tell).
 func (m *Metrics) BackendConns(member string, opened, discarded func() uint64) {
 	labels := prometheus.Labels{"member": member}
-	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+	cs := []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name:        "catherd_backend_connections_opened_total",
 		Help:        "Connections opened to each member.",
 		ConstLabels: labels,
-	}, func() float64 { return float64(opened()) }))
+	}, func() float64 { return float64(opened()) })}
 	if discarded != nil {
-		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "catherd_backend_connections_discarded_total",
 			Help:        "Connections to each member closed because they failed or broke the protocol (AJP members).",
 			ConstLabels: labels,
 		}, func() float64 { return float64(discarded()) }))
 	}
+	m.reg.MustRegister(cs...)
+	m.connsMu.Lock()
+	defer m.connsMu.Unlock()
+	if m.conns == nil {
+		m.conns = map[string][]prometheus.Collector{}
+	}
+	m.conns[member] = cs
+}
+
+// ForgetMember drops every series of a member removed at run time, so
+// that a member added later under its name starts from zero.
+func (m *Metrics) ForgetMember(member string) {
+	labels := prometheus.Labels{"member": member}
+	m.requests.DeletePartialMatch(labels)
+	m.duration.DeletePartialMatch(labels)
+	m.bytes.DeletePartialMatch(labels)
+	m.active.DeletePartialMatch(labels)
+	m.errors.DeletePartialMatch(labels)
+	m.attempts.DeletePartialMatch(labels)
+	m.health.results.DeletePartialMatch(labels)
+	m.health.duration.DeletePartialMatch(labels)
+	m.connsMu.Lock()
+	defer m.connsMu.Unlock()
+	for _, c := range m.conns[member] {
+		m.reg.Unregister(c)
+	}
+	delete(m.conns, member)
 }
 
 // Sticky counts one routing outcome, by its position in the outcomes

@@ -68,9 +68,9 @@ func TestAJPMembers(t *testing.T) {
 	// Sequential requests share one connection per member: the small-body
 	// path reads exactly Content-Length bytes, and closing the response
 	// must still reach END_RESPONSE and pool the connection.
-	for _, u := range r.px.upstreams {
-		if n := u.opened.Load(); n != 1 {
-			t.Errorf("member %s: %d AJP connections opened, want 1 reused", u.member.Name, n)
+	for _, m := range r.px.pool.Members() {
+		if n := r.px.upstreams[m.Index()].Load().opened.Load(); n != 1 {
+			t.Errorf("member %s: %d AJP connections opened, want 1 reused", m.Name, n)
 		}
 	}
 }
@@ -164,7 +164,7 @@ func TestAJPFailures(t *testing.T) {
 			t.Fatalf("garbage from the container: %d, want 502", resp.StatusCode)
 		}
 	}
-	if got := r.px.upstreams[0].discarded.Load(); got != 20 {
+	if got := r.px.upstreams[0].Load().discarded.Load(); got != 20 {
 		t.Errorf("%d broken connections counted, want 20", got)
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -185,20 +185,20 @@ func TestAJPFailures(t *testing.T) {
 func TestProbes(t *testing.T) {
 	good := ajpMember(t, "good", nil)
 	r := startRig(t, rigOptions{ajpSecret: testSecret}, good)
-	if err := r.px.upstreams[0].Probe("/")(context.Background()); err != nil {
+	if err := r.px.upstreams[0].Load().Probe("/")(context.Background()); err != nil {
 		t.Fatalf("healthy AJP member: %v", err)
 	}
 	// The same container, but catherd holds the wrong secret.
 	r = startRig(t, rigOptions{ajpSecret: "wrong"}, good)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := r.px.upstreams[0].Probe("/")(ctx); !errors.Is(err, ErrSecretRefused) {
+	if err := r.px.upstreams[0].Load().Probe("/")(ctx); !errors.Is(err, ErrSecretRefused) {
 		t.Fatalf("wrong secret: %v, want ErrSecretRefused", err)
 	}
 	// An application's own 403 keeps the connection: not a refused secret.
 	app403 := ajpMember(t, "app403", func(r *ajptest.Request, w *ajptest.ResponseWriter) { w.WriteHeader(403) })
 	r = startRig(t, rigOptions{ajpSecret: testSecret}, app403)
-	if err := r.px.upstreams[0].Probe("/")(ctx); err != nil {
+	if err := r.px.upstreams[0].Load().Probe("/")(ctx); err != nil {
 		t.Fatalf("application 403: %v", err)
 	}
 	// HTTP members: a 5xx fails the probe, a 404 does not.
@@ -210,10 +210,10 @@ func TestProbes(t *testing.T) {
 		}
 	})
 	r = startRig(t, rigOptions{}, h.spec())
-	if err := r.px.upstreams[0].Probe("/anything")(ctx); err != nil {
+	if err := r.px.upstreams[0].Load().Probe("/anything")(ctx); err != nil {
 		t.Fatalf("HTTP 404: %v", err)
 	}
-	if err := r.px.upstreams[0].Probe("/broken")(ctx); err == nil {
+	if err := r.px.upstreams[0].Load().Probe("/broken")(ctx); err == nil {
 		t.Fatal("HTTP 503 passed the probe")
 	}
 }

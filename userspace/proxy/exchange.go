@@ -239,7 +239,13 @@ func (x *exchange) pick() {
 		return
 	}
 	x.outcome = outcome
-	x.up = p.upstreams[m.Index()]
+	if x.up = p.upstreams[m.Index()].Load(); x.up == nil || x.up.member != m {
+		// Removed since the pick (or its slot given to another):
+		// nothing was sent, so it is picked again without it.
+		x.br.Tried.Add(m.Index())
+		x.pick()
+		return
+	}
 	x.attempt++
 	x.connect(false)
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net/netip"
 
 	"github.com/catherd/catherd/userspace/accesslog"
@@ -73,6 +74,27 @@ func (lp *loop) closeIdle() {
 			cl.close()
 		}
 		cl = next
+	}
+}
+
+// forget drops what the loop holds of a removed upstream: its idle
+// connections close, and requests waiting for one fail (and are retried
+// on another member by the usual rules).
+func (lp *loop) forget(u *Upstream) {
+	for i := len(lp.idle[u.index]) - 1; i >= 0; i-- {
+		if mc := lp.idle[u.index][i]; mc.up == u {
+			mc.close(nil)
+		}
+	}
+	w := lp.waiting[u.index]
+	lp.waiting[u.index] = nil
+	for _, x := range w {
+		if x.up == u {
+			x.waitTimer.Stop()
+			x.failed(&memberError{failConnect, errors.New("member removed")})
+		} else {
+			lp.waiting[u.index] = append(lp.waiting[u.index], x)
+		}
 	}
 }
 

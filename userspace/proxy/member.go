@@ -167,7 +167,7 @@ func (mc *memberConn) pending() []byte {
 // nothing of another message was read, or else is closed.
 func (mc *memberConn) release(reusable bool) {
 	mc.x = nil
-	if !reusable || mc.r != mc.w || mc.lp.p.draining.Load() || mc.c.Queued() > 0 {
+	if !reusable || mc.r != mc.w || mc.lp.p.draining.Load() || mc.c.Queued() > 0 || mc.up.removed.Load() {
 		mc.close(nil)
 		return
 	}

@@ -79,8 +79,10 @@ const discardLimit = 16 << 20
 
 // Proxy forwards client requests to the members of a pool.
 type Proxy struct {
-	pool      *balancer.Pool
-	upstreams []*Upstream // by member index (Member.Index)
+	pool *balancer.Pool
+	// upstreams are by member index (Member.Index); a slot is empty
+	// until its member is added, and once it is removed.
+	upstreams [balancer.MaxMembers]atomic.Pointer[Upstream]
 	opts      Options
 	metrics   *metrics.Metrics
 	none      *metrics.Member
@@ -112,18 +114,15 @@ func New(pool *balancer.Pool, ups []*Upstream, m *metrics.Metrics, opts Options,
 	// A buffer holds a whole head, so that a head is parsed where it
 	// landed; 16 KiB reads are large enough to move bodies efficiently.
 	p.bufSize = max(16<<10, opts.MaxHeaderBytes+1024)
-	p.upstreams = make([]*Upstream, len(pool.Members()))
 	for _, u := range ups {
-		if i := u.member.Index(); i >= len(p.upstreams) || pool.Members()[i] != u.member {
+		if i := u.member.Index(); i >= len(pool.Members()) || pool.Members()[i] != u.member {
 			panic(fmt.Sprintf("proxy: member %s of an upstream is not in the pool", u.member.Name))
 		}
-		u.start(p)
-		m.BackendConns(u.member.Name, u.opened.Load, u.discarded.Load)
-		p.upstreams[u.index] = u
+		p.Attach(u)
 	}
-	for i, u := range p.upstreams {
-		if u == nil {
-			panic(fmt.Sprintf("proxy: member %s has no upstream", pool.Members()[i].Name))
+	for _, m := range pool.Members() {
+		if p.upstreams[m.Index()].Load() == nil {
+			panic(fmt.Sprintf("proxy: member %s has no upstream", m.Name))
 		}
 	}
 	for range runtime.GOMAXPROCS(0) { // a loop per core
@@ -231,6 +230,28 @@ wait:
 	return errors.Join(err, h2err)
 }
 
+// Attach has the proxy serve u, whose member is in the pool at
+// u.Member().Index(): a member added at run time is attached before the
+// pool may pick it (balancer.Pool.Add calls back).
+func (p *Proxy) Attach(u *Upstream) {
+	u.start(p)
+	p.metrics.BackendConns(u.member.Name, u.opened.Load, u.discarded.Load)
+	p.upstreams[u.index].Store(u)
+}
+
+// Detach stops serving u, whose member the pool removed: its idle
+// connections close now, the others as their exchanges end; requests
+// waiting for one of its connections fail over as on a connect failure.
+func (p *Proxy) Detach(u *Upstream) {
+	u.removed.Store(true)
+	p.upstreams[u.index].CompareAndSwap(u, nil)
+	for _, lp := range p.loops {
+		lp.nl.Post(func() { lp.forget(u) })
+	}
+	u.close()
+	p.metrics.ForgetMember(u.member.Name)
+}
+
 // stop closes every connection left and ends the loops.
 func (p *Proxy) stop() {
 	p.stopOnce.Do(func() {
@@ -240,8 +261,10 @@ func (p *Proxy) stop() {
 			<-done
 			lp.nl.Stop()
 		}
-		for _, u := range p.upstreams {
-			u.close()
+		for i := range p.upstreams {
+			if u := p.upstreams[i].Load(); u != nil {
+				u.close()
+			}
 		}
 		p.endLog()
 	})

@@ -42,6 +42,7 @@ type Upstream struct {
 	// discarded counts connections closed because the member broke the
 	// exchange (a malformed or cut answer).
 	discarded atomic.Uint64
+	removed   atomic.Bool // its member left the pool (Proxy.Detach)
 	maxHead   int         // the largest answer head a probe reads
 	ajpProbe  *ajp.Client // a blocking client for health probes (AJP members)
 	stop      context.CancelFunc
