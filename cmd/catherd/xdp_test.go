@@ -34,9 +34,15 @@ func backendsOf(t *testing.T, topo *l4topo.Topo, sources []netip.Addr) map[netip
 // health checks, and stops it when the test ends.
 func startL4Catherd(t *testing.T, bin string, topo *l4topo.Topo, pins string, log io.Writer, backends []netip.Addr, extra ...string) *l4run.Catherd {
 	t.Helper()
+	return startL4CatherdIn(t, topo.BalancerNS(), bin, pins, log, backends, extra...)
+}
+
+// startL4CatherdIn is startL4Catherd in namespace ns.
+func startL4CatherdIn(t *testing.T, ns, bin, pins string, log io.Writer, backends []netip.Addr, extra ...string) *l4run.Catherd {
+	t.Helper()
 	args := append([]string{"--metrics", "127.0.0.1:9180", "--l4", l4run.L4Flag(80, "tcp", backends),
 		"--health-interval", "200ms", "--health-timeout", "200ms", "--health-fall", "1", "--health-rise", "1"}, extra...)
-	c, err := l4run.Start(topo, bin, pins, log, args...)
+	c, err := l4run.StartIn(ns, bin, pins, log, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,17 +65,24 @@ type l4Harness struct {
 	listeners []net.Listener
 	bin, pins string
 	log       *os.File
+	dir       string
 }
 
 func newL4Harness(t *testing.T, prefix string, backends, sources int) *l4Harness {
 	t.Helper()
+	return newL4HarnessFront(t, prefix, backends, sources, l4topo.Single)
+}
+
+// newL4HarnessFront is newL4Harness with the balancers of front.
+func newL4HarnessFront(t *testing.T, prefix string, backends, sources int, front l4topo.Front) *l4Harness {
+	t.Helper()
 	l4topo.Require(t)
-	topo, err := l4topo.Up(fmt.Sprintf("%s%d", prefix, os.Getpid()%10000), backends, sources)
+	topo, err := l4topo.UpFront(fmt.Sprintf("%s%d", prefix, os.Getpid()%10000), backends, sources, front)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { topo.Down() })
-	h := &l4Harness{topo: topo}
+	h := &l4Harness{topo: topo, dir: t.TempDir()}
 	for i := 1; i <= backends; i++ {
 		ln, err := topo.ServeBackend(i, 80)
 		if err != nil {
@@ -78,22 +91,30 @@ func newL4Harness(t *testing.T, prefix string, backends, sources int) *l4Harness
 		t.Cleanup(func() { ln.Close() })
 		h.listeners = append(h.listeners, ln)
 	}
-	dir := t.TempDir()
-	h.bin = tcBuild(t, dir)
+	h.bin = tcBuild(t, h.dir)
 	h.pins = fmt.Sprintf("/sys/fs/bpf/catherd-%s-%d", prefix, os.Getpid())
 	t.Cleanup(func() { xdp.Unload(h.pins) })
-	logPath := filepath.Join(dir, "catherd.log")
-	if h.log, err = os.Create(logPath); err != nil {
+	h.log = h.newLog(t, "catherd.log")
+	return h
+}
+
+// newLog creates a log file for a process of the test, shown (its tail)
+// when the test fails.
+func (h *l4Harness) newLog(t *testing.T, name string) *os.File {
+	t.Helper()
+	path := filepath.Join(h.dir, name)
+	f, err := os.Create(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.log.Close() })
+	t.Cleanup(func() { f.Close() })
 	t.Cleanup(func() {
 		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("catherd log:\n%s", tcTail(string(b), 60))
+			b, _ := os.ReadFile(path)
+			t.Logf("%s:\n%s", name, tcTail(string(b), 60))
 		}
 	})
-	return h
+	return f
 }
 
 // TestL4SteeringEndToEnd runs the real binary against real kernels paths:

@@ -38,13 +38,23 @@ func L4Flag(port uint16, proto string, backends []netip.Addr) string {
 // in the balancer namespace (through nsenter, which unlike ip netns exec
 // keeps the host's /sys/fs/bpf), writing its output to log.
 func Start(t *l4topo.Topo, bin, pins string, log io.Writer, args ...string) (*Catherd, error) {
-	return StartWrapped(t, nil, bin, pins, log, args...)
+	return start(t.BalancerNS(), nil, bin, pins, log, args...)
 }
 
 // StartWrapped is Start with catherd run by a wrapper command (e.g.
 // setpriv, to drop capabilities), which must exec it in place.
 func StartWrapped(t *l4topo.Topo, wrapper []string, bin, pins string, log io.Writer, args ...string) (*Catherd, error) {
-	argv := append([]string{"--net=" + l4topo.NetnsPath(t.BalancerNS())}, wrapper...)
+	return start(t.BalancerNS(), wrapper, bin, pins, log, args...)
+}
+
+// StartIn is Start in namespace ns: the second balancer of a tier
+// (l4topo.Topo.Balancer2NS), with pins of its own.
+func StartIn(ns, bin, pins string, log io.Writer, args ...string) (*Catherd, error) {
+	return start(ns, nil, bin, pins, log, args...)
+}
+
+func start(ns string, wrapper []string, bin, pins string, log io.Writer, args ...string) (*Catherd, error) {
+	argv := append([]string{"--net=" + l4topo.NetnsPath(ns)}, wrapper...)
 	// Its own hand-off socket, beside no other test's.
 	handoff := filepath.Join(os.TempDir(), "catherd-"+filepath.Base(pins)+".handoff")
 	argv = append(append(argv, bin, "run", "--xdp-iface", "eth0", "--xdp-pin-dir", pins, "--handoff-socket", handoff), args...)

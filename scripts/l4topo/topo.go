@@ -8,6 +8,10 @@
 //
 // The balancer answers ARP for the VIP; backends hold it on lo and ignore
 // ARP for it, and answer clients directly. Down removes everything.
+//
+// The tests of a tier use two balancers on the same segment, the second
+// at 10.99.0.4, reached by VRRP (keepalived moves the VIP between them) or
+// by ECMP (a router at 10.99.0.1 spreads the VIP over both): see Front.
 package l4topo
 
 import (
@@ -18,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -29,9 +34,29 @@ import (
 
 // Fixed addresses of the topology (a /16, all on one segment).
 var (
-	VIP      = netip.MustParseAddr("10.99.0.250")
-	Balancer = netip.MustParseAddr("10.99.0.3")
-	Client   = netip.MustParseAddr("10.99.0.2")
+	VIP       = netip.MustParseAddr("10.99.0.250")
+	Balancer  = netip.MustParseAddr("10.99.0.3")
+	Balancer2 = netip.MustParseAddr("10.99.0.4") // VRRP and ECMP only
+	Router    = netip.MustParseAddr("10.99.0.1") // ECMP only
+	Client    = netip.MustParseAddr("10.99.0.2")
+)
+
+// Front is how clients reach the balancers of a topology.
+type Front int
+
+const (
+	// Single: one balancer, which holds the VIP on eth0 and answers ARP
+	// for it.
+	Single Front = iota
+	// VRRP: two balancers, neither holding the VIP: whoever plays VRRP
+	// (keepalived) puts it on eth0 of the master, which then answers ARP
+	// for it.
+	VRRP
+	// ECMP: two balancers hold the VIP on lo and answer no ARP for it, as
+	// backends do; a router routes the VIP to both (SetNextHops), hashing
+	// each connection's addresses and ports to pick one, and the client
+	// sends the VIP's traffic through the router.
+	ECMP
 )
 
 // Topo is a running topology.
@@ -42,19 +67,27 @@ type Topo struct {
 	made     []string     // namespaces created, for Down
 }
 
-// Namespace names: the client, the balancer, backend i (1-based) and the switch.
+// Namespace names: the client, the balancer(s), the router, backend i
+// (1-based) and the switch.
 func (t *Topo) ClientNS() string       { return t.prefix + "cli" }
 func (t *Topo) BalancerNS() string     { return t.prefix + "lb" }
+func (t *Topo) Balancer2NS() string    { return t.prefix + "lb2" }
+func (t *Topo) RouterNS() string       { return t.prefix + "rt" }
 func (t *Topo) BackendNS(i int) string { return fmt.Sprintf("%sb%d", t.prefix, i) }
 func (t *Topo) switchNS() string       { return t.prefix + "sw" }
 
 // NetnsPath is where ip netns (and nsenter --net=) finds a namespace.
 func NetnsPath(name string) string { return "/run/netns/" + name }
 
-// Up builds a topology whose namespace names start with prefix (keep it
-// short: interface names derive from it), with the given numbers of
-// backends and extra client source addresses.
-func Up(prefix string, backends, sources int) (t *Topo, err error) {
+// Up builds a topology with one balancer whose namespace names start with
+// prefix (keep it short: interface names derive from it), with the given
+// numbers of backends and extra client source addresses.
+func Up(prefix string, backends, sources int) (*Topo, error) {
+	return UpFront(prefix, backends, sources, Single)
+}
+
+// UpFront is Up with the balancers and the way to them that front says.
+func UpFront(prefix string, backends, sources int, front Front) (t *Topo, err error) {
 	if backends > 9 || sources > 200*200 {
 		return nil, errors.New("l4topo: at most 9 backends and 40000 sources")
 	}
@@ -71,6 +104,12 @@ func Up(prefix string, backends, sources int) (t *Topo, err error) {
 		}
 	}()
 	nodes := []string{"cli", "lb"}
+	switch front {
+	case VRRP:
+		nodes = append(nodes, "lb2")
+	case ECMP:
+		nodes = append(nodes, "lb2", "rt")
+	}
 	for i := 1; i <= backends; i++ {
 		nodes = append(nodes, fmt.Sprintf("b%d", i))
 	}
@@ -83,7 +122,10 @@ func Up(prefix string, backends, sources int) (t *Topo, err error) {
 		return nil, fmt.Errorf("switch: %w", err)
 	}
 	if err := t.Do(t.ClientNS(), func() error {
-		return node("10.99.0.2/16", t.Sources, nil, false)
+		if err := node("10.99.0.2/16", t.Sources, nil, false); err != nil || front != ECMP {
+			return err
+		}
+		return netlink.RouteAdd(&netlink.Route{Dst: hostPrefix(VIP), Gw: Router.AsSlice()})
 	}); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -92,10 +134,8 @@ func Up(prefix string, backends, sources int) (t *Topo, err error) {
 	if out, err := exec.Command("ip", "netns", "exec", t.ClientNS(), "ethtool", "-K", "eth0", "tx", "off").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("client: ethtool -K eth0 tx off: %v: %s", err, out)
 	}
-	if err := t.Do(t.BalancerNS(), func() error {
-		return node("10.99.0.3/16", []netip.Addr{VIP}, nil, false)
-	}); err != nil {
-		return nil, fmt.Errorf("balancer: %w", err)
+	if err := t.balancers(front); err != nil {
+		return nil, err
 	}
 	for i, b := range t.Backends {
 		if err := t.Do(t.BackendNS(i+1), func() error {
@@ -105,6 +145,69 @@ func Up(prefix string, backends, sources int) (t *Topo, err error) {
 		}
 	}
 	return t, nil
+}
+
+// balancers sets up the balancers' namespaces, and the router's, for front.
+func (t *Topo) balancers(front Front) error {
+	ns, addrs := []string{t.BalancerNS()}, []netip.Addr{Balancer}
+	if front != Single {
+		ns, addrs = append(ns, t.Balancer2NS()), append(addrs, Balancer2)
+	}
+	var onEth, onLo []netip.Addr
+	switch front {
+	case Single:
+		onEth = []netip.Addr{VIP}
+	case ECMP:
+		onLo = []netip.Addr{VIP}
+	}
+	for i := range ns {
+		if err := t.Do(ns[i], func() error { return node(addrs[i].String()+"/16", onEth, onLo, front == ECMP) }); err != nil {
+			return fmt.Errorf("balancer %s: %w", addrs[i], err)
+		}
+	}
+	if front != ECMP {
+		return nil
+	}
+	// A one-armed router: it forwards out of the interface the packet
+	// came in on, so it must not tell the client to go to the balancer
+	// directly (an ICMP redirect). Policy 1 hashes ports as well as
+	// addresses, so one client's connections spread over both balancers.
+	if err := t.Do(t.RouterNS(), func() error {
+		if err := node(Router.String()+"/16", nil, nil, false); err != nil {
+			return err
+		}
+		return sysctls([][2]string{{"ip_forward", "1"}, {"conf/all/send_redirects", "0"}, {"conf/eth0/send_redirects", "0"},
+			{"fib_multipath_hash_policy", "1"}})
+	}); err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	return t.SetNextHops(Balancer, Balancer2)
+}
+
+// SetNextHops makes the router's route to the VIP lead to the given
+// balancers (an ECMP route when there are several), replacing the route
+// it had: what a routing daemon does when a balancer announces the VIP or
+// withdraws it.
+func (t *Topo) SetNextHops(hops ...netip.Addr) error {
+	return t.Do(t.RouterNS(), func() error {
+		eth, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		r := &netlink.Route{Dst: hostPrefix(VIP)}
+		for _, h := range hops {
+			r.MultiPath = append(r.MultiPath, &netlink.NexthopInfo{LinkIndex: eth.Attrs().Index, Gw: h.AsSlice()})
+		}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("router: route to %s via %v: %w", VIP, hops, err)
+		}
+		return nil
+	})
+}
+
+// hostPrefix is the /32 (or /128) holding a alone.
+func hostPrefix(a netip.Addr) *net.IPNet {
+	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}
 }
 
 // Do runs f on an OS thread inside namespace ns. Sockets f opens stay in
@@ -217,9 +320,9 @@ func bridge(nodes []string, prefix string) error {
 			return err
 		}
 		// A frame that XDP sends (XDP_TX or a redirect) into a veth is
-		// delivered only if the receiving end has an XDP program: the
+		// delivered only if the receiving end has an XDP program: a
 		// balancer's XDP_TX lands on its port of the bridge.
-		if n == "lb" {
+		if strings.HasPrefix(n, "lb") {
 			if err := attachPass(veth); err != nil {
 				return fmt.Errorf("XDP_PASS program on %s: %w", n, err)
 			}
@@ -262,10 +365,9 @@ func node(primary string, extra, onLo []netip.Addr, dsr bool) error {
 		return err
 	}
 	if dsr {
-		for _, kv := range [][2]string{{"all/arp_ignore", "1"}, {"all/arp_announce", "2"}, {"eth0/arp_ignore", "1"}, {"eth0/arp_announce", "2"}} {
-			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+kv[0], []byte(kv[1]), 0); err != nil {
-				return err
-			}
+		if err := sysctls([][2]string{{"conf/all/arp_ignore", "1"}, {"conf/all/arp_announce", "2"},
+			{"conf/eth0/arp_ignore", "1"}, {"conf/eth0/arp_announce", "2"}}); err != nil {
+			return err
 		}
 	}
 	addr, err := netlink.ParseAddr(primary)
@@ -288,6 +390,17 @@ func node(primary string, extra, onLo []netip.Addr, dsr bool) error {
 	for _, l := range []netlink.Link{lo, eth} {
 		if err := netlink.LinkSetUp(l); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// sysctls sets net.ipv4 settings (name under /proc/sys/net/ipv4, value)
+// in the namespace of the calling thread.
+func sysctls(kvs [][2]string) error {
+	for _, kv := range kvs {
+		if err := os.WriteFile("/proc/sys/net/ipv4/"+kv[0], []byte(kv[1]), 0); err != nil {
+			return fmt.Errorf("sysctl net.ipv4.%s=%s: %w", strings.ReplaceAll(kv[0], "/", "."), kv[1], err)
 		}
 	}
 	return nil
