@@ -17,12 +17,21 @@ static __always_inline __u32 mix(__u32 h)
 }
 
 /* flow_hash hashes the client side of a flow: its address and, for
- * services keyed by port, its port (zero otherwise). The seed (the service
- * index) keeps services from sharing one client-to-slot mapping. Words are
- * taken as they lie in memory (network order, loaded little-endian). */
-static __always_inline __u32 flow_hash(const struct flow_key *k, __u32 seed)
+ * services keyed by port, its port (zero otherwise), seeded with the
+ * service side: VIP, port and protocol, so that services do not share
+ * one client-to-slot mapping. The seed is the service's own identity,
+ * never something a host assigns it (such as its index, which follows
+ * the order of the --l4 flags and their history): every host declaring
+ * the service hashes a client to the same slot, so hosts behind one ECMP
+ * route send it to the same backend. Words are taken as they lie in
+ * memory (network order, loaded little-endian). */
+static __always_inline __u32 flow_hash(const struct flow_key *k)
 {
-	__u32 h = mix(seed ^ 0x9e3779b9);
+	__u32 h = mix(0x9e3779b9 ^ k->dport ^ ((__u32)k->proto << 16));
+	h = mix(h ^ k->dst.v6[0]);
+	h = mix(h ^ k->dst.v6[1]);
+	h = mix(h ^ k->dst.v6[2]);
+	h = mix(h ^ k->dst.v6[3]);
 	h = mix(h ^ k->src.v6[0]);
 	h = mix(h ^ k->src.v6[1]);
 	h = mix(h ^ k->src.v6[2]);

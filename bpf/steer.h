@@ -37,7 +37,7 @@ static __always_inline struct backend *maglev_pick(struct flow_key *key, const s
 		st->conn_misses++;
 	if (svc->ring_size == 0)
 		return 0;
-	__u32 slot = svc->ring_base + flow_hash(key, svc->index) % svc->ring_size;
+	__u32 slot = svc->ring_base + flow_hash(key) % svc->ring_size;
 	__u32 *bi = bpf_map_lookup_elem(&maglev, &slot);
 	if (!bi || *bi == NO_BACKEND)
 		return 0;

@@ -23,7 +23,7 @@ struct vip_key {
 };
 
 struct service {
-	__u32 index;     /* into service_stats; also the hash seed */
+	__u32 index;     /* into service_stats */
 	__u32 flags;     /* SERVICE_* */
 	__u32 ring_base; /* first slot of this service's Maglev table in maglev */
 	__u32 ring_size; /* slots in that table (a prime) */

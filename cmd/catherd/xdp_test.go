@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +32,8 @@ func backendsOf(t *testing.T, topo *l4topo.Topo, sources []netip.Addr) map[netip
 }
 
 // startL4Catherd runs catherd steering VIP:80/tcp to backends, with fast
-// health checks, and stops it when the test ends.
+// health checks, and stops it when the test ends. The extra flags come
+// first: a --l4 among them is declared before VIP:80.
 func startL4Catherd(t *testing.T, bin string, topo *l4topo.Topo, pins string, log io.Writer, backends []netip.Addr, extra ...string) *l4run.Catherd {
 	t.Helper()
 	return startL4CatherdIn(t, topo.BalancerNS(), bin, pins, log, backends, extra...)
@@ -40,8 +42,8 @@ func startL4Catherd(t *testing.T, bin string, topo *l4topo.Topo, pins string, lo
 // startL4CatherdIn is startL4Catherd in namespace ns.
 func startL4CatherdIn(t *testing.T, ns, bin, pins string, log io.Writer, backends []netip.Addr, extra ...string) *l4run.Catherd {
 	t.Helper()
-	args := append([]string{"--metrics", "127.0.0.1:9180", "--l4", l4run.L4Flag(80, "tcp", backends),
-		"--health-interval", "200ms", "--health-timeout", "200ms", "--health-fall", "1", "--health-rise", "1"}, extra...)
+	args := append(slices.Clone(extra), "--metrics", "127.0.0.1:9180", "--l4", l4run.L4Flag(80, "tcp", backends),
+		"--health-interval", "200ms", "--health-timeout", "200ms", "--health-fall", "1", "--health-rise", "1")
 	c, err := l4run.StartIn(ns, bin, pins, log, args...)
 	if err != nil {
 		t.Fatal(err)

@@ -100,30 +100,42 @@ func (c *Catherd) Stop(sig syscall.Signal) {
 	}
 }
 
-// WaitUsable waits up to 10 s until the one service pinned in pins has
-// exactly the given backends usable.
+// WaitUsable waits up to 10 s until every service pinned in pins (one
+// at least) has exactly the given backends usable.
 func WaitUsable(pins string, want ...netip.Addr) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st, err := xdp.ReadPinnedStats(pins)
-		if err == nil && len(st.Services) != 1 {
-			err = fmt.Errorf("%d services", len(st.Services))
-		}
+		err := usable(pins, want)
 		if err == nil {
-			var usable []netip.Addr
-			for _, b := range st.Services[0].Backends {
-				if b.Usable {
-					usable = append(usable, b.Addr)
-				}
-			}
-			if fmt.Sprint(usable) == fmt.Sprint(want) {
-				return nil
-			}
-			err = fmt.Errorf("usable: %v", usable)
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return errors.Join(fmt.Errorf("backends %v not (only) usable after 10s", want), err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// usable says how the services pinned in pins differ from having exactly
+// the backends want usable.
+func usable(pins string, want []netip.Addr) error {
+	st, err := xdp.ReadPinnedStats(pins)
+	if err != nil {
+		return err
+	}
+	if len(st.Services) == 0 {
+		return errors.New("no service")
+	}
+	for _, s := range st.Services {
+		var usable []netip.Addr
+		for _, b := range s.Backends {
+			if b.Usable {
+				usable = append(usable, b.Addr)
+			}
+		}
+		if fmt.Sprint(usable) != fmt.Sprint(want) {
+			return fmt.Errorf("%s: usable: %v", s.Service, usable)
+		}
+	}
+	return nil
 }

@@ -366,7 +366,7 @@ func flowKey(p pkt) *catherdFlowKey {
 }
 
 // flowHash is the Go twin of flow_hash in bpf/hash.h.
-func flowHash(k *catherdFlowKey, seed uint32) uint32 {
+func flowHash(k *catherdFlowKey) uint32 {
 	mix := func(h uint32) uint32 {
 		h ^= h >> 16
 		h *= 0x85ebca6b
@@ -375,9 +375,11 @@ func flowHash(k *catherdFlowKey, seed uint32) uint32 {
 		h ^= h >> 16
 		return h
 	}
-	h := mix(seed ^ 0x9e3779b9)
-	for i := 0; i < 16; i += 4 {
-		h = mix(h ^ binary.LittleEndian.Uint32(k.Src.Bytes[i:]))
+	h := mix(0x9e3779b9 ^ uint32(k.Dport) ^ uint32(k.Proto)<<16)
+	for _, addr := range [][16]byte{k.Dst.Bytes, k.Src.Bytes} {
+		for i := 0; i < 16; i += 4 {
+			h = mix(h ^ binary.LittleEndian.Uint32(addr[i:]))
+		}
 	}
 	return mix(h ^ uint32(k.Sport))
 }
@@ -388,7 +390,7 @@ func maglevPick(t *testing.T, d *Datapath, p pkt) int {
 	t.Helper()
 	svc := d.state.services[serviceKey{p.dst, p.dport, p.proto}]
 	k := flowKey(p)
-	slot := svc.RingBase + flowHash(k, svc.Index)%svc.RingSize
+	slot := svc.RingBase + flowHash(k)%svc.RingSize
 	var bi uint32
 	if err := d.objs.Maglev.Lookup(slot, &bi); err != nil {
 		t.Fatal(err)
