@@ -41,11 +41,12 @@ func TestL4TierBehindECMP(t *testing.T) {
 	pins2 := h.pins + "-2"
 	t.Cleanup(func() { xdp.Unload(pins2) }) // runs after catherd has stopped
 	host1 := startL4Catherd(t, h.bin, topo, h.pins, h.log, topo.Backends)
-	// Host 2 declares another service first, so VIP:80 has another place
-	// in its tables than on host 1: that must not change the slot a client
-	// hashes to.
+	// Host 2 declares another service first (UDP, whose backends' health
+	// is checked on the same TCP port), so VIP:80/tcp has another place
+	// in its tables than on host 1: that must not change the slot a
+	// client hashes to.
 	startL4CatherdIn(t, topo.Balancer2NS(), h.bin, pins2, h.newLog(t, "catherd2.log"), topo.Backends,
-		"--l4", l4run.L4Flag(443, "tcp", topo.Backends))
+		"--l4", l4run.L4Flag(80, "udp", topo.Backends))
 	waitUsable(t, h.pins, topo.Backends...)
 	waitUsable(t, pins2, topo.Backends...)
 
