@@ -129,7 +129,7 @@ func TestL4TierBehindECMP(t *testing.T) {
 // %[3]s: the VIP.
 const keepalivedConf = `global_defs {
     router_id %[1]s
-    script_user root
+    script_user nobody
     enable_script_security
 }
 
