@@ -225,10 +225,32 @@ func TestKeepalivedFailover(t *testing.T) {
 		t.Fatalf("through the VIP on host 1: %v", err)
 	}
 
+	// A hand-off on host 1 (SIGUSR2: a successor takes over the sockets,
+	// the old process drains and exits) is no failure: the VIP stays.
+	catherds[0].cmd.Process.Signal(syscall.SIGUSR2)
+	successor := waitSuccessor(t, filepath.Join(dir, "catherd1.log"), 1)
+	t.Cleanup(func() { stopPids([]int{successor}) })
+	select {
+	case <-catherds[0].exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the catherd handed over from did not exit within 20s")
+	}
+	if err := vrrp.soleMaster(l4topo.Balancer); err != nil {
+		t.Fatalf("after a hand-off on host 1: %v", err)
+	}
+	if err := kas[0].logged("Entering FAULT STATE", 1); err == nil {
+		t.Fatal("keepalived on host 1 went to FAULT during a hand-off")
+	}
+	if err := served(); err != nil {
+		t.Fatalf("through the VIP on host 1 after a hand-off: %v", err)
+	}
+
 	// kill -9 catherd on host 1: its check fails, keepalived gives the
 	// VIP up, host 2 takes it and serves.
 	killed := time.Now()
-	catherds[0].cmd.Process.Kill()
+	if err := syscall.Kill(successor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	if err := pollUntil(20*time.Second, served); err != nil {
 		t.Fatalf("not served through the VIP within 20s of kill -9 of the catherd holding it: %v", err)
 	}
