@@ -158,10 +158,11 @@ vrrp_instance catherd {
 `
 
 // TestKeepalivedFailover runs two catherd edge hosts (L7) in front of two
-// nginx backends, and keepalived on each holding the VIP by VRRP: kill -9
-// of catherd on the host holding the VIP moves the VIP to the other host,
-// where clients are served again (sessions still reach their route's
-// backend); the first host's return does not move it back.
+// nginx backends, and keepalived on each holding the VIP by VRRP: a
+// hand-off on the host holding the VIP leaves it there; kill -9 of catherd
+// there moves the VIP to the other host, where clients are served again
+// (sessions still reach their route's backend); the first host's return
+// does not move it back.
 func TestKeepalivedFailover(t *testing.T) {
 	l4topo.Require(t)
 	for _, tool := range []string{"keepalived", "nginx", "curl"} {
@@ -245,8 +246,8 @@ func TestKeepalivedFailover(t *testing.T) {
 		t.Fatalf("through the VIP on host 1 after a hand-off: %v", err)
 	}
 
-	// kill -9 catherd on host 1: its check fails, keepalived gives the
-	// VIP up, host 2 takes it and serves.
+	// kill -9 catherd on host 1 (the successor): its check fails,
+	// keepalived gives the VIP up, host 2 takes it and serves.
 	killed := time.Now()
 	if err := syscall.Kill(successor, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
