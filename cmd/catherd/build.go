@@ -22,6 +22,7 @@ import (
 	"github.com/catherd/catherd/userspace/metrics"
 	"github.com/catherd/catherd/userspace/proxy"
 	"github.com/catherd/catherd/userspace/statefile"
+	"github.com/catherd/catherd/userspace/tier"
 	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
 )
@@ -59,6 +60,7 @@ type instance struct {
 	dp        *xdp.Datapath
 	ctl       *l4.Controller
 	checker   *health.Checker
+	tier      *tier.Tier // this instance's place in a tier (--peer-listen)
 
 	// --state-file: what it held at start, and what keeps it (state.go).
 	savedState *balancer.Snapshot
@@ -88,6 +90,7 @@ func build(cfg *config.Config, adminToken string, started time.Time, log *slog.L
 		c.followMembership,  // datapath.go
 		c.attachDatapath,    // datapath.go
 		c.buildHealthChecks, // every member's and L4 backend's
+		c.joinTier,          // tier.go: the tier's state in force before any client
 	} {
 		if err := step(); err != nil {
 			c.close()
@@ -198,11 +201,13 @@ func (c *instance) ready() error {
 	return nil
 }
 
-// close releases what build made and stop does not wind down: the
-// listening sockets and the hand-off (when start-up failed), the datapath
-// (left attached: only catherd unload detaches it) and the access log.
+// close releases what build made and stop does not wind down: the tier
+// (when start-up failed), the listening sockets and the hand-off (when
+// start-up failed), the datapath (left attached: only catherd unload
+// detaches it) and the access log.
 func (c *instance) close() {
 	c.cancel()
+	c.leaveTier()
 	c.closeSockets()
 	if c.dp != nil {
 		c.dp.Close()

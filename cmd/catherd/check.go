@@ -16,9 +16,9 @@ import (
 // start would check before serving, short of binding an address or
 // attaching anything, so that it can run beside the catherd it is about
 // to replace (systemd runs it before a start and before a reload). The
-// flags were checked by config.Parse; this reads the certificates, looks
-// the addresses and interfaces up, and has the kernel verify the XDP
-// program without pinning or attaching it. Errors are the lines a start
+// flags were checked by config.Parse; this reads the certificates and the
+// tier's key, looks the addresses and interfaces up, and has the kernel
+// verify the XDP program without pinning or attaching it. Errors are the lines a start
 // would print, and exit 2.
 func check(cfg *config.Config, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
@@ -50,6 +50,13 @@ func check(cfg *config.Config, stdout, stderr io.Writer) int {
 		} else if ok {
 			checked = append(checked, "the state file reads")
 		}
+	}
+	if cfg.Peers.Listen.IsValid() {
+		pc, err := peerConfig(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		checked = append(checked, fmt.Sprintf("in a tier as %s on %s, %d --peer to join", pc.Name, pc.Bind, len(pc.Seeds)))
 	}
 	if cfg.Membership.Group.IsValid() {
 		if _, err := membershipIface(cfg); err != nil {

@@ -106,7 +106,7 @@ func TestMemberCommand(t *testing.T) {
 	// Requests in flight hold evacuate until they end, or until --wait.
 	b.Begin()
 	a.SetFlags(0)
-	if code, _, errOut := run("evacuate", "b", "--admin", addr, "--wait", "300ms"); code != 1 || !strings.Contains(errOut, "still has 1 requests in flight") {
+	if code, _, errOut := run("evacuate", "b", "--admin", addr, "--wait", "300ms"); code != 1 || !strings.Contains(errOut, "still has requests in flight after 300ms: here:1") {
 		t.Fatalf("evacuate with a request in flight: %d %q", code, errOut)
 	}
 	go func() {

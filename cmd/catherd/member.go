@@ -24,8 +24,10 @@ Actions, against the admin API of a running catherd:
   drain NAME        its own sessions only, no new ones (Apache's N)
   evacuate NAME     its sessions move to their replication partners, as on
                     failover, and stay there; waits until it has no request
-                    in flight (--wait), after which it can be stopped with no
-                    session lost. Refused for the last member of a domain.
+                    in flight (--wait), here and on every peer of a tier,
+                    after which it can be stopped with no session lost; names
+                    the peers it could not reach. Refused for the last member
+                    of a domain.
   recover NAME      out of the error state now, not after --retry
   weight NAME N     set its weight (1..100)
   add NAME=URL[,options]
@@ -45,7 +47,7 @@ func member(args []string, stdout, stderr io.Writer) int {
 	cmd := newSubcommand("catherd member", memberUsage)
 	client := cmd.adminFlags()
 	asJSON := cmd.fs.Bool("json", false, "print JSON")
-	wait := cmd.fs.Duration("wait", time.Minute, "evacuate, remove: how long to wait for the member's requests in flight to end (evacuate: 0 does not wait)")
+	wait := cmd.fs.Duration("wait", time.Minute, "evacuate, remove: how long to wait for the member's requests in flight to end, on every instance of a tier (evacuate: 0 does not wait)")
 	drain := cmd.fs.Bool("drain", true, "remove: evacuate the member and wait for its requests in flight before removing it")
 	words, code, done := cmd.parse(args, stdout, stderr)
 	if done {
@@ -111,7 +113,7 @@ func member(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if action == "evacuate" && *wait > 0 {
-		if err := c.waitIdle(&m, *wait); err != nil {
+		if err := c.waitIdle(m.Name, *wait); err != nil {
 			fmt.Fprintf(stderr, "catherd member evacuate: %v\n", err)
 			return 1
 		}
@@ -165,19 +167,47 @@ func (c *adminClient) do(method, path string, out any) error {
 	return json.Unmarshal(body, out)
 }
 
-// waitIdle polls the member until it has no request in flight.
-func (c *adminClient) waitIdle(m *admin.Member, limit time.Duration) error {
+// waitIdle polls the member's requests in flight, here and on every peer
+// of the tier, until none has any. Peers that do not answer are named: the
+// member may still have requests from them.
+func (c *adminClient) waitIdle(name string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	for m.InFlight > 0 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s still has %d requests in flight after %v", m.Name, m.InFlight, limit)
-		}
-		time.Sleep(100 * time.Millisecond)
-		if err := c.do("GET", "/api/v1/members/"+url.PathEscape(m.Name), m); err != nil {
+	for {
+		var in admin.InFlight
+		if err := c.do("GET", "/api/v1/members/"+url.PathEscape(name)+"/in-flight", &in); err != nil {
 			return err
 		}
+		busy := busyIn(in)
+		switch {
+		case len(busy) == 0 && len(in.Unreachable) > 0:
+			return fmt.Errorf("%s has no request in flight here or on the peers that answered, but %s could not be reached: their requests to it are unknown",
+				name, strings.Join(in.Unreachable, ", "))
+		case len(busy) == 0:
+			return nil
+		case time.Now().After(deadline):
+			msg := fmt.Sprintf("%s still has requests in flight after %v: %s", name, limit, strings.Join(busy, ", "))
+			if len(in.Unreachable) > 0 {
+				msg += "; not reached: " + strings.Join(in.Unreachable, ", ")
+			}
+			return errors.New(msg)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return nil
+}
+
+// busyIn lists where a member has requests in flight, as "WHERE:N".
+func busyIn(in admin.InFlight) []string {
+	var busy []string
+	if in.Local > 0 {
+		busy = append(busy, fmt.Sprintf("here:%d", in.Local))
+	}
+	for peer, n := range in.Peers {
+		if n > 0 {
+			busy = append(busy, fmt.Sprintf("%s:%d", peer, n))
+		}
+	}
+	slices.Sort(busy)
+	return busy
 }
 
 // show gets path from the admin API and prints the answer: as JSON, or as

@@ -187,10 +187,20 @@ func TestRunCheck(t *testing.T) {
 	if code := dispatch(withTLS, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "1 certificates") {
 		t.Fatalf("--check with a certificate: %d %q %q", code, stdout.String(), stderr.String())
 	}
+	keyFile, badKey := filepath.Join(dir, "peer.key"), filepath.Join(dir, "bad.key")
+	os.WriteFile(keyFile, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
+	os.WriteFile(badKey, []byte("c2hvcnQ=\n"), 0o600)
+	inTier := append(ok, "--peer-listen", "10.0.0.1:7946", "--peer-key-file", keyFile, "--peer-name", "lb1", "--peer", "10.0.0.2:7946")
+	stdout.Reset()
+	if code := dispatch(inTier, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "in a tier as lb1 on 10.0.0.1:7946, 1 --peer to join") {
+		t.Fatalf("--check in a tier: %d %q %q", code, stdout.String(), stderr.String())
+	}
 	for _, tt := range []struct {
 		args []string
 		want string
 	}{
+		{append(ok, "--peer-listen", "10.0.0.1:7946", "--peer-key-file", filepath.Join(dir, "none.key")), "catherd run: --peer-key-file: "},
+		{append(ok, "--peer-listen", "10.0.0.1:7946", "--peer-key-file", badKey), "the key is 5 bytes; it must be 16, 24 or 32"},
 		{append(ok, "--tls-listen", "127.0.0.1:0", "--tls-cert", filepath.Join(dir, "none.pem"), "--tls-key", key), "catherd run: --tls-cert: "},
 		{append(ok, "--metrics", "no-such-host.invalid:9180"), "catherd run: --metrics no-such-host.invalid:9180: "},
 		{append(ok, "--connect-timeout", "5"), `want a duration such as 5s`},

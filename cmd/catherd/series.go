@@ -8,6 +8,7 @@ import (
 	"github.com/catherd/catherd/userspace/certs"
 	"github.com/catherd/catherd/userspace/membership"
 	"github.com/catherd/catherd/userspace/metrics"
+	"github.com/catherd/catherd/userspace/tier"
 	"github.com/catherd/catherd/userspace/version"
 )
 
@@ -61,6 +62,19 @@ func membershipSeries(read func() (membership.Stats, uint64)) func() metrics.Mem
 		return metrics.MembershipStats{Observed: st.Observed, Malformed: malformed,
 			IgnoredWrongDomain: st.IgnoredWrongDomain, IgnoredTableFull: st.IgnoredTableFull, IgnoredUnknownShutdown: st.IgnoredUnknownShutdown,
 			Joins: st.Joins, Restarts: st.Restarts, Leaves: st.Leaves, Expiries: st.Expiries}
+	}
+}
+
+// tierSeries reads the tier's peers and counters.
+func tierSeries(t *tier.Tier) func() metrics.TierStats {
+	return func() metrics.TierStats {
+		st := t.Stats()
+		out := metrics.TierStats{Sent: st.Sent, Received: st.Received, SendErrors: st.SendErrors, Records: st.Records, Version: st.Clock,
+			Refused: map[string]uint64{"auth": st.RefusedAuth, "malformed": st.RefusedMalformed, "unknown": st.RefusedUnknown}}
+		for _, p := range t.Peers() {
+			out.Peers = append(out.Peers, metrics.PeerStats{Name: p.Name, State: string(p.State), LastContact: p.LastContact, Version: p.Clock})
+		}
+		return out
 	}
 }
 

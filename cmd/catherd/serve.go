@@ -87,7 +87,7 @@ func (c *instance) serveAdmin() {
 // runs.
 func (c *instance) adminSources() admin.Sources {
 	src := admin.Sources{Pool: c.pool, Version: c.version, Started: c.started,
-		Sticky: c.cfg.Proxy.Sticky, Log: c.log, Ready: c.ready}
+		Sticky: c.cfg.Proxy.Sticky, Log: c.log, Ready: c.ready, Tier: c.tier}
 	if c.pool != nil {
 		src.Moved, src.MovedTable, src.ClientConns = c.moved.Stats, c.moved, c.px.ClientConns
 		src.Target, src.Roster = c.members.Target, c.members

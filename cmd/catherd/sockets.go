@@ -124,6 +124,16 @@ func (c *instance) takeOver() {
 		}
 		c.log.Info("took over", "members", members, "moved_sessions", moves)
 	}
+	// The predecessor let go of --peer-listen before it passed its state
+	// on, and that state is the tier's as the predecessor knew it: this
+	// process joins in the background while it serves.
+	if c.cfg.Peers.Listen.IsValid() {
+		if err := c.startTier(); err != nil {
+			c.log.Error("taking over: serving outside the tier", "err", err)
+		} else {
+			go c.joinPeers()
+		}
+	}
 	if c.handoffSrv, err = handoff.Listen(c.cfg.HandoffSocket, c.log); err != nil {
 		c.log.Error("--handoff-socket: no successor can take over from this process", "err", err)
 	}
@@ -141,6 +151,11 @@ func (c *instance) serveHandoff() {
 		Release: func() {
 			for _, ln := range c.listeners {
 				ln.Close()
+			}
+			// The successor takes this instance's name and
+			// --peer-listen address in the tier next.
+			if c.tier != nil {
+				c.tier.Close()
 			}
 		},
 		State: func() balancer.Snapshot {

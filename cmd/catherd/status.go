@@ -18,8 +18,8 @@ import (
 
 const statusUsage = `Usage: catherd status [flags]
 
-Prints a running catherd's members, moved sessions, cluster membership and
-XDP datapath, from its admin API. With no catherd answering, prints the XDP
+Prints a running catherd's members, moved sessions, tier peers, cluster
+membership and XDP datapath, from its admin API. With no catherd answering, prints the XDP
 state from the maps pinned in --xdp-pin-dir.
 
 Flags:
@@ -86,6 +86,9 @@ func printStatus(out io.Writer, st admin.Status) {
 		}
 		fmt.Fprintf(out, "; evicted for room: %d\n\n", mv.Evicted)
 	}
+	if t := st.Tier; t != nil {
+		printTier(out, st.Time, *t)
+	}
 	if st.Membership != nil {
 		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "CLUSTER MEMBER\tPORT\tUNIQUE ID\tUP\tLAST HEARD")
@@ -122,6 +125,24 @@ func printMembers(out io.Writer, ms []admin.Member) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.Route, m.Domain, m.State, m.Flags, weight, m.InFlight, strings.Join(to, " "))
 	}
 	w.Flush()
+}
+
+// printTier prints this instance in its tier and the peers it sees.
+func printTier(out io.Writer, now time.Time, t admin.Tier) {
+	fmt.Fprintf(out, "tier: %s on %s, state version %d (digest %s, %d records); messages sent %d, received %d, refused %d (auth %d, malformed %d, unknown %d)\n",
+		t.Name, t.Addr, t.StateVersion, t.Digest, t.Records, t.Sent, t.Received,
+		t.Refused["auth"]+t.Refused["malformed"]+t.Refused["unknown"], t.Refused["auth"], t.Refused["malformed"], t.Refused["unknown"])
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PEER\tADDRESS\tSTATE\tLAST CONTACT\tSTATE VERSION\tDIGEST")
+	for _, p := range t.Peers {
+		contact := "never"
+		if !p.LastContact.IsZero() {
+			contact = now.Sub(p.LastContact).Round(time.Millisecond).String() + " ago"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Addr, p.State, contact, p.StateVersion, p.Digest)
+	}
+	w.Flush()
+	fmt.Fprintln(out)
 }
 
 func printXDP(out io.Writer, st xdp.Stats) {

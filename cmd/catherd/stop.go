@@ -53,8 +53,9 @@ func (c *instance) wait(sig <-chan os.Signal, args []string) int {
 // stop winds catherd down once wait returned: it no longer reports ready,
 // stops its background loops and the hand-off socket, lets the requests
 // in flight finish (--shutdown-timeout), saves the state file's last
-// changes, then stops the admin API and the metrics. The XDP datapath
-// stays attached: it steers until the next catherd takes over.
+// changes, leaves the tier, then stops the admin API and the metrics. The
+// XDP datapath stays attached: it steers until the next catherd takes
+// over.
 func (c *instance) stop() {
 	c.serving.Store(false)
 	c.cancel()
@@ -75,6 +76,7 @@ func (c *instance) stop() {
 		cancel()
 	}
 	c.flushState(handedOver)
+	c.leaveTier() // after the drain: moves made while draining are shared
 	for _, srv := range []*http.Server{c.metricsSrv, c.adminSrv} {
 		if srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -58,6 +58,9 @@ type Table struct {
 	// session, takes no lock while nothing has moved (the usual case).
 	entries atomic.Int64
 
+	// observer, if set, is told of moves, uses and forgets (Observe).
+	observer atomic.Pointer[Observer]
+
 	mu    sync.Mutex
 	byKey map[string]*list.Element
 	lru   *list.List // front: most recently used
@@ -78,23 +81,48 @@ func New(ttl time.Duration, size int) *Table {
 	return &Table{ttl: ttl, size: size, byKey: map[string]*list.Element{}, lru: list.New()}
 }
 
+// Observer is told of what the table's users do to it, so that other
+// catherd instances of a tier can do the same (userspace/tier): a session
+// moved, a moved session was used (a Lookup hit), a session was forgotten
+// (Forget). It is called after the table's lock is released, on the
+// goroutine of the call, so it must be quick. What Restore adds and what
+// expires is not reported: the first comes from elsewhere, the second
+// happens on every instance alike.
+type Observer interface {
+	Moved(Entry)
+	Used(Entry)
+	Forgotten(key string)
+}
+
+// Observe makes o the table's observer (nil: none).
+func (t *Table) Observe(o Observer) {
+	if o == nil {
+		t.observer.Store(nil)
+		return
+	}
+	t.observer.Store(&o)
+}
+
 // Move records that the session key now lives on member.
 func (t *Table) Move(key []byte, member int, why Reason, now time.Time) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.moves[why]++
 	if e, ok := t.byKey[string(key)]; ok {
 		en := e.Value.(*entry)
 		en.member, en.why, en.lastUsed = member, why, now
 		t.lru.MoveToFront(e)
-		return
+	} else {
+		if t.lru.Len() >= t.size {
+			t.remove(t.lru.Back())
+			t.evict++
+		}
+		t.byKey[string(key)] = t.lru.PushFront(&entry{key: string(key), member: member, why: why, lastUsed: now})
+		t.entries.Add(1)
 	}
-	if t.lru.Len() >= t.size {
-		t.remove(t.lru.Back())
-		t.evict++
+	t.mu.Unlock()
+	if o := t.observer.Load(); o != nil {
+		(*o).Moved(Entry{Key: string(key), Member: member, Reason: why, LastUsed: now})
 	}
-	t.byKey[string(key)] = t.lru.PushFront(&entry{key: string(key), member: member, why: why, lastUsed: now})
-	t.entries.Add(1)
 }
 
 // Peek returns the session's entry as Lookup would find it, without
@@ -131,27 +159,37 @@ func (t *Table) Lookup(key []byte, now time.Time) (int, bool) {
 		return 0, false
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	e, ok := t.byKey[string(key)]
 	if !ok {
+		t.mu.Unlock()
 		return 0, false
 	}
 	en := e.Value.(*entry)
 	if now.Sub(en.lastUsed) > t.ttl {
 		t.remove(e)
+		t.mu.Unlock()
 		return 0, false
 	}
 	en.lastUsed = now
 	t.lru.MoveToFront(e)
-	return en.member, true
+	used := en.export()
+	t.mu.Unlock()
+	if o := t.observer.Load(); o != nil {
+		(*o).Used(used)
+	}
+	return used.Member, true
 }
 
 // Forget drops the session.
 func (t *Table) Forget(key []byte) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if e, ok := t.byKey[string(key)]; ok {
+	e, ok := t.byKey[string(key)]
+	if ok {
 		t.remove(e)
+	}
+	t.mu.Unlock()
+	if o := t.observer.Load(); ok && o != nil {
+		(*o).Forgotten(string(key))
 	}
 }
 

@@ -91,3 +91,41 @@ func TestExpireEvery(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// recorder is an Observer that writes down what it is told.
+type recorder struct{ events []string }
+
+func (r *recorder) Moved(e Entry)        { r.events = append(r.events, "moved "+e.Key+" "+e.Reason.String()) }
+func (r *recorder) Used(e Entry)         { r.events = append(r.events, "used "+e.Key) }
+func (r *recorder) Forgotten(key string) { r.events = append(r.events, "forgotten "+key) }
+
+// The observer hears of moves, hits and forgets, and of nothing that
+// changed nothing (a miss, forgetting what is not there) or that came
+// from elsewhere (Restore) or from the clock (expiry).
+func TestObserver(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tb := New(time.Minute, 10)
+	var r recorder
+	tb.Observe(&r)
+	tb.Move([]byte("a"), 1, Down, now)
+	tb.Lookup([]byte("a"), now)
+	tb.Lookup([]byte("nope"), now)
+	tb.Forget([]byte("a"))
+	tb.Forget([]byte("a"))
+	tb.Restore([]Entry{{Key: "b", Member: 2, LastUsed: now}}, now)
+	tb.Expire(now.Add(time.Hour))
+	want := []string{"moved a down", "used a", "forgotten a"}
+	if len(r.events) != len(want) {
+		t.Fatalf("told %q, want %q", r.events, want)
+	}
+	for i := range want {
+		if r.events[i] != want[i] {
+			t.Fatalf("told %q, want %q", r.events, want)
+		}
+	}
+	tb.Observe(nil)
+	tb.Move([]byte("c"), 1, Down, now)
+	if len(r.events) != len(want) {
+		t.Errorf("told %q after Observe(nil)", r.events[len(want):])
+	}
+}

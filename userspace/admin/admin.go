@@ -9,6 +9,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/health"
 	"github.com/catherd/catherd/userspace/membership"
+	"github.com/catherd/catherd/userspace/tier"
 	"github.com/catherd/catherd/userspace/version"
 	"github.com/catherd/catherd/userspace/xdp"
 )
@@ -62,6 +64,10 @@ type Sources struct {
 	// Log gets one line per member action and refused request (nil:
 	// none).
 	Log *slog.Logger
+	// Tier is this instance's tier (nil: it is in none): member actions
+	// are shared through it, the status lists its peers, and a member's
+	// requests in flight are asked of every peer.
+	Tier *tier.Tier
 }
 
 // Status is the JSON document of GET /api/v1/status.
@@ -79,6 +85,53 @@ type Status struct {
 	Membership    []ClusterMember `json:"membership,omitempty"`
 	XDP           *xdp.Stats      `json:"xdp,omitempty"`
 	XDPError      string          `json:"xdp_error,omitempty"`
+	Tier          *Tier           `json:"tier,omitempty"`
+}
+
+// Tier is this instance in its tier (--peer-listen): its name and state
+// version, the state messages it counted, and its peers.
+type Tier struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// StateVersion is the shared table's logical clock here; Digest is a
+	// hash of every record's version: instances with the same digest
+	// hold the same shared state.
+	StateVersion uint64 `json:"state_version"`
+	Digest       string `json:"digest"`
+	Records      int    `json:"records"`
+	Sent         uint64 `json:"messages_sent"`
+	Received     uint64 `json:"messages_received"`
+	// Refused by reason: auth (not sealed with the tier's key),
+	// malformed, unknown (from no known peer).
+	Refused    map[string]uint64 `json:"messages_refused"`
+	SendErrors uint64            `json:"send_errors"`
+	Peers      []Peer            `json:"peers"`
+}
+
+// Peer is another instance of the tier as this one sees it.
+type Peer struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	State string `json:"state"` // alive, suspect, dead or left
+	// Since is when it entered its state.
+	Since       time.Time `json:"since"`
+	LastContact time.Time `json:"last_contact"`
+	// StateVersion and Digest are what it last advertised.
+	StateVersion uint64 `json:"state_version"`
+	Digest       string `json:"digest"`
+}
+
+// InFlight is a member's requests in flight on this instance and on each
+// peer of its tier (GET /api/v1/members/{name}/in-flight), read by
+// catherd member evacuate --wait.
+type InFlight struct {
+	Member string `json:"member"`
+	Local  int64  `json:"local"`
+	// Peers are the answers by peer name; -1 from a peer that has no
+	// such member.
+	Peers map[string]int64 `json:"peers,omitempty"`
+	// Unreachable names the peers that did not answer in time.
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 // Clients describes the client side.
@@ -203,7 +256,7 @@ func Handler(src Sources, token string) http.Handler {
 		if m == nil {
 			return
 		}
-		status, err := act(src.Pool, m, r.PathValue("action"), r.URL.Query())
+		status, err := src.act(m, r.PathValue("action"), r.URL.Query())
 		src.logAction(r, "api", r.PathValue("action"), m.Name, r.URL.Query().Get("value"), err)
 		if err != nil {
 			reply(w, status, Error{Error: err.Error()})
@@ -212,6 +265,11 @@ func Handler(src Sources, token string) http.Handler {
 		reply(w, http.StatusOK, describe(src, m))
 	})
 	serveRoster(mux, src, token)
+	mux.HandleFunc("GET /api/v1/members/{name}/in-flight", func(w http.ResponseWriter, r *http.Request) {
+		if m := member(w, src.Pool, r.PathValue("name")); m != nil {
+			reply(w, http.StatusOK, src.inFlight(r.Context(), m))
+		}
+	})
 	serveSessions(mux, src)
 	servePage(mux, src, token)
 	HandleProbes(mux, src.Ready)
@@ -274,6 +332,38 @@ func member(w http.ResponseWriter, pool *balancer.Pool, name string) *balancer.M
 	}
 	reply(w, http.StatusNotFound, e)
 	return nil
+}
+
+// act applies an action to m, and shares it with the tier, if any; on
+// error it also returns the HTTP status.
+func (src Sources) act(m *balancer.Member, action string, q url.Values) (int, error) {
+	status, err := act(src.Pool, m, action, q)
+	if err == nil && src.Tier != nil {
+		src.Tier.Acted(m, action)
+	}
+	return status, err
+}
+
+// inFlightWait bounds how long the peers are waited for.
+const inFlightWait = 2 * time.Second
+
+// inFlight counts m's requests in flight here and, in a tier, on every
+// peer.
+func (src Sources) inFlight(ctx context.Context, m *balancer.Member) InFlight {
+	in := InFlight{Member: m.Name, Local: m.Active()}
+	if src.Tier == nil {
+		return in
+	}
+	ctx, cancel := context.WithTimeout(ctx, inFlightWait)
+	defer cancel()
+	peers, unreachable, err := src.Tier.InFlight(ctx, m.Name)
+	if err != nil { // this instance is leaving the tier: no peer is asked
+		for _, p := range src.Tier.Peers() {
+			unreachable = append(unreachable, p.Name)
+		}
+	}
+	in.Peers, in.Unreachable = peers, unreachable
+	return in
 }
 
 // act applies an action to m; on error it also returns the HTTP status.
@@ -388,6 +478,9 @@ func Collect(src Sources, now time.Time) Status {
 				UniqueID: hex.EncodeToString(m.UniqueID[:]), AliveMillis: m.AliveMillis, LastHeard: m.LastHeard})
 		}
 	}
+	if src.Tier != nil {
+		st.Tier = describeTier(src.Tier)
+	}
 	if src.XDP != nil {
 		x, err := src.XDP()
 		if err != nil {
@@ -397,4 +490,17 @@ func Collect(src Sources, now time.Time) Status {
 		}
 	}
 	return st
+}
+
+// describeTier is this instance's tier as the API shows it.
+func describeTier(t *tier.Tier) *Tier {
+	st := t.Stats()
+	out := &Tier{Name: t.Name(), Addr: t.Addr(), StateVersion: st.Clock, Digest: fmt.Sprintf("%016x", st.Digest), Records: st.Records,
+		Sent: st.Sent, Received: st.Received, SendErrors: st.SendErrors,
+		Refused: map[string]uint64{"auth": st.RefusedAuth, "malformed": st.RefusedMalformed, "unknown": st.RefusedUnknown}, Peers: []Peer{}}
+	for _, p := range t.Peers() {
+		out.Peers = append(out.Peers, Peer{Name: p.Name, Addr: p.Addr, State: string(p.State), Since: p.Since, LastContact: p.LastContact,
+			StateVersion: p.Clock, Digest: fmt.Sprintf("%016x", p.Digest)})
+	}
+	return out
 }

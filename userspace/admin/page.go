@@ -183,7 +183,7 @@ func servePage(mux *http.ServeMux, src Sources, token string) {
 			render(w, r, http.StatusNotFound, "no member "+name)
 			return
 		}
-		status, err := act(src.Pool, m, action, url.Values{"value": {r.PostFormValue("value")}})
+		status, err := src.act(m, action, url.Values{"value": {r.PostFormValue("value")}})
 		src.logAction(r, "page", action, name, r.PostFormValue("value"), err)
 		if err != nil {
 			render(w, r, status, err.Error())

@@ -121,6 +121,10 @@ type Config struct {
 	// Membership follows the cluster's heartbeats; off when Group is not
 	// valid.
 	Membership Membership
+
+	// Peers makes this instance one of a tier; off when Peers.Listen is
+	// not valid.
+	Peers Peers
 }
 
 // CertSpec is a --tls-cert file and the --tls-key in the same position.
@@ -204,8 +208,8 @@ func (f levelFlag) Set(v string) error {
 // rawFlags holds what flags give before it is checked and turned into a
 // Config.
 type rawFlags struct {
-	listen, tlsListen, tlsCert, tlsKey, backends, l4, l4hash, mcastAllow, trustedProxies listFlag
-	sticky, sep, mcastGroup, scope, logFormat, accessLogFormat                           string
+	listen, tlsListen, tlsCert, tlsKey, backends, l4, l4hash, mcastAllow, trustedProxies, peers listFlag
+	sticky, sep, mcastGroup, scope, logFormat, accessLogFormat, peerListen                      string
 }
 
 // RunFlags describes the flags of `catherd run`, for help texts and the
@@ -312,6 +316,7 @@ func newFlagSet(c *Config, r *rawFlags) *flag.FlagSet {
 		c.Membership.Rate = uint32(n)
 		return nil
 	})
+	declarePeerFlags(fs, c, r)
 	return fs
 }
 
@@ -334,6 +339,9 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 		return err
 	}
 	if err := parseMembership(&c.Membership, r.mcastGroup, r.mcastAllow); err != nil {
+		return err
+	}
+	if err := parsePeers(&c.Peers, r.peerListen, r.peers); err != nil {
 		return err
 	}
 	// An instance may steer L4 services only; it then runs no HTTP proxy.
@@ -377,6 +385,9 @@ func (c *Config) validate(fs *flag.FlagSet, r *rawFlags) error {
 			return &FlagError{Flag: "backend", Err: err}
 		}
 		c.Members = append(c.Members, b)
+	}
+	if c.Peers.Listen.IsValid() && len(c.Members) == 0 {
+		return &FlagError{Flag: "peer-listen", Err: errors.New("a tier shares the state of the --backend members: give at least one")}
 	}
 	switch r.scope {
 	case "domain":

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -128,6 +129,13 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 		{[]string{ok, "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "--tls-cert"},                          // no --tls-listen
 		{[]string{ok, "--tls-listen", ":443", "--tls-cert", "c.pem"}, "--tls-key"},                         // no key
 		{[]string{ok, "--tls-listen", "443", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "--tls-listen"}, // no host:port
+		{[]string{ok, "--peer", "10.0.0.2:7946"}, "--peer"},                                                // no --peer-listen
+		{[]string{ok, "--peer-key-file", "k"}, "--peer-key-file"},                                          // no --peer-listen
+		{[]string{ok, "--peer-listen", "10.0.0.1:7946"}, "--peer-key-file"},                                // off loopback, no key
+		{[]string{ok, "--peer-listen", "lb1:7946", "--peer-key-file", "k"}, "--peer-listen"},               // not an IP
+		{[]string{ok, "--peer-listen", "127.0.0.1:0"}, "--peer-listen"},                                    // no port
+		{[]string{ok, "--peer-listen", "127.0.0.1:7946", "--peer", "lb2"}, "--peer"},                       // no port
+		{[]string{ok, "--peer-listen", "127.0.0.1:7946", "--peer-name", "a b"}, "--peer-name"},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.args, nil)
@@ -175,6 +183,26 @@ func TestParseErrorsSayWhatWasExpected(t *testing.T) {
 	c, err := Parse([]string{ok, "--log-level", "warn"}, nil)
 	if err != nil || c.LogLevel != slog.LevelWarn {
 		t.Errorf("--log-level warn: %v, %v", c, err)
+	}
+}
+
+func TestParsePeers(t *testing.T) {
+	c, err := Parse([]string{"--backend=a=http://127.0.0.1:1", "--peer-listen", "10.0.0.1:7946", "--peer-key-file", "/etc/catherd/peer.key",
+		"--peer", "lb2.example:7946", "--peer", "[2001:db8::2]:7946", "--peer-name", "lb1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Peers{Listen: netip.MustParseAddrPort("10.0.0.1:7946"), Seeds: []string{"lb2.example:7946", "[2001:db8::2]:7946"},
+		KeyFile: "/etc/catherd/peer.key", Name: "lb1"}
+	if !reflect.DeepEqual(c.Peers, want) {
+		t.Errorf("got %+v, want %+v", c.Peers, want)
+	}
+	// On loopback a tier may run without a key.
+	if c, err = Parse([]string{"--backend=a=http://127.0.0.1:1", "--peer-listen", "127.0.0.1:7946"}, nil); err != nil || c.Peers.KeyFile != "" {
+		t.Errorf("loopback without a key: %+v, %v", c.Peers, err)
+	}
+	if c, err = Parse([]string{"--backend=a=http://127.0.0.1:1"}, nil); err != nil || c.Peers.Listen.IsValid() {
+		t.Errorf("no tier by default: %+v, %v", c.Peers, err)
 	}
 }
 

@@ -40,6 +40,9 @@ func everything(t *testing.T) *Metrics {
 	m.MovedSessions([]string{"down"}, func() MovedStats { return MovedStats{} })
 	m.TLS(func() TLSStats { return TLSStats{Certs: []Cert{{File: "site.crt", Subject: "CN=site"}}} })
 	m.Membership(func() MembershipStats { return MembershipStats{} })
+	m.Tier(func() TierStats {
+		return TierStats{Peers: []PeerStats{{Name: "lb2", State: "alive", LastContact: time.Now(), Version: 1}}}
+	})
 	m.Register(xdp.Collector(func() (xdp.Stats, error) {
 		return xdp.Stats{Services: []xdp.ServiceStats{{Service: "s", Backends: []xdp.BackendStats{{}}}}}, nil
 	}))

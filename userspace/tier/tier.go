@@ -1,0 +1,292 @@
+// Package tier makes several catherd instances in front of one Tomcat
+// cluster act as one balancer. What operators do to a member on one
+// instance (enable, disable, drain, evacuate, recover, weight) and the
+// sessions that moved are written to the tier's shared table
+// (userspace/peers) and applied on every instance, the last writer winning
+// where two disagree. What each instance observes stays its own: its
+// health checks, the cluster's heartbeats it hears, the error states of
+// its requests. Failover partners need no sharing: every instance picks
+// the same one by hashing (balancer).
+//
+// The shared table's keys:
+//
+//	flags/MEMBER    the member's operator flags (balancer.Flags: "", "D", "N", ...)
+//	weight/MEMBER   its weight, in decimal
+//	recover/MEMBER  an operator took it out of the error state (expires after a minute)
+//	moved/KEY       REASON MEMBER: the session KEY moved to MEMBER (expires after --session-ttl idle)
+//
+// A change is applied by reading the key's current record, not the record
+// the change carried, so that changes applied late (one goroutine applies
+// them in order, behind the writes) never undo a newer one.
+package tier
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/catherd/catherd/session/moved"
+	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/peers"
+)
+
+// Key prefixes of the shared table.
+const (
+	flagsPrefix   = "flags/"
+	weightPrefix  = "weight/"
+	recoverPrefix = "recover/"
+	movedPrefix   = "moved/"
+)
+
+// recoverTTL is how long a recover stays in the table: long enough to
+// reach every peer, short enough that an instance joining later does not
+// take a member out of an error state it entered since.
+const recoverTTL = time.Minute
+
+// Options are what a tier shares: the pool's members and its moved
+// sessions.
+type Options struct {
+	Pool  *balancer.Pool
+	Moved *moved.Table
+	// SessionTTL is --session-ttl: a shared moved session expires after
+	// it has been idle this long on every instance.
+	SessionTTL time.Duration
+	Log        *slog.Logger
+}
+
+// Tier is this instance's place in a tier.
+type Tier struct {
+	pool   *balancer.Pool
+	moved  *moved.Table
+	ttl    time.Duration
+	log    *slog.Logger
+	member *peers.Member
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start starts this instance's peers member (cfg, whose OnChange and
+// Answer are the tier's) and shares the pool's moved sessions from now
+// on. Join it to the tier before serving.
+func Start(cfg peers.Config, opts Options) (*Tier, error) {
+	t := &Tier{pool: opts.Pool, moved: opts.Moved, ttl: opts.SessionTTL, log: opts.Log}
+	cfg.OnChange = t.apply
+	cfg.Answer = t.answer
+	cfg.Logger = opts.Log
+	m, err := peers.Start(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.member = m
+	t.moved.Observe(observer{t})
+	return t, nil
+}
+
+// Join takes in the tier's state from the --peer seeds: when it returns
+// nil, every operator action and moved session the tier knows of has been
+// applied here. It fails (wrapping peers.ErrNoPeers) when no seed
+// answered: the first instance of a tier starts alone, and the member
+// keeps trying the seeds.
+func (t *Tier) Join() error { return t.member.Join() }
+
+// Leave says goodbye to the peers (they list this instance as left, not
+// failed) and stops sharing. Only the first Leave or Close does anything.
+func (t *Tier) Leave(timeout time.Duration) error {
+	t.stop(func() error { return t.member.Leave(timeout) })
+	return t.stopErr
+}
+
+// Close stops sharing at once, without a goodbye: for a hand-off, whose
+// successor takes this instance's name and address in the tier right
+// away.
+func (t *Tier) Close() error {
+	t.stop(t.member.Close)
+	return t.stopErr
+}
+
+func (t *Tier) stop(f func() error) {
+	t.stopOnce.Do(func() {
+		t.moved.Observe(nil)
+		t.stopErr = f()
+	})
+}
+
+// Name and Addr are this instance's name and address in the tier.
+func (t *Tier) Name() string { return t.member.Name() }
+
+// Addr is where peers reach this instance.
+func (t *Tier) Addr() string { return t.member.Addr() }
+
+// Peers lists the other instances of the tier.
+func (t *Tier) Peers() []peers.Peer { return t.member.Peers() }
+
+// Stats are the messages counted and the shared table's size and version.
+func (t *Tier) Stats() peers.Stats { return t.member.Stats() }
+
+// Acted shares an operator action done on m here (admin). Errors are
+// logged: the action is in force here either way, and the next one on m
+// writes the member's whole state again.
+func (t *Tier) Acted(m *balancer.Member, action string) {
+	var err error
+	switch action {
+	case "enable", "disable", "drain", "evacuate":
+		_, err = t.member.Set(flagsPrefix+m.Name, []byte(m.Flags().String()), 0)
+	case "weight":
+		_, err = t.member.Set(weightPrefix+m.Name, []byte(strconv.Itoa(m.Weight())), 0)
+	case "recover":
+		_, err = t.member.Set(recoverPrefix+m.Name, nil, recoverTTL)
+	default:
+		err = errors.New("not an action a tier shares")
+	}
+	if err != nil {
+		t.log.Error("tier: action not shared", "action", action, "member", m.Name, "err", err)
+	}
+}
+
+// apply makes a change of the shared table (local or a peer's) true of
+// the pool.
+func (t *Tier) apply(c peers.Change) {
+	rec, live := t.member.Get(c.Key)
+	prefix, name, _ := strings.Cut(c.Key, "/")
+	prefix += "/"
+	if prefix == movedPrefix {
+		t.applyMoved(name, rec, live)
+		return
+	}
+	m := t.pool.Member(name)
+	if m == nil || !live {
+		return // a member this instance does not have; or a recover expiring
+	}
+	switch prefix {
+	case flagsPrefix:
+		f, err := balancer.ParseFlags(string(rec.Value))
+		if err != nil {
+			t.log.Warn("tier: bad flags from a peer", "member", name, "flags", string(rec.Value), "from", rec.Version.Origin)
+			return
+		}
+		if f != m.Flags() {
+			m.SetFlags(f)
+			t.log.Info("tier: member flags set by a peer", "member", name, "flags", f.String(), "from", rec.Version.Origin)
+		}
+	case weightPrefix:
+		w, err := strconv.Atoi(string(rec.Value))
+		if err != nil || w < 1 || w > 100 {
+			t.log.Warn("tier: bad weight from a peer", "member", name, "weight", string(rec.Value), "from", rec.Version.Origin)
+			return
+		}
+		if w != m.Weight() {
+			m.SetWeight(w)
+			t.log.Info("tier: member weight set by a peer", "member", name, "weight", w, "from", rec.Version.Origin)
+		}
+	case recoverPrefix:
+		if c.Old.Version != c.New.Version {
+			t.pool.Recover(m)
+		}
+	}
+}
+
+// applyMoved puts a shared moved session into the local table, or takes
+// it out when the tier forgot it, keeping the table's idle clock in step
+// with the shared record's expiry.
+func (t *Tier) applyMoved(key string, rec peers.Record, live bool) {
+	if !live {
+		t.moved.Forget([]byte(key))
+		return
+	}
+	why, name, ok := strings.Cut(string(rec.Value), " ")
+	var reason moved.Reason
+	if !ok || reason.UnmarshalText([]byte(why)) != nil {
+		t.log.Warn("tier: bad moved session from a peer", "value", string(rec.Value), "from", rec.Version.Origin)
+		return
+	}
+	m := t.pool.Member(name)
+	if m == nil {
+		return
+	}
+	lastUsed := rec.Expires.Add(-t.ttl)
+	t.moved.Restore([]moved.Entry{{Key: key, Member: m.Index(), Reason: reason, LastUsed: lastUsed}}, time.Now())
+}
+
+// observer shares what the pool does to its moved-session table.
+type observer struct{ t *Tier }
+
+func (o observer) Moved(e moved.Entry) { o.t.share(e) }
+
+// Used refreshes the session's shared record, so that it expires on no
+// instance while one still serves it; a record the tier lacks (say, a
+// session restored from a hand-off before this instance joined) is
+// written.
+func (o observer) Used(e moved.Entry) {
+	if !o.t.member.Touch(movedPrefix+e.Key, o.t.ttl) {
+		o.t.share(e)
+	}
+}
+
+func (o observer) Forgotten(key string) {
+	if _, live := o.t.member.Get(movedPrefix + key); live {
+		if _, err := o.t.member.Delete(movedPrefix + key); err != nil {
+			o.t.log.Warn("tier: forgotten session not shared", "err", err)
+		}
+	}
+}
+
+// share writes a moved session, unless the tier holds it already (every
+// instance that sees the same failure moves the session to the same
+// partner: one record is enough).
+func (t *Tier) share(e moved.Entry) {
+	members := t.pool.Members()
+	if e.Member < 0 || e.Member >= len(members) {
+		return
+	}
+	value := e.Reason.String() + " " + members[e.Member].Name
+	key := movedPrefix + e.Key
+	if rec, live := t.member.Get(key); live && string(rec.Value) == value {
+		t.member.Touch(key, t.ttl)
+		return
+	}
+	if _, err := t.member.Set(key, []byte(value), t.ttl); err != nil {
+		t.log.Warn("tier: moved session not shared", "err", err)
+	}
+}
+
+// The question evacuate --wait asks every peer: how many requests it has
+// in flight to a member. The answer is the number in decimal, or "?"
+// when the peer has no such member.
+const inFlightQuestion = "in-flight "
+
+func (t *Tier) answer(_ context.Context, from string, q []byte) []byte {
+	name, ok := strings.CutPrefix(string(q), inFlightQuestion)
+	if !ok {
+		t.log.Warn("tier: unknown question from a peer", "from", from)
+		return nil
+	}
+	m := t.pool.Member(name)
+	if m == nil {
+		return []byte("?")
+	}
+	return []byte(strconv.FormatInt(m.Active(), 10))
+}
+
+// InFlight is what every peer says of member: how many requests it has in
+// flight to it, by peer name, and which peers did not answer before ctx
+// ended. A peer without the member answers -1.
+func (t *Tier) InFlight(ctx context.Context, member string) (map[string]int64, []string, error) {
+	a, err := t.member.Ask(ctx, []byte(inFlightQuestion+member))
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make(map[string]int64, len(a.From))
+	for peer, ans := range a.From {
+		n, err := strconv.ParseInt(string(ans), 10, 64)
+		if err != nil {
+			n = -1
+		}
+		out[peer] = n
+	}
+	return out, a.Unreachable, nil
+}

@@ -1,0 +1,176 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/catherd/catherd/session/moved"
+	"github.com/catherd/catherd/userspace/balancer"
+	"github.com/catherd/catherd/userspace/peers"
+)
+
+// instance is one catherd's pool and moved sessions, in a tier.
+type instance struct {
+	pool  *balancer.Pool
+	moved *moved.Table
+	tier  *Tier
+}
+
+const ttl = time.Minute
+
+// startInstance starts an instance named name with members node1..node3
+// on a free loopback port, joining seeds.
+func startInstance(t *testing.T, name string, seeds ...string) *instance {
+	t.Helper()
+	table := moved.New(ttl, 1000)
+	var members []*balancer.Member
+	for _, n := range []string{"node1", "node2", "node3"} {
+		members = append(members, balancer.NewMember(n, n, 1, 0))
+	}
+	pool, err := balancer.NewPool(members, "byrequests", balancer.Options{Moved: table, Retry: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	tr, err := Start(peers.Config{Name: name, Bind: "127.0.0.1:0", Seeds: seeds,
+		Timing: peers.Timing{Probe: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond, Reconnect: 200 * time.Millisecond}},
+		Options{Pool: pool, Moved: table, SessionTTL: ttl, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Leave(time.Second) })
+	if len(seeds) > 0 {
+		if err := tr.Join(); err != nil {
+			t.Fatalf("%s joining: %v", name, err)
+		}
+	}
+	return &instance{pool: pool, moved: table, tier: tr}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An operator action on one instance is in force on the other.
+func TestActionsAreShared(t *testing.T) {
+	a := startInstance(t, "lb1")
+	b := startInstance(t, "lb2", a.tier.Addr())
+	if err := a.pool.Evacuate(a.pool.Member("node1")); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Acted(a.pool.Member("node1"), "evacuate")
+	a.pool.Member("node2").SetWeight(7)
+	a.tier.Acted(a.pool.Member("node2"), "weight")
+	waitFor(t, "node1 disabled and node2 weighted on lb2", func() bool {
+		return b.pool.Member("node1").Flags() == balancer.Disabled && b.pool.Member("node2").Weight() == 7
+	})
+	// The last writer wins: lb2 enables node1 again, and lb1 follows.
+	b.pool.Member("node1").SetFlags(0)
+	b.tier.Acted(b.pool.Member("node1"), "enable")
+	waitFor(t, "node1 enabled on lb1", func() bool { return a.pool.Member("node1").Flags() == 0 })
+
+	// A recover takes the member out of the error state on every peer.
+	b.pool.MarkError(b.pool.Member("node3"))
+	if !b.pool.Member("node3").InError(time.Now()) {
+		t.Fatal("node3 not in error")
+	}
+	a.tier.Acted(a.pool.Member("node3"), "recover")
+	waitFor(t, "node3 recovered on lb2", func() bool { return !b.pool.Member("node3").InError(time.Now()) })
+}
+
+// A session moved on one instance goes to its partner on the others, and
+// an instance that joins later (a restart) learns it before Join returns,
+// so it never sends the session home.
+func TestMovedSessionsAreShared(t *testing.T) {
+	a := startInstance(t, "lb1")
+	b := startInstance(t, "lb2", a.tier.Addr())
+	home := a.pool.Member("node1")
+	home.SetDown(true)
+	req := &balancer.Request{Route: []byte("node1"), SessionKey: []byte("ABC")}
+	partner, outcome, err := a.pool.Pick(req)
+	if err != nil || outcome != balancer.Failover {
+		t.Fatalf("pick on lb1: %v %v", outcome, err)
+	}
+	waitFor(t, "the move on lb2", func() bool {
+		e, ok := b.moved.Peek([]byte("ABC"), time.Now())
+		return ok && e.Member == partner.Index() && e.Reason == moved.Down
+	})
+	// lb2 never saw node1 fail, yet sends the session to the partner.
+	if m, outcome, _ := b.pool.Pick(&balancer.Request{Route: []byte("node1"), SessionKey: []byte("ABC")}); m.Name != partner.Name || outcome != balancer.Moved {
+		t.Errorf("lb2 picked %s (%v), want %s (moved)", m.Name, outcome, partner.Name)
+	}
+
+	// A third instance, started after the move, holds it once joined:
+	// node1 is back, and the session stays on its partner.
+	home.SetDown(false)
+	c := startInstance(t, "lb3", a.tier.Addr())
+	if m, outcome, _ := c.pool.Pick(&balancer.Request{Route: []byte("node1"), SessionKey: []byte("ABC")}); m.Name != partner.Name || outcome != balancer.Moved {
+		t.Errorf("lb3 picked %s (%v) right after joining, want %s (moved)", m.Name, outcome, partner.Name)
+	}
+
+	// The client comes back renamed to its partner's route: the entry is
+	// forgotten here, and on every peer.
+	b.pool.Pick(&balancer.Request{Route: []byte(partner.Route), SessionKey: []byte("ABC")})
+	for _, x := range []*instance{a, c} {
+		waitFor(t, "the session forgotten", func() bool {
+			_, ok := x.moved.Peek([]byte("ABC"), time.Now())
+			return !ok
+		})
+	}
+}
+
+// evacuate --wait's question: every peer says how many requests it has
+// in flight to the member; a peer that is gone is named.
+func TestInFlight(t *testing.T) {
+	a := startInstance(t, "lb1")
+	b := startInstance(t, "lb2", a.tier.Addr())
+	c := startInstance(t, "lb3", a.tier.Addr())
+	waitFor(t, "lb1 knows both", func() bool { return len(a.tier.Peers()) == 2 })
+	b.pool.Member("node2").Begin()
+	b.pool.Member("node2").Begin()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, unreachable, err := a.tier.InFlight(ctx, "node2")
+	if err != nil || got["lb2"] != 2 || got["lb3"] != 0 || len(unreachable) != 0 {
+		t.Fatalf("in flight: %v, unreachable %v, %v", got, unreachable, err)
+	}
+	c.tier.member.Close() // no goodbye: a failed peer
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	got, unreachable, err = a.tier.InFlight(ctx, "node2")
+	if err != nil || got["lb2"] != 2 || len(unreachable) != 1 || unreachable[0] != "lb3" {
+		t.Fatalf("with lb3 gone: %v, unreachable %v, %v", got, unreachable, err)
+	}
+	if got, _, _ := a.tier.InFlight(ctx, "nosuch"); got["lb2"] != -1 {
+		t.Errorf("a member lb2 lacks: %v", got)
+	}
+}
+
+// The first instance of a tier finds no seed: Join says so, and the
+// caller serves alone.
+func TestJoinAlone(t *testing.T) {
+	a := startInstance(t, "lb1")
+	addr := a.tier.Addr()
+	a.tier.Leave(time.Second)
+	table := moved.New(ttl, 10)
+	pool, _ := balancer.NewPool([]*balancer.Member{balancer.NewMember("node1", "node1", 1, 0)}, "byrequests", balancer.Options{Moved: table})
+	tr, err := Start(peers.Config{Name: "lb2", Bind: "127.0.0.1:0", Seeds: []string{addr}, Timing: peers.Timing{TCPTimeout: time.Second}},
+		Options{Pool: pool, Moved: table, SessionTTL: ttl, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Leave(time.Second)
+	if err := tr.Join(); !errors.Is(err, peers.ErrNoPeers) {
+		t.Errorf("Join with no live seed: %v", err)
+	}
+}
