@@ -83,18 +83,7 @@ func TestTomcatReplicationFailover(t *testing.T) {
 	states := func(node, want string, limit time.Duration) {
 		t.Helper()
 		for _, in := range instances {
-			var m admin.Member
-			deadline := time.Now().Add(limit)
-			for {
-				err := in.admin.do("GET", "/api/v1/members/"+node, &m)
-				if err == nil && m.State == want {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: %s not %s within %v (state %q, err %v)", in.name, node, want, limit, m.State, err)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			waitMemberState(t, &in.admin, in.name, node, want, limit)
 		}
 	}
 	for _, n := range r.Nodes {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/catherd/catherd/userspace/admin"
 )
 
 // Helpers the tests of catherd (the command) share: reading its metrics,
@@ -165,6 +167,22 @@ func poll(t *testing.T, what string, cond func() bool) {
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not after 10s", what)
+		}
+	}
+}
+
+// waitMemberState polls a catherd's admin API until member node is in
+// state want (bounded by limit); who names the catherd in the failure.
+func waitMemberState(t *testing.T, c *adminClient, who, node, want string, limit time.Duration) {
+	t.Helper()
+	var m admin.Member
+	for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
+		err := c.do("GET", "/api/v1/members/"+node, &m)
+		if err == nil && m.State == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s not %s within %v (state %q, err %v)", who, node, want, limit, m.State, err)
 		}
 	}
 }

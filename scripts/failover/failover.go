@@ -81,11 +81,13 @@ func (r Report) String() string {
 // Load is a running load.
 type Load struct {
 	o        Options
+	fronts   atomic.Pointer[[]string] // Options.Fronts, or what UseFronts set
 	client   *http.Client
 	sessions []*session
 	sent     atomic.Int64
 	stop     chan struct{}
 	done     sync.WaitGroup
+	stopOnce sync.Once
 
 	mu      sync.Mutex
 	reports []Report
@@ -121,6 +123,7 @@ func Start(ctx context.Context, o Options, first string) (*Load, error) {
 	}
 	l := &Load{o: o, stop: make(chan struct{}), out: map[string]bool{}, reports: []Report{{Phase: first}},
 		client: &http.Client{Timeout: o.Timeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2 * o.Workers}}}
+	l.fronts.Store(&o.Fronts)
 	for i := 0; i < o.Sessions; i++ {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -163,6 +166,15 @@ func (l *Load) In(node string) {
 	l.mu.Unlock()
 }
 
+// UseFronts replaces the front ends the sessions' requests go round, from
+// the next request on: to keep the load off one while it restarts, or to
+// send every session through one.
+func (l *Load) UseFronts(fronts ...string) {
+	if len(fronts) > 0 {
+		l.fronts.Store(&fronts)
+	}
+}
+
 // Phase closes the current phase and opens the next.
 func (l *Load) Phase(name string) {
 	l.mu.Lock()
@@ -171,14 +183,17 @@ func (l *Load) Phase(name string) {
 }
 
 // Stop ends the load, sends one last request in every session (so that
-// none is left unchecked), and returns the reports, one per phase.
+// none is left unchecked), and returns the reports, one per phase. Called
+// again (say, by a test's cleanup), it returns the same reports.
 func (l *Load) Stop() []Report {
-	close(l.stop)
-	l.done.Wait()
-	l.Phase("final sweep")
-	for _, s := range l.sessions {
-		l.step(s)
-	}
+	l.stopOnce.Do(func() {
+		close(l.stop)
+		l.done.Wait()
+		l.Phase("final sweep")
+		for _, s := range l.sessions {
+			l.step(s)
+		}
+	})
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]Report(nil), l.reports...)
@@ -205,7 +220,8 @@ func (l *Load) work(ctx context.Context, w int) {
 
 // step sends one request of s and checks the answer.
 func (l *Load) step(s *session) {
-	front := l.o.Fronts[s.requests%len(l.o.Fronts)]
+	fronts := *l.fronts.Load()
+	front := fronts[s.requests%len(fronts)]
 	s.requests++
 	node, id, count, err := l.get(front, s.id)
 	l.mu.Lock()
