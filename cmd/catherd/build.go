@@ -42,6 +42,7 @@ type instance struct {
 	// them over on (sockets.go).
 	succ          *handoff.Successor // the predecessor, while taking over from it
 	handoffSrv    *handoff.Server
+	relay         *handoff.Relay          // what this process moves while it drains, for its successor
 	listeners     []net.Listener          // every listening socket
 	sockets       map[string]net.Listener // the same, by "--flag addr", as a successor asks for them
 	plain, secure []net.Listener          // --listen, --tls-listen

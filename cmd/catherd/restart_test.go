@@ -173,3 +173,79 @@ func waitStatus(t *testing.T, adminAddr string, pid int) admin.Status {
 	t.Fatalf("the admin API is not answered by pid %d (last: pid %d)", pid, st.Pid)
 	return st
 }
+
+// A session the old process moves while it drains after a hand-off
+// reaches its successor, which then sends the session where it went
+// rather than home: a request in flight to member a when the successor
+// takes over loses its connection (a dies), and the old process retries
+// it on b, moving the session as it drains.
+func TestHandoffPassesOnDrainMoves(t *testing.T) {
+	tmp := t.TempDir()
+	bin := tcBuild(t, tmp)
+	arrived, tookOver := make(chan struct{}, 1), make(chan struct{})
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.Header.Get("Cookie"), "s1.a") {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+			select {
+			case <-tookOver:
+			case <-time.After(20 * time.Second): // the test failed before
+			}
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close() // a dies with the request unanswered
+			return
+		}
+		io.WriteString(w, "a")
+	}))
+	t.Cleanup(a.Close)
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "b") }))
+	t.Cleanup(b.Close)
+	front, adminAddr := tcFreeAddr(t), tcFreeAddr(t)
+	args := []string{"run", "--listen", front, "--admin", adminAddr, "--metrics", "", "--health-interval", "0",
+		"--handoff-socket", filepath.Join(tmp, "handoff.sock"), "--backend", "a=" + a.URL, "--backend", "b=" + b.URL}
+	old := tcStartCatherd(t, bin, args, filepath.Join(tmp, "old.log"), tmp)
+	waitStatus(t, adminAddr, old.Pid)
+
+	answered := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+front+"/", nil)
+		req.Header.Set("Cookie", "JSESSIONID=s1.a")
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			answered <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answered <- string(body)
+	}()
+	select { // in flight through the old process, before any successor accepts
+	case <-arrived:
+	case got := <-answered:
+		t.Fatalf("the request did not reach a: %q", got)
+	}
+	tcStartCatherd(t, bin, append(args, "--takeover"), filepath.Join(tmp, "new.log"), tmp)
+	// (Not waitStatus: its kept-alive connection to the old process's
+	// admin API stays the old process's until that one has drained.)
+	waitLog(t, filepath.Join(tmp, "new.log"), servingLine)
+	close(tookOver)
+	if got := <-answered; got != "b" {
+		t.Fatalf("the request in flight through the old process: %q, want b's answer", got)
+	}
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, out, _ = runCLI("session", "s1.a", "--admin", adminAddr) // a new connection: the successor's
+		if strings.Contains(out, "moved to  b") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the successor does not hold the move made by the draining process:\n%s", out)
+		}
+	}
+	if code := old.Wait(20 * time.Second); code != 0 {
+		t.Errorf("the old process exited with %d", code)
+	}
+	waitLog(t, filepath.Join(tmp, "new.log"), regexp.MustCompile(`took over the sessions the predecessor moved while draining.*moved_sessions=1`))
+}

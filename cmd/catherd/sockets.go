@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/catherd/catherd/userspace/balancer"
 	"github.com/catherd/catherd/userspace/handoff"
@@ -112,8 +113,9 @@ func (c *instance) takeOver() {
 		return
 	}
 	notifyMainPID(c.log)
-	st, err := c.succ.Ready()
+	succ := c.succ
 	c.succ = nil
+	st, err := succ.Ready()
 	if err != nil {
 		c.log.Error("taking over: the predecessor's state is lost; serving without it", "err", err)
 	} else {
@@ -134,8 +136,33 @@ func (c *instance) takeOver() {
 			go c.joinPeers()
 		}
 	}
+	if err == nil {
+		go c.takeDrainMoves(succ)
+	}
 	if c.handoffSrv, err = handoff.Listen(c.cfg.HandoffSocket, c.log); err != nil {
 		c.log.Error("--handoff-socket: no successor can take over from this process", "err", err)
+	}
+}
+
+// takeDrainMoves applies the sessions the predecessor moves while it
+// drains, as moves of this process's own: they stay where they went, and
+// in a tier they are shared.
+func (c *instance) takeDrainMoves(succ *handoff.Successor) {
+	n := 0
+	err := succ.Moves(func(mv balancer.MovedSession) {
+		if c.pool == nil {
+			return
+		}
+		if m := c.pool.Member(mv.Member); m != nil {
+			c.moved.Move([]byte(mv.Key), m.Index(), mv.Reason, time.Now())
+			n++
+		}
+	})
+	if err != nil {
+		c.log.Warn("taking over: the predecessor's moves while draining", "err", err)
+	}
+	if n > 0 {
+		c.log.Info("took over the sessions the predecessor moved while draining", "moved_sessions", n)
 	}
 }
 
@@ -146,6 +173,9 @@ func (c *instance) serveHandoff() {
 	if c.handoffSrv == nil {
 		return
 	}
+	if c.pool != nil {
+		c.relay = handoff.NewRelay(c.pool)
+	}
 	go c.handoffSrv.Serve(handoff.Predecessor{
 		Sockets: c.sockets,
 		Release: func() {
@@ -153,11 +183,16 @@ func (c *instance) serveHandoff() {
 				ln.Close()
 			}
 			// The successor takes this instance's name and
-			// --peer-listen address in the tier next.
+			// --peer-listen address in the tier next; the sessions
+			// this process moves while it drains go to the successor.
 			if c.tier != nil {
 				c.tier.Close()
 			}
+			if c.relay != nil {
+				c.moved.Observe(c.relay)
+			}
 		},
+		Relay: c.relay,
 		State: func() balancer.Snapshot {
 			if c.pool == nil {
 				return balancer.Snapshot{}

@@ -77,6 +77,12 @@ func (c *instance) stop() {
 	}
 	c.flushState(handedOver)
 	c.leaveTier() // after the drain: moves made while draining are shared
+	if c.relay != nil {
+		// Handed over: the moves made while draining reach the
+		// successor (a relay never installed passes nothing).
+		c.relay.Close()
+		c.handoffSrv.WaitPassed(5 * time.Second)
+	}
 	for _, srv := range []*http.Server{c.metricsSrv, c.adminSrv} {
 		if srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)

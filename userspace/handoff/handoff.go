@@ -5,7 +5,8 @@
 // (SCM_RIGHTS), so both accept from the same kernel queues while the
 // successor starts. Once the successor is ready, the predecessor stops
 // accepting, sends its state (members as operators and health checks left
-// them, moved sessions) and drains. Connections waiting in the queues are
+// them, moved sessions) and drains, passing on the sessions it moves
+// meanwhile. Connections waiting in the queues are
 // accepted by the successor: none is refused, none is reset.
 //
 // The exchange on the socket:
@@ -13,7 +14,8 @@
 //	successor -> predecessor  "TAKE\n"
 //	predecessor -> successor  offer as one JSON line, the sockets attached
 //	successor -> predecessor  "READY\n"   (or it closes: take-over aborted)
-//	predecessor -> successor  the pool's state (balancer.Snapshot) as JSON, then it closes
+//	predecessor -> successor  the pool's state (balancer.Snapshot) as JSON
+//	predecessor -> successor  each session it moves while it drains (balancer.MovedSession), as JSON; then it closes
 //
 // A successor that fails before READY (a bad flag, a verifier error)
 // changes nothing: the predecessor goes on serving.

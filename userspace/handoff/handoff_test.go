@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
 )
 
@@ -135,4 +136,55 @@ func TestStaleSocketIsReplaced(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	srv.Close()
+}
+
+// The sessions the predecessor moves while it drains reach the successor,
+// in order, after the state; Moves ends when the relay is closed.
+func TestMovesWhileDrainingArePassedOn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "handoff.sock")
+	srv, err := Listen(path, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := moved.New(time.Minute, 10)
+	pool, err := balancer.NewPool([]*balancer.Member{balancer.NewMember("a", "a", 1, 0), balancer.NewMember("b", "b", 1, 0)},
+		"byrequests", balancer.Options{Moved: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := NewRelay(pool)
+	go srv.Serve(Predecessor{
+		Release: func() { table.Observe(relay) },
+		State:   func() balancer.Snapshot { return pool.Snapshot() },
+		Relay:   relay,
+	})
+	succ, err := Take(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := succ.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []balancer.MovedSession)
+	go func() {
+		var mvs []balancer.MovedSession
+		if err := succ.Moves(func(mv balancer.MovedSession) { mvs = append(mvs, mv) }); err != nil {
+			t.Error(err)
+		}
+		got <- mvs
+	}()
+	<-srv.Done()
+	// Draining: two sessions move, one is used (not passed on).
+	now := time.Now()
+	table.Move([]byte("s1"), 1, moved.Down, now)
+	table.Move([]byte("s2"), 0, moved.Evacuated, now)
+	table.Lookup([]byte("s1"), now)
+	relay.Close()
+	srv.WaitPassed(5 * time.Second)
+	mvs := <-got
+	if len(mvs) != 2 || mvs[0].Key != "s1" || mvs[0].Member != "b" || mvs[0].Reason != moved.Down ||
+		mvs[1].Key != "s2" || mvs[1].Member != "a" || mvs[1].Reason != moved.Evacuated {
+		t.Errorf("moves passed on: %+v", mvs)
+	}
+	table.Move([]byte("s3"), 1, moved.Down, now) // after Close: dropped, no panic
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,13 +37,18 @@ type Predecessor struct {
 	Release func()
 	// State is called after Release; the successor gets what it returns.
 	State func() balancer.Snapshot
+	// Relay, if set, passes on the sessions this process moves while it
+	// drains, from Release on (make it the moved-session table's
+	// observer there), until it is closed.
+	Relay *Relay
 }
 
 // Server is the running catherd's end of the socket.
 type Server struct {
-	ln   *net.UnixListener
-	log  *slog.Logger
-	done chan struct{}
+	ln      *net.UnixListener
+	log     *slog.Logger
+	done    chan struct{}
+	passing sync.WaitGroup // the relay of moves to the successor
 }
 
 // Listen binds the socket at path. It fails with ErrRunning if another
@@ -130,9 +136,45 @@ func (s *Server) handOver(c *net.UnixConn, p Predecessor) error {
 	p.Release()
 	s.ln.Close() // and unlink the path: the successor binds it next
 	c.SetDeadline(time.Now().Add(time.Minute))
-	if err := json.NewEncoder(c).Encode(p.State()); err != nil && !isGone(err) {
-		s.log.Warn("sending state to the successor", "err", err)
+	enc := json.NewEncoder(c)
+	if err := enc.Encode(p.State()); err != nil {
+		if !isGone(err) {
+			s.log.Warn("sending state to the successor", "err", err)
+		}
+		c.Close()
+		return nil
 	}
-	c.Close()
+	if p.Relay == nil {
+		c.Close()
+		return nil
+	}
+	s.passing.Add(1)
+	go func() {
+		defer s.passing.Done()
+		defer c.Close()
+		for mv := range p.Relay.ch {
+			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := enc.Encode(mv); err != nil {
+				if !isGone(err) { // else a successor that takes no moves (an older catherd)
+					s.log.Warn("passing a session moved while draining to the successor; the rest are not passed on", "err", err)
+				}
+				return
+			}
+		}
+		if n := p.Relay.Dropped(); n > 0 {
+			s.log.Warn("sessions moved while draining not passed on: too many at once", "dropped", n)
+		}
+	}()
 	return nil
+}
+
+// WaitPassed waits, at most timeout, until the moves the Relay carried have
+// been passed to the successor (the Relay closed, or the successor gone).
+func (s *Server) WaitPassed(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { s.passing.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }

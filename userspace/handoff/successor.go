@@ -22,6 +22,9 @@ type Successor struct {
 	conn    *net.UnixConn
 	pid     int
 	sockets map[string]*os.File
+	// rest reads what follows the state: the moves made while the
+	// predecessor drains.
+	rest *json.Decoder
 }
 
 // Take connects to the catherd serving path and receives its listening
@@ -121,27 +124,56 @@ func (s *Successor) Listener(name string) (net.Listener, bool, error) {
 
 // Ready tells the predecessor to stop accepting and returns its state.
 // Sockets not claimed by then are closed: the successor does not listen
-// where its flags no longer say to.
+// where its flags no longer say to. On success the connection stays open
+// for Moves.
 func (s *Successor) Ready() (balancer.Snapshot, error) {
-	defer s.Abort()
+	s.closeSockets()
 	var st balancer.Snapshot
 	s.conn.SetDeadline(time.Now().Add(time.Minute))
 	if _, err := io.WriteString(s.conn, msgReady); err != nil {
+		s.Abort()
 		return st, fmt.Errorf("telling the predecessor: %w", err)
 	}
-	if err := json.NewDecoder(s.conn).Decode(&st); err != nil {
+	s.rest = json.NewDecoder(s.conn)
+	if err := s.rest.Decode(&st); err != nil {
+		s.Abort()
 		return st, fmt.Errorf("reading the predecessor's state: %w", err)
 	}
+	s.conn.SetDeadline(time.Time{}) // the predecessor drains for as long as it takes
 	return st, nil
 }
 
-// Abort gives up the take-over: the predecessor goes on serving.
+// Moves calls apply for each session the predecessor moves while it
+// drains, after Ready, until the predecessor has drained (or is gone),
+// and closes the connection. A predecessor that passes no moves on (an
+// older catherd) closes the connection after its state.
+func (s *Successor) Moves(apply func(balancer.MovedSession)) error {
+	defer s.Abort()
+	for {
+		var mv balancer.MovedSession
+		err := s.rest.Decode(&mv)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading the predecessor's moves: %w", err)
+		}
+		apply(mv)
+	}
+}
+
+// Abort gives up the take-over (the predecessor goes on serving), or,
+// after Ready, stops listening for its moves.
 func (s *Successor) Abort() {
+	s.closeSockets()
+	s.conn.Close()
+}
+
+func (s *Successor) closeSockets() {
 	for name, f := range s.sockets {
 		f.Close()
 		delete(s.sockets, name)
 	}
-	s.conn.Close()
 }
 
 func closeAll(files []*os.File) {
