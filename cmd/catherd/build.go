@@ -41,6 +41,7 @@ type instance struct {
 	// The listening sockets, and the hand-off socket a successor takes
 	// them over on (sockets.go).
 	succ          *handoff.Successor // the predecessor, while taking over from it
+	pred          *handoff.Successor // the predecessor once taken over from, until told this process serves
 	handoffSrv    *handoff.Server
 	relay         *handoff.Relay          // what this process moves while it drains, for its successor
 	listeners     []net.Listener          // every listening socket
@@ -60,6 +61,7 @@ type instance struct {
 	watcher   *membership.Watcher
 	dp        *xdp.Datapath
 	ctl       *l4.Controller
+	stopCtl   func() // stops ctl's writes (runDatapath)
 	checker   *health.Checker
 	tier      *tier.Tier // this instance's place in a tier (--peer-listen)
 

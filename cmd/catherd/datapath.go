@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/catherd/catherd/userspace/config"
 	"github.com/catherd/catherd/userspace/l4"
@@ -58,12 +60,13 @@ func (c *instance) attachDatapath() error {
 		return err
 	}
 	c.metrics.Register(xdp.Collector(c.dp.Stats))
-	if err := c.dp.SetMembership(membershipFilter(cfg)); err != nil {
-		return fmt.Errorf("--membership: %v", err)
-	}
 	c.ctl = l4.New(c.dp, l4.NetlinkResolver, l4Services(cfg.L4.Services), c.log)
-	if err := c.ctl.Sync(c.ctx); err != nil {
-		return fmt.Errorf("--l4: %v", err)
+	// Taking over, the predecessor still writes the pinned maps until
+	// this process is ready: the first write waits for takeOver.
+	if c.succ == nil {
+		if err := c.writeDatapath(); err != nil {
+			return err
+		}
 	}
 	c.log.Info("XDP datapath attached", "l4_iface", cfg.L4.Iface, "membership_iface", cfg.Membership.Iface,
 		"mode", cfg.L4.Mode, "pins", cfg.L4.PinDir)
@@ -71,6 +74,49 @@ func (c *instance) attachDatapath() error {
 		c.log.Info("L4 service", "service", s.String(), "backends", len(s.Backends), "hash_port", s.HashPort)
 	}
 	return nil
+}
+
+// writeDatapath writes this process's configuration into the pinned maps:
+// the membership filter and the L4 services. The maps have one writer at
+// a time: a successor writes them only once its predecessor has stopped
+// (takeOver, after READY), so that a take-over with changed --l4 or
+// --membership flags never interleaves the writes of two processes.
+func (c *instance) writeDatapath() error {
+	if err := c.dp.SetMembership(membershipFilter(c.cfg)); err != nil {
+		return fmt.Errorf("--membership: %v", err)
+	}
+	if err := c.ctl.Sync(c.ctx); err != nil {
+		return fmt.Errorf("--l4: %v", err)
+	}
+	return nil
+}
+
+// runDatapath keeps the L4 services in the maps in step with their
+// backends' health (and every second with the next hops), until
+// stopDatapath.
+func (c *instance) runDatapath() {
+	if c.ctl == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	done := make(chan struct{})
+	c.stopCtl = func() {
+		cancel()
+		<-done
+	}
+	go func() {
+		defer close(done)
+		c.ctl.Run(ctx, time.Second)
+	}()
+}
+
+// stopDatapath stops writing the maps, and returns once the last write is
+// done: at a hand-over, before the successor writes them.
+func (c *instance) stopDatapath() {
+	if c.stopCtl != nil {
+		c.stopCtl()
+		c.log.Info("XDP maps left to the successor: this process no longer writes them")
+	}
 }
 
 // membershipFilter is the XDP filter's configuration; the zero filter (off)

@@ -12,15 +12,13 @@ import (
 )
 
 // serve starts every part build made, in the order that has everything
-// in place for the first client: the background loops (the datapath's
-// control plane, the moved-session expiry, the membership listener), the
-// predecessor's state when taking over (or the state file's), the keeping
-// of the state file, the hand-off socket, the admin
-// API and metrics, the clients' listeners, and then health checks.
+// in place for the first client: the background loops (the moved-session
+// expiry, the membership listener), the predecessor's state when taking
+// over (or the state file's), the datapath's control plane (a
+// successor's first writes to the maps), the keeping of the state file,
+// the hand-off socket, the admin API and metrics, the clients' listeners,
+// and then health checks.
 func (c *instance) serve() {
-	if c.ctl != nil {
-		go c.ctl.Run(c.ctx, time.Second)
-	}
 	if c.pool != nil {
 		go c.moved.ExpireEvery(c.ctx, time.Minute)
 	}
@@ -30,6 +28,7 @@ func (c *instance) serve() {
 		c.log.Info("following cluster membership", "group", mc.Group, "iface", mc.Iface, "domain", mc.Domain, "drop_time", mc.DropTime)
 	}
 	c.takeOver()
+	c.runDatapath() // after takeOver: the maps have one writer at a time
 	c.keepState()
 	c.serveHandoff()
 	c.serveAdmin()
@@ -45,7 +44,8 @@ func (c *instance) serve() {
 // announce says that catherd serves, once serve has started everything:
 // the signals that came while it started are dropped, SIGTERM and SIGINT
 // stop it from now on, /readyz says ready, and systemd and the process
-// that started this one as its successor, if any, are told.
+// that started this one as its successor, if any, are told, and then the
+// predecessor taken over from.
 func (c *instance) announce(sig chan os.Signal) {
 	for drained := false; !drained; {
 		select {
@@ -59,6 +59,10 @@ func (c *instance) announce(sig chan os.Signal) {
 	c.serving.Store(true)
 	c.log.Info("catherd serving", "version", c.version.Version, "revision", c.version.Revision, "pid", os.Getpid())
 	notifyReady(c.log)
+	if c.pred != nil {
+		c.pred.Serving() // the predecessor may exit now
+		c.pred = nil
+	}
 }
 
 // serveAdmin serves the admin API (--admin) and the metrics (--metrics,

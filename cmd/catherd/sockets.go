@@ -126,6 +126,15 @@ func (c *instance) takeOver() {
 		}
 		c.log.Info("took over", "members", members, "moved_sessions", moves)
 	}
+	if c.dp != nil {
+		// The predecessor stopped writing the maps when it released
+		// its sockets (or failed); this process writes them from now on.
+		if err := c.writeDatapath(); err != nil {
+			c.log.Error("taking over: the XDP maps keep the predecessor's configuration", "err", err)
+		} else {
+			c.log.Info("taking over: XDP maps written with this process's configuration")
+		}
+	}
 	// The predecessor let go of --peer-listen before it passed its state
 	// on, and that state is the tier's as the predecessor knew it: this
 	// process joins in the background while it serves.
@@ -137,6 +146,7 @@ func (c *instance) takeOver() {
 		}
 	}
 	if err == nil {
+		c.pred = succ
 		go c.takeDrainMoves(succ)
 	}
 	if c.handoffSrv, err = handoff.Listen(c.cfg.HandoffSocket, c.log); err != nil {
@@ -191,6 +201,7 @@ func (c *instance) serveHandoff() {
 			if c.relay != nil {
 				c.moved.Observe(c.relay)
 			}
+			c.stopDatapath() // the successor writes the pinned maps next
 		},
 		Relay: c.relay,
 		State: func() balancer.Snapshot {

@@ -78,10 +78,12 @@ func (c *instance) stop() {
 	c.flushState(handedOver)
 	c.leaveTier() // after the drain: moves made while draining are shared
 	if c.relay != nil {
-		// Handed over: the moves made while draining reach the
-		// successor (a relay never installed passes nothing).
-		c.relay.Close()
-		c.handoffSrv.WaitPassed(5 * time.Second)
+		c.relay.Close() // the moves made while draining are all passed on
+	}
+	if c.handoffSrv != nil {
+		// Handed over: not before the successor has the moves and
+		// has told systemd it is the main process.
+		c.handoffSrv.Finish(10 * time.Second)
 	}
 	for _, srv := range []*http.Server{c.metricsSrv, c.adminSrv} {
 		if srv != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -173,10 +174,19 @@ func TestL4SteeringEndToEnd(t *testing.T) {
 	}
 
 	// A take-over: both processes hold the pinned maps and link for a
-	// moment, then the old one exits by itself; nothing moves.
+	// moment, then the old one exits by itself; nothing moves. The maps
+	// have one writer at a time: the old process stops writing them
+	// before the new one starts.
 	startL4Catherd(t, bin, topo, pins, logf, topo.Backends, "--takeover")
 	if code := restarted.Wait(20 * time.Second); code != 0 {
 		t.Fatalf("the catherd taken over from exited %d, want 0", code)
+	}
+	waitLog(t, logf.Name(), regexp.MustCompile(`taking over: XDP maps written`))
+	logged, _ := os.ReadFile(logf.Name())
+	stopped := strings.Index(string(logged), "XDP maps left to the successor")
+	written := strings.Index(string(logged), "taking over: XDP maps written")
+	if stopped < 0 || written < stopped {
+		t.Fatalf("the new process wrote the maps (at %d in the log) before the old one stopped writing them (at %d)", written, stopped)
 	}
 	if err := long.Echo("after a take-over"); err != nil {
 		t.Fatalf("long-lived connection broken by a take-over: %v", err)

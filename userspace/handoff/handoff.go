@@ -15,7 +15,8 @@
 //	predecessor -> successor  offer as one JSON line, the sockets attached
 //	successor -> predecessor  "READY\n"   (or it closes: take-over aborted)
 //	predecessor -> successor  the pool's state (balancer.Snapshot) as JSON
-//	predecessor -> successor  each session it moves while it drains (balancer.MovedSession), as JSON; then it closes
+//	predecessor -> successor  each session it moves while it drains (balancer.MovedSession), as JSON; then it shuts its side
+//	successor -> predecessor  "SERVING\n" once it serves and has told systemd it is the main process; the predecessor exits after that
 //
 // A successor that fails before READY (a bad flag, a verifier error)
 // changes nothing: the predecessor goes on serving.
@@ -38,8 +39,9 @@ import (
 const version = 1
 
 const (
-	msgTake  = "TAKE\n"
-	msgReady = "READY\n"
+	msgTake    = "TAKE\n"
+	msgReady   = "READY\n"
+	msgServing = "SERVING\n"
 )
 
 // maxSockets bounds the listening sockets passed in one offer.

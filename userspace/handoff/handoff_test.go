@@ -104,6 +104,8 @@ func TestTakeOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	succ.Serving()
+	go succ.Moves(func(balancer.MovedSession) {})
 	<-released
 	<-srv.Done()
 	if len(got.Members) != 1 || got.Members[0].Weight != 3 {
@@ -180,8 +182,17 @@ func TestMovesWhileDrainingArePassedOn(t *testing.T) {
 	table.Move([]byte("s2"), 0, moved.Evacuated, now)
 	table.Lookup([]byte("s1"), now)
 	relay.Close()
-	srv.WaitPassed(5 * time.Second)
 	mvs := <-got
+	// The predecessor waits for the successor to say it serves.
+	finished := make(chan struct{})
+	go func() { srv.Finish(5 * time.Second); close(finished) }()
+	select {
+	case <-finished:
+		t.Fatal("the predecessor finished before the successor said it serves")
+	case <-time.After(50 * time.Millisecond):
+	}
+	succ.Serving()
+	<-finished
 	if len(mvs) != 2 || mvs[0].Key != "s1" || mvs[0].Member != "b" || mvs[0].Reason != moved.Down ||
 		mvs[1].Key != "s2" || mvs[1].Member != "a" || mvs[1].Reason != moved.Evacuated {
 		t.Errorf("moves passed on: %+v", mvs)

@@ -144,33 +144,47 @@ func (s *Server) handOver(c *net.UnixConn, p Predecessor) error {
 		c.Close()
 		return nil
 	}
-	if p.Relay == nil {
-		c.Close()
-		return nil
-	}
 	s.passing.Add(1)
 	go func() {
 		defer s.passing.Done()
 		defer c.Close()
-		for mv := range p.Relay.ch {
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := enc.Encode(mv); err != nil {
-				if !isGone(err) { // else a successor that takes no moves (an older catherd)
-					s.log.Warn("passing a session moved while draining to the successor; the rest are not passed on", "err", err)
-				}
-				return
-			}
+		if p.Relay != nil {
+			s.relay(c, enc, p.Relay)
 		}
-		if n := p.Relay.Dropped(); n > 0 {
-			s.log.Warn("sessions moved while draining not passed on: too many at once", "dropped", n)
+		// Then wait for the successor to say it serves (it has told
+		// systemd it is the main process): exiting before would have
+		// systemd take the service for dead.
+		c.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(successorStartup))
+		if line, err := rd.ReadString('\n'); line != msgServing && !errors.Is(err, io.EOF) {
+			s.log.Warn("the successor did not say it serves", "got", line, "err", err)
 		}
 	}()
 	return nil
 }
 
-// WaitPassed waits, at most timeout, until the moves the Relay carried have
-// been passed to the successor (the Relay closed, or the successor gone).
-func (s *Server) WaitPassed(timeout time.Duration) {
+// relay passes on the moves r carries until it is closed, or the
+// successor is gone.
+func (s *Server) relay(c *net.UnixConn, enc *json.Encoder, r *Relay) {
+	for mv := range r.ch {
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := enc.Encode(mv); err != nil {
+			if !isGone(err) { // else a successor that takes no moves (an older catherd)
+				s.log.Warn("passing a session moved while draining to the successor; the rest are not passed on", "err", err)
+			}
+			return
+		}
+	}
+	if n := r.Dropped(); n > 0 {
+		s.log.Warn("sessions moved while draining not passed on: too many at once", "dropped", n)
+	}
+}
+
+// Finish waits, at most timeout, until the successor has what this
+// process passes on (the moves its Relay carried, once the Relay is
+// closed) and has said it serves, or is gone: the last thing before this
+// process exits after a hand-over.
+func (s *Server) Finish(timeout time.Duration) {
 	done := make(chan struct{})
 	go func() { s.passing.Wait(); close(done) }()
 	select {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,6 +26,9 @@ type Successor struct {
 	// rest reads what follows the state: the moves made while the
 	// predecessor drains.
 	rest *json.Decoder
+	// The connection closes once both Moves and Serving are done.
+	mu                 sync.Mutex
+	moved, served, end bool
 }
 
 // Take connects to the catherd serving path and receives its listening
@@ -144,11 +148,11 @@ func (s *Successor) Ready() (balancer.Snapshot, error) {
 }
 
 // Moves calls apply for each session the predecessor moves while it
-// drains, after Ready, until the predecessor has drained (or is gone),
-// and closes the connection. A predecessor that passes no moves on (an
-// older catherd) closes the connection after its state.
+// drains, after Ready, until the predecessor has drained (or is gone). A
+// predecessor that passes no moves on (an older catherd) closes the
+// connection after its state.
 func (s *Successor) Moves(apply func(balancer.MovedSession)) error {
-	defer s.Abort()
+	defer s.done(&s.moved)
 	for {
 		var mv balancer.MovedSession
 		err := s.rest.Decode(&mv)
@@ -159,6 +163,26 @@ func (s *Successor) Moves(apply func(balancer.MovedSession)) error {
 			return fmt.Errorf("reading the predecessor's moves: %w", err)
 		}
 		apply(mv)
+	}
+}
+
+// Serving tells the predecessor, after Ready, that this process serves
+// (and has told systemd it is the main process): the predecessor may exit.
+func (s *Successor) Serving() {
+	defer s.done(&s.served)
+	s.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(s.conn, msgServing) // a predecessor gone needs no word
+}
+
+// done marks one of Moves and Serving done, and closes the connection
+// once both are.
+func (s *Successor) done(which *bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	*which = true
+	if s.moved && s.served && !s.end {
+		s.end = true
+		s.conn.Close()
 	}
 }
 
