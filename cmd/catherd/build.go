@@ -93,7 +93,7 @@ func build(cfg *config.Config, adminToken string, started time.Time, log *slog.L
 		c.followMembership,  // datapath.go
 		c.attachDatapath,    // datapath.go
 		c.buildHealthChecks, // every member's and L4 backend's
-		c.joinTier,          // tier.go: the tier's state in force before any client
+		c.joinTier,          // tier.go: bound here, joined in takeOver
 	} {
 		if err := step(); err != nil {
 			c.close()

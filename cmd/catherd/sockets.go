@@ -110,6 +110,9 @@ func (c *instance) closeSockets() {
 func (c *instance) takeOver() {
 	if c.succ == nil {
 		c.resumeSavedState()
+		if c.tier != nil {
+			c.joinPeers() // the tier's state, newer than the file's
+		}
 		return
 	}
 	notifyMainPID(c.log)

@@ -41,23 +41,21 @@ func peerConfig(cfg *config.Config) (peers.Config, error) {
 	return out, nil
 }
 
-// joinTier starts this instance's member of the tier (--peer-listen) and
-// joins it before anything serves: when a seed answers, every operator
-// action and moved session the tier knows is in force here before the
-// first client is accepted, so a restarted instance never sends a moved
-// session home. With no seed answering, it serves alone and keeps trying
-// them. Taking over from a predecessor, which holds the --peer-listen
-// address until it hands over, it joins once the predecessor has let go
-// (takeOver).
+// joinTier starts this instance's member of the tier (--peer-listen)
+// while catherd builds, so that a bad address stops the start; it joins
+// the tier in takeOver, before anything serves and after what
+// --state-file kept is applied: when a seed answers, every operator
+// action and moved session the tier knows is in force here, newer than
+// the file's, before the first client is accepted, so a restarted
+// instance never sends a moved session home. With no seed answering, it
+// serves alone and keeps trying them. Taking over from a predecessor,
+// which holds the --peer-listen address until it hands over, it starts
+// and joins once the predecessor has let go (takeOver).
 func (c *instance) joinTier() error {
 	if !c.cfg.Peers.Listen.IsValid() || c.succ != nil {
 		return nil
 	}
-	if err := c.startTier(); err != nil {
-		return err
-	}
-	c.joinPeers()
-	return nil
+	return c.startTier()
 }
 
 // startTier starts the tier's member on --peer-listen.
