@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
 )
 
@@ -105,5 +106,22 @@ func TestRosterAPI(t *testing.T) {
 	h.ServeHTTP(w, r)
 	if w.Code != http.StatusConflict {
 		t.Errorf("add with no roster: %d", w.Code)
+	}
+}
+
+// Moved sessions are listed by their member's name, also after another
+// member was removed (the list no longer lines up with the indexes).
+func TestMovedListAfterRemove(t *testing.T) {
+	table := moved.New(time.Hour, 10)
+	a, b, c := balancer.NewMember("a", "a", 1, 0), balancer.NewMember("b", "b", 1, 0), balancer.NewMember("c", "c", 1, 0)
+	pool, err := balancer.NewPool([]*balancer.Member{a, b, c}, "byrequests", balancer.Options{Moved: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table.Move([]byte("S"), c.Index(), moved.Down, time.Now())
+	pool.Remove(b)
+	got := listMoved(Sources{Pool: pool, MovedTable: table}, 10)
+	if len(got.Sessions) != 1 || got.Sessions[0].Member != "c" {
+		t.Errorf("moved sessions: %+v, want S on c", got.Sessions)
 	}
 }

@@ -148,10 +148,11 @@ func listMoved(src Sources, limit int) MovedSessions {
 	if src.MovedTable == nil || src.Pool == nil {
 		return out
 	}
-	members := src.Pool.Members()
 	out.Total = src.MovedTable.Stats().Size
 	for _, e := range src.MovedTable.Recent(limit) {
-		out.Sessions = append(out.Sessions, MovedSession{Key: e.Key, Member: members[e.Member].Name, Reason: e.Reason.String(), LastUsed: e.LastUsed})
+		if m := src.Pool.At(e.Member); m != nil {
+			out.Sessions = append(out.Sessions, MovedSession{Key: e.Key, Member: m.Name, Reason: e.Reason.String(), LastUsed: e.LastUsed})
+		}
 	}
 	return out
 }

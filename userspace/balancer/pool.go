@@ -186,6 +186,17 @@ func (p *Pool) newRoster(slots []*Member) (*roster, error) {
 // configured or added. The slice is shared: do not modify it.
 func (p *Pool) Members() []*Member { return p.roster.Load().members }
 
+// At returns the member at index i (Member.Index), as tables kept beside
+// the pool name it; nil when no member has that index, or when it was
+// removed.
+func (p *Pool) At(i int) *Member {
+	slots := p.roster.Load().slots
+	if i < 0 || i >= len(slots) || slots[i].Removed() {
+		return nil
+	}
+	return slots[i]
+}
+
 // Member returns the member with the given name, or nil.
 func (p *Pool) Member(name string) *Member {
 	for _, m := range p.Members() {

@@ -130,3 +130,17 @@ func TestAddReusesARemovedSlotWhenFull(t *testing.T) {
 		t.Errorf("a session of the slot's old member: %v, want an unknown route, balanced", o)
 	}
 }
+
+// At finds members by index, as tables beside the pool name them, also
+// once the member list no longer lines up with the indexes.
+func TestAtAfterRemove(t *testing.T) {
+	p, _ := newTestPool(t, "byrequests", Options{}, "a:1", "b:1", "c:1")
+	a, b, c := p.Members()[0], p.Members()[1], p.Members()[2]
+	p.Remove(b)
+	if p.At(a.Index()) != a || p.At(b.Index()) != nil || p.At(c.Index()) != c || p.At(3) != nil || p.At(-1) != nil {
+		t.Errorf("At: %v %v %v %v", p.At(0), p.At(1), p.At(2), p.At(3))
+	}
+	if p.Members()[1] != c {
+		t.Fatal("the list of members should skip b")
+	}
+}

@@ -34,7 +34,11 @@ func NewRelay(pool *balancer.Pool) *Relay {
 
 // Moved queues the move, named by member, for the successor.
 func (r *Relay) Moved(e moved.Entry) {
-	mv := balancer.MovedSession{Key: e.Key, Member: r.pool.Members()[e.Member].Name, Reason: e.Reason, LastUsed: e.LastUsed}
+	m := r.pool.At(e.Member)
+	if m == nil {
+		return // a member removed meanwhile: the move is void
+	}
+	mv := balancer.MovedSession{Key: e.Key, Member: m.Name, Reason: e.Reason, LastUsed: e.LastUsed}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {

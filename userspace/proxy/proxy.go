@@ -115,7 +115,7 @@ func New(pool *balancer.Pool, ups []*Upstream, m *metrics.Metrics, opts Options,
 	// landed; 16 KiB reads are large enough to move bodies efficiently.
 	p.bufSize = max(16<<10, opts.MaxHeaderBytes+1024)
 	for _, u := range ups {
-		if i := u.member.Index(); i >= len(pool.Members()) || pool.Members()[i] != u.member {
+		if pool.At(u.member.Index()) != u.member {
 			panic(fmt.Sprintf("proxy: member %s of an upstream is not in the pool", u.member.Name))
 		}
 		p.Attach(u)

@@ -239,11 +239,11 @@ func (o observer) Forgotten(key string) {
 // instance that sees the same failure moves the session to the same
 // partner: one record is enough).
 func (t *Tier) share(e moved.Entry) {
-	members := t.pool.Members()
-	if e.Member < 0 || e.Member >= len(members) {
+	m := t.pool.At(e.Member)
+	if m == nil {
 		return
 	}
-	value := e.Reason.String() + " " + members[e.Member].Name
+	value := e.Reason.String() + " " + m.Name
 	key := movedPrefix + e.Key
 	if rec, live := t.member.Get(key); live && string(rec.Value) == value {
 		t.member.Touch(key, t.ttl)
