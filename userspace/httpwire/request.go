@@ -121,16 +121,18 @@ func (r *Request) requestLine(line []byte) error {
 // validTarget accepts the request-target forms a server of origin takes
 // (RFC 9112 3.2): a path, a URI with a scheme, or * for OPTIONS; CONNECT's
 // authority form is not one (catherd is not a forward proxy). No
-// whitespace or control character.
+// whitespace or control character, and no '#': a fragment is never part
+// of a request-target, and servers split on it differently (Go's URL
+// parser refuses one in a host, Tomcat answers 400).
 func validTarget(method, target []byte) bool {
 	for _, c := range target {
-		if c <= ' ' || c == 0x7f {
+		if c <= ' ' || c == 0x7f || c == '#' {
 			return false
 		}
 	}
 	switch {
 	case target[0] == '/':
-		return true
+		return validPath(target)
 	case len(target) == 1 && target[0] == '*':
 		return string(method) == "OPTIONS"
 	}
@@ -143,8 +145,68 @@ func validTarget(method, target []byte) bool {
 			return false
 		}
 	}
+	end := bytes.IndexAny(rest, "/?")
+	if end < 0 {
+		end = len(rest)
+	}
+	return validAuthority(rest[:end]) && validPath(rest[end:])
+}
+
+// validPath accepts a path (and its query) whose percent signs in the
+// path each start an escape (%XX): a server that decodes the path refuses
+// a broken one (Tomcat, Go), or might decode it differently from another.
+func validPath(p []byte) bool {
+	if q := bytes.IndexByte(p, '?'); q >= 0 {
+		p = p[:q]
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && (i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2])) {
+			return false
+		}
+	}
 	return true
 }
+
+// validAuthority accepts host[:port] as a server of origin reads it: the
+// host a name of unreserved characters and sub-delimiters, without
+// escapes, or an IP literal in brackets; the port digits. No userinfo
+// (RFC 9110 4.2.4 deprecates it in http URIs).
+func validAuthority(a []byte) bool {
+	host, port := a, []byte(nil)
+	if len(a) > 0 && a[0] == '[' {
+		end := bytes.IndexByte(a, ']')
+		if end < 0 {
+			return false
+		}
+		for _, c := range a[1:end] {
+			if !isHex(c) && c != ':' && c != '.' {
+				return false
+			}
+		}
+		host, port = nil, a[end+1:]
+		if len(port) > 0 {
+			if port[0] != ':' {
+				return false
+			}
+			port = port[1:]
+		}
+	} else if i := bytes.LastIndexByte(a, ':'); i >= 0 {
+		host, port = a[:i], a[i+1:]
+	}
+	for _, c := range host {
+		if !isAlpha(c) && !isDigit(c) && !bytes.ContainsRune([]byte("-._~!$&'()*+,;="), rune(c)) {
+			return false
+		}
+	}
+	for _, c := range port {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return isDigit(c) || 'a' <= c|0x20 && c|0x20 <= 'f' }
 
 func isAlpha(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
 
