@@ -13,10 +13,10 @@ import (
 // can neither read nor change anything. 16, 24 or 32 bytes select AES-128,
 // -192 or -256.
 
-// ParseKey decodes a key as a key file holds it: 16, 24 or 32 bytes in
+// parseKey decodes a key as a key file holds it: 16, 24 or 32 bytes in
 // base64, as `head -c 32 /dev/urandom | base64` writes them (surrounding
 // white space is ignored).
-func ParseKey(text string) ([]byte, error) {
+func parseKey(text string) ([]byte, error) {
 	text = strings.TrimSpace(text)
 	if text == "" {
 		return nil, errors.New("the key is empty; make one with: head -c 32 /dev/urandom | base64 > FILE")
@@ -32,13 +32,13 @@ func ParseKey(text string) ([]byte, error) {
 	return nil, fmt.Errorf("the key is %d bytes; it must be 16, 24 or 32 (AES-128, -192 or -256)", len(key))
 }
 
-// LoadKeyFile reads a key file (ParseKey).
+// LoadKeyFile reads a key file (parseKey).
 func LoadKeyFile(path string) ([]byte, error) {
 	text, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("peer key file: %w", err)
 	}
-	key, err := ParseKey(string(text))
+	key, err := parseKey(string(text))
 	if err != nil {
 		return nil, fmt.Errorf("peer key file %s: %w", path, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"log"
 	"log/slog"
 	"net"
@@ -59,7 +58,7 @@ type Config struct {
 }
 
 // Timing tunes the member; a zero field takes its default
-// (DefaultTiming).
+// (defaultTiming).
 type Timing struct {
 	// Gossip is how often queued small changes go out over UDP, to 3 random
 	// peers (memberlist's GossipInterval).
@@ -89,9 +88,9 @@ type Timing struct {
 	Forget time.Duration
 }
 
-// DefaultTiming suits a tier on one LAN: a change reaches every peer in a
+// defaultTiming suits a tier on one LAN: a change reaches every peer in a
 // fraction of a second, a failure is noticed in a few.
-func DefaultTiming() Timing {
+func defaultTiming() Timing {
 	return Timing{
 		Gossip:       200 * time.Millisecond,
 		Probe:        time.Second,
@@ -107,7 +106,7 @@ func DefaultTiming() Timing {
 }
 
 func (t Timing) withDefaults() Timing {
-	d := DefaultTiming()
+	d := defaultTiming()
 	for _, f := range []struct{ v, def *time.Duration }{
 		{&t.Gossip, &d.Gossip}, {&t.Probe, &d.Probe}, {&t.ProbeTimeout, &d.ProbeTimeout},
 		{&t.PushPull, &d.PushPull}, {&t.Reconnect, &d.Reconnect}, {&t.TouchFlush, &d.TouchFlush},
@@ -196,9 +195,6 @@ type Stats struct {
 	// Clock and Digest are the state version this member advertises.
 	Clock, Digest uint64
 }
-
-// Refused is the total of the refusals.
-func (s Stats) Refused() uint64 { return s.RefusedAuth + s.RefusedMalformed + s.RefusedUnknown }
 
 func (c *Config) validate() (host string, port int, err error) {
 	if c.Name == "" {
@@ -368,8 +364,8 @@ func (m *Member) Join() error {
 }
 
 func checkKey(key string) error {
-	if key == "" || len(key) > MaxKeyLen {
-		return fmt.Errorf("peers: key of %d bytes: it must be 1 to %d", len(key), MaxKeyLen)
+	if key == "" || len(key) > maxKeyLen {
+		return fmt.Errorf("peers: key of %d bytes: it must be 1 to %d", len(key), maxKeyLen)
 	}
 	return nil
 }
@@ -381,8 +377,8 @@ func (m *Member) Set(key string, value []byte, ttl time.Duration) (Record, error
 	if err := checkKey(key); err != nil {
 		return Record{}, err
 	}
-	if len(value) > MaxValueLen {
-		return Record{}, fmt.Errorf("peers: value of %s: %d bytes, at most %d", key, len(value), MaxValueLen)
+	if len(value) > maxValueLen {
+		return Record{}, fmt.Errorf("peers: value of %s: %d bytes, at most %d", key, len(value), maxValueLen)
 	}
 	if ttl < 0 || ttl > maxDuration {
 		return Record{}, fmt.Errorf("peers: ttl of %s: %v is out of range", key, ttl)
@@ -451,21 +447,6 @@ func (m *Member) Get(key string) (Record, bool) {
 	return e.rec, true
 }
 
-// Range yields the live records whose keys start with prefix, in key
-// order, as they were when the iteration began.
-func (m *Member) Range(prefix string) iter.Seq2[string, Record] {
-	return func(yield func(string, Record) bool) {
-		m.mu.Lock()
-		entries := m.store.prefixed(prefix, time.Now())
-		m.mu.Unlock()
-		for _, e := range entries {
-			if !e.rec.Deleted && !yield(e.key, e.rec) {
-				return
-			}
-		}
-	}
-}
-
 // Peers lists the other members this one knows of, by name.
 func (m *Member) Peers() []Peer {
 	// Suspect once two of our own rounds of probes (each peer is probed once
@@ -531,375 +512,4 @@ func (m *Member) Close() error {
 	m.events.close()
 	m.wg.Wait()
 	return err
-}
-
-// encode fills in the envelope (sender, clock, digest) and encodes msg.
-func (m *Member) encode(msg message) []byte {
-	m.mu.Lock()
-	msg.sender, msg.clock, msg.digest = m.cfg.Name, m.store.clock, m.store.digest
-	m.mu.Unlock()
-	return encodeMessage(msg)
-}
-
-func (m *Member) sendReliable(n *memberlist.Node, msg []byte) error {
-	err := m.ml.Load().SendReliable(n, msg)
-	if err != nil {
-		m.stats.sendErrors.Add(1)
-		m.log.Debug("peers: send failed", "peer", n.Name, "err", err)
-		return err
-	}
-	m.stats.sent.Add(1)
-	return nil
-}
-
-func (m *Member) flushLoop() {
-	tick := time.NewTicker(m.timing.TouchFlush)
-	defer tick.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-m.flushNow:
-			m.flush(false)
-		case <-tick.C:
-			m.flush(true)
-		}
-	}
-}
-
-func toWire(e *entry, now time.Time) wireRecord {
-	w := wireRecord{key: e.key, version: e.rec.Version, deleted: e.rec.Deleted, value: e.rec.Value}
-	if !e.rec.Expires.IsZero() {
-		w.ttl = e.rec.Expires.Sub(now)
-	}
-	return w
-}
-
-// flush sends the changed records (and, with touches, the touched ones'
-// expiries): as gossip when they fit a few packets and the gossip queue is
-// short, else over TCP to every live peer.
-func (m *Member) flush(touches bool) {
-	now := time.Now()
-	var b batch
-	m.mu.Lock()
-	for key := range m.out.records {
-		if e := m.store.lookup(key, now); e != nil {
-			b.records = append(b.records, toWire(e, now))
-		}
-		delete(m.out.touches, key) // the record carries its expiry
-	}
-	clear(m.out.records)
-	if touches {
-		for key := range m.out.touches {
-			if e := m.store.lookup(key, now); e != nil && !e.rec.Deleted && !e.rec.Expires.IsZero() {
-				b.touches = append(b.touches, wireTouch{key: key, version: e.rec.Version, ttl: e.rec.Expires.Sub(now)})
-			}
-		}
-		clear(m.out.touches)
-	}
-	env := envelope{kind: kindGossip, sender: m.cfg.Name, clock: m.store.clock, digest: m.store.digest}
-	m.mu.Unlock()
-	if len(b.records)+len(b.touches) == 0 {
-		return
-	}
-	if msgs, ok := pack(env, b, gossipMessageMax); ok && len(msgs) <= maxGossipPerFlush && m.queue.NumQueued() < maxGossipQueued {
-		for _, msg := range msgs {
-			m.queue.QueueBroadcast(gossipBroadcast(msg))
-		}
-		return
-	}
-	env.kind = kindDirect
-	msgs, _ := pack(env, b, directMessageMax) // a record never exceeds it
-	for _, n := range m.peers.nodes(true) {
-		m.links.send(n, msgs)
-	}
-}
-
-// gossipBroadcast is a message in memberlist's transmit queue. Unique:
-// nothing it carries is made obsolete by another message (a newer version
-// of a key wins wherever it lands), and the queue skips its linear scan
-// for invalidated messages.
-type gossipBroadcast []byte
-
-func (b gossipBroadcast) Invalidates(memberlist.Broadcast) bool { return false }
-func (b gossipBroadcast) Message() []byte                       { return b }
-func (b gossipBroadcast) Finished()                             {}
-func (b gossipBroadcast) UniqueBroadcast()                      {}
-
-func (m *Member) sweepLoop() {
-	tick := time.NewTicker(m.timing.Sweep)
-	defer tick.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case now := <-tick.C:
-			m.mu.Lock()
-			for _, c := range m.store.sweep(now) {
-				m.events.push(c)
-			}
-			m.mu.Unlock()
-		}
-	}
-}
-
-// reconnectLoop contacts failed peers again, and the seeds while no peer is
-// live. memberlist alone never would: it stops gossiping to a failed peer
-// after a while and never probes one, so two sides of a healed partition
-// would stay apart.
-func (m *Member) reconnectLoop() {
-	tick := time.NewTicker(m.timing.Reconnect)
-	defer tick.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		addrs := m.peers.reconnectAddrs(time.Now(), m.timing.Forget)
-		if m.peers.members() == 0 {
-			addrs = append(addrs, m.cfg.Seeds...)
-		}
-		if len(addrs) == 0 {
-			continue
-		}
-		if _, err := m.ml.Load().Join(addrs); err != nil {
-			m.log.Debug("peers: reconnect", "err", err)
-		}
-	}
-}
-
-// receive handles a user message: gossip and direct batches, questions,
-// answers, goodbyes.
-func (m *Member) receive(buf []byte) {
-	if m.ctx.Err() != nil {
-		return
-	}
-	msg, ok := m.accept(buf)
-	if !ok {
-		return
-	}
-	switch msg.kind {
-	case kindGossip, kindDirect:
-		m.applyBatch(msg, msg.kind == kindGossip)
-	case kindQuestion:
-		m.answer(msg)
-	case kindAnswer:
-		m.asks.settle(msg.id, msg.sender, msg.payload)
-	case kindBye:
-		m.peers.bye(msg.sender, time.Now())
-	default:
-		m.refuse(&m.stats.refusedMalformed, "unexpected kind", msg.sender, fmt.Errorf("kind %d in a user message", msg.kind))
-		return
-	}
-	m.stats.received.Add(1)
-}
-
-// accept decodes buf and checks its sender is a known peer, counting what
-// it refuses.
-func (m *Member) accept(buf []byte) (message, bool) {
-	msg, err := decodeMessage(buf)
-	if err != nil {
-		m.refuse(&m.stats.refusedMalformed, "malformed message", "", err)
-		return message{}, false
-	}
-	if !m.peers.advertised(msg.sender, msg.clock, msg.digest, time.Now()) {
-		m.refuse(&m.stats.refusedUnknown, "message from an unknown sender", msg.sender, nil)
-		return message{}, false
-	}
-	return msg, true
-}
-
-func (m *Member) refuse(counter *atomic.Uint64, what, sender string, err error) {
-	counter.Add(1)
-	m.log.Warn("peers: refused "+what, "sender", sender, "err", err)
-}
-
-// applyBatch merges a batch into the table. What a gossip batch taught us
-// is relayed, so gossip spreads epidemically (memberlist sends a message
-// only to a few random peers, and receivers do not pass it on).
-func (m *Member) applyBatch(msg message, relay bool) {
-	now := time.Now()
-	relayed := false
-	m.mu.Lock()
-	m.store.observe(msg.clock)
-	for _, w := range msg.batch.records {
-		if c, ok := m.store.apply(w, now); ok {
-			m.events.push(c)
-			if relay {
-				m.out.records[w.key] = struct{}{}
-				relayed = true
-			}
-		}
-	}
-	for _, t := range msg.batch.touches {
-		if c, ok := m.store.touch(t, now); ok {
-			m.events.push(c)
-			if relay {
-				m.out.touches[t.key] = struct{}{}
-			}
-		}
-	}
-	m.mu.Unlock()
-	if relayed {
-		select {
-		case m.flushNow <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// localState encodes the whole table for a push/pull.
-func (m *Member) localState() []byte {
-	now := time.Now()
-	m.mu.Lock()
-	entries := m.store.prefixed("", now)
-	env := envelope{kind: kindState, sender: m.cfg.Name, clock: m.store.clock, digest: m.store.digest}
-	m.mu.Unlock()
-	b := batch{records: make([]wireRecord, len(entries))}
-	for i, e := range entries {
-		b.records[i] = toWire(e, now)
-	}
-	m.stats.sent.Add(1)
-	msgs, _ := pack(env, b, stateMessageMax)
-	switch {
-	case len(msgs) == 0:
-		return encodeMessage(message{envelope: env})
-	case len(msgs) > 1:
-		m.log.Error("peers: the table is larger than a state exchange can carry; sending part of it",
-			"records", len(entries), "limit_bytes", stateMessageMax)
-	}
-	return msgs[0]
-}
-
-func (m *Member) mergeState(buf []byte) {
-	if m.ctx.Err() != nil {
-		return
-	}
-	msg, ok := m.accept(buf)
-	if !ok {
-		return
-	}
-	if msg.kind != kindState {
-		m.refuse(&m.stats.refusedMalformed, "unexpected kind", msg.sender, fmt.Errorf("kind %d as push/pull state", msg.kind))
-		return
-	}
-	m.stats.received.Add(1)
-	m.applyBatch(msg, false)
-}
-
-// linkSet sends TCP messages to peers, one goroutine per peer while it has
-// something to send, so a slow or unreachable peer delays no other.
-type linkSet struct {
-	m     *Member
-	mu    sync.Mutex
-	links map[string]*link
-}
-
-type link struct {
-	node  *memberlist.Node
-	queue [][]byte
-	size  int
-}
-
-func (ls *linkSet) send(n *memberlist.Node, msgs [][]byte) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if ls.links == nil {
-		ls.links = map[string]*link{}
-	}
-	l, running := ls.links[n.Name]
-	if !running {
-		l = &link{}
-		ls.links[n.Name] = l
-	}
-	l.node = n
-	for _, msg := range msgs {
-		l.queue = append(l.queue, msg)
-		l.size += len(msg)
-	}
-	for l.size > maxLinkBacklog && len(l.queue) > 1 {
-		l.size -= len(l.queue[0])
-		l.queue = l.queue[1:]
-		ls.m.stats.sendErrors.Add(1)
-	}
-	if !running && !ls.m.spawn(func() { ls.drain(n.Name) }) {
-		delete(ls.links, n.Name)
-	}
-}
-
-func (ls *linkSet) drain(name string) {
-	for {
-		ls.mu.Lock()
-		l := ls.links[name]
-		if len(l.queue) == 0 || ls.m.ctx.Err() != nil {
-			delete(ls.links, name)
-			ls.mu.Unlock()
-			return
-		}
-		msg, node := l.queue[0], l.node
-		l.queue = l.queue[1:]
-		l.size -= len(msg)
-		ls.mu.Unlock()
-		ls.m.sendReliable(node, msg)
-	}
-}
-
-// delegate is the Member as memberlist's Delegate, EventDelegate and
-// PingDelegate, kept off the Member's own method set.
-type delegate struct{ m *Member }
-
-func (d *delegate) NodeMeta(int) []byte { return nil }
-
-// NotifyMsg gets user messages from UDP (memberlist's packet handler) and
-// from TCP (one goroutine per connection), concurrently.
-func (d *delegate) NotifyMsg(buf []byte) { d.m.receive(buf) }
-
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	msgs := d.m.queue.GetBroadcasts(overhead, limit)
-	d.m.stats.sent.Add(uint64(len(msgs)))
-	return msgs
-}
-
-func (d *delegate) LocalState(bool) []byte { return d.m.localState() }
-
-func (d *delegate) MergeRemoteState(buf []byte, _ bool) { d.m.mergeState(buf) }
-
-func (d *delegate) NotifyJoin(n *memberlist.Node)   { d.m.peers.joined(n, time.Now()) }
-func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.m.peers.updated(n, time.Now()) }
-func (d *delegate) NotifyLeave(n *memberlist.Node)  { d.m.peers.failed(n, time.Now()) }
-
-// AckPayload rides on every ping ack: the state version this member
-// advertises.
-func (d *delegate) AckPayload() []byte {
-	return d.m.encode(message{envelope: envelope{kind: kindStatus}})
-}
-
-func (d *delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, payload []byte) {
-	msg, err := decodeMessage(payload)
-	if err != nil || msg.kind != kindStatus || msg.sender != n.Name {
-		d.m.refuse(&d.m.stats.refusedMalformed, "ping ack payload", n.Name, err)
-		return
-	}
-	d.m.peers.advertised(n.Name, msg.clock, msg.digest, time.Now())
-}
-
-// logWriter passes memberlist's log lines ("[LEVEL] memberlist: text") to
-// slog at their level.
-type logWriter struct{ l *slog.Logger }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	level := slog.LevelInfo
-	for prefix, l := range map[string]slog.Level{
-		"[DEBUG] ": slog.LevelDebug, "[INFO] ": slog.LevelInfo, "[WARN] ": slog.LevelWarn,
-		"[ERR] ": slog.LevelError, "[ERROR] ": slog.LevelError,
-	} {
-		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			line, level = rest, l
-			break
-		}
-	}
-	w.l.Log(context.Background(), level, line)
-	return len(p), nil
 }

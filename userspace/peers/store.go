@@ -25,9 +25,9 @@ type store struct {
 	// is due instead of the whole table (which may hold 100,000s of moved
 	// sessions). A heap whose entries know their place in it, so a touch
 	// or a replacement moves one entry in O(log n) rather than leaving a
-	// stale copy behind. An ordered map would serve Range too, but Range
-	// is rare (a full-state exchange, a look at the operator actions) and
-	// a scan and sort of the table then costs less than a dependency.
+	// stale copy behind. An ordered map would serve prefixed too, but
+	// that is rare (a full-state exchange) and a scan and sort of the
+	// table then costs less than a dependency.
 	byExpiry expiryHeap
 	clock    uint64
 	// digest is the XOR of a hash of every entry's key and version: two

@@ -59,8 +59,8 @@ const (
 // member names, values small: a larger one is an error at Set and a
 // malformed message on the wire.
 const (
-	MaxKeyLen   = 1024
-	MaxValueLen = 64 << 10
+	maxKeyLen   = 1024
+	maxValueLen = 64 << 10
 	maxNameLen  = 128
 	// maxPayloadLen bounds questions and answers.
 	maxPayloadLen = 1 << 20
@@ -439,7 +439,7 @@ func decodeBatch(r *reader) batch {
 
 func decodeRecord(r *reader, origins []string) wireRecord {
 	var w wireRecord
-	w.key = r.name(MaxKeyLen, "record key")
+	w.key = r.name(maxKeyLen, "record key")
 	w.version = r.version(origins, "record")
 	switch flags := r.byte("record flags"); flags {
 	case 0:
@@ -449,7 +449,7 @@ func decodeRecord(r *reader, origins []string) wireRecord {
 		r.fail("record flags %#x", flags)
 	}
 	w.ttl = r.duration("record ttl")
-	w.value = r.bytes(MaxValueLen, "record value")
+	w.value = r.bytes(maxValueLen, "record value")
 	if w.deleted && w.value != nil {
 		r.fail("deleted record with a value")
 	}
@@ -461,7 +461,7 @@ func decodeRecord(r *reader, origins []string) wireRecord {
 
 func decodeTouch(r *reader, origins []string) wireTouch {
 	var t wireTouch
-	t.key = r.name(MaxKeyLen, "touch key")
+	t.key = r.name(maxKeyLen, "touch key")
 	t.version = r.version(origins, "touch")
 	t.ttl = r.duration("touch ttl")
 	if r.err == nil && t.ttl == 0 {

@@ -79,7 +79,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"deleted with value", body(origins, u(1), s("k"), u(5), u(0), []byte{1}, u(9), s("v"), u(0)), "deleted record with a value"},
 		{"deleted forever", body(origins, u(1), s("k"), u(5), u(0), []byte{1}, u(0), u(0), u(0)), "deleted record that never expires"},
 		{"empty key", body(origins, u(1), s(""), u(5), u(0), []byte{0}, u(0), u(0), u(0)), "record key empty"},
-		{"long key", body(origins, u(1), s(strings.Repeat("k", MaxKeyLen+1)), u(5), u(0), []byte{0}, u(0), u(0), u(0)), "exceeds 1024"},
+		{"long key", body(origins, u(1), s(strings.Repeat("k", maxKeyLen+1)), u(5), u(0), []byte{0}, u(0), u(0), u(0)), "exceeds 1024"},
 		{"long ttl", body(origins, u(1), s("k"), u(5), u(0), []byte{0}, u(1<<60), u(0), u(0)), "record ttl of"},
 		{"touch ttl 0", body(origins, u(0), u(1), s("k"), u(5), u(0), u(0)), "touch ttl is 0"},
 		{"overflowing number", body([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), "origins truncated or overflowing"},
