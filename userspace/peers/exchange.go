@@ -106,46 +106,43 @@ func (b gossipBroadcast) Message() []byte                       { return b }
 func (b gossipBroadcast) Finished()                             {}
 func (b gossipBroadcast) UniqueBroadcast()                      {}
 
-func (m *Member) sweepLoop() {
-	tick := time.NewTicker(m.timing.Sweep)
+// every calls f every interval until the member closes.
+func (m *Member) every(interval time.Duration, f func(now time.Time)) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case now := <-tick.C:
-			m.mu.Lock()
-			for _, c := range m.store.sweep(now) {
-				m.events.push(c)
-			}
-			m.mu.Unlock()
+			f(now)
 		}
 	}
 }
 
-// reconnectLoop contacts failed peers again, and the seeds while no peer is
+// sweep removes what expired by now, and reports the records among it.
+func (m *Member) sweep(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.store.sweep(now) {
+		m.events.push(c)
+	}
+}
+
+// reconnect contacts failed peers again, and the seeds while no peer is
 // live. memberlist alone never would: it stops gossiping to a failed peer
 // after a while and never probes one, so two sides of a healed partition
 // would stay apart.
-func (m *Member) reconnectLoop() {
-	tick := time.NewTicker(m.timing.Reconnect)
-	defer tick.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		addrs := m.peers.reconnectAddrs(time.Now(), m.timing.Forget)
-		if m.peers.members() == 0 {
-			addrs = append(addrs, m.cfg.Seeds...)
-		}
-		if len(addrs) == 0 {
-			continue
-		}
-		if _, err := m.ml.Load().Join(addrs); err != nil {
-			m.log.Debug("peers: reconnect", "err", err)
-		}
+func (m *Member) reconnect(now time.Time) {
+	addrs := m.peers.reconnectAddrs(now, m.timing.Forget)
+	if m.peers.members() == 0 {
+		addrs = append(addrs, m.cfg.Seeds...)
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	if _, err := m.ml.Load().Join(addrs); err != nil {
+		m.log.Debug("peers: reconnect", "err", err)
 	}
 }
 

@@ -315,8 +315,8 @@ func Start(cfg Config) (*Member, error) {
 		m.spawn(m.events.run)
 	}
 	m.spawn(m.flushLoop)
-	m.spawn(m.sweepLoop)
-	m.spawn(m.reconnectLoop)
+	m.spawn(func() { m.every(m.timing.Sweep, m.sweep) })
+	m.spawn(func() { m.every(m.timing.Reconnect, m.reconnect) })
 	return m, nil
 }
 
