@@ -278,6 +278,11 @@ func TestTierRefusesAnotherKey(t *testing.T) {
 	if len(st.Tier.Peers) != 1 || st.Tier.Peers[0].Name != "lb2" {
 		t.Errorf("lb1's peers: %+v", st.Tier.Peers)
 	}
+	_, out, _ := runCLI("status", "--admin", lb1.adminAddr)
+	if !regexp.MustCompile(`tier: lb1 on 127\.0\.0\.1:\d+, state version \d+ .*refused [1-9]\d* \(auth [1-9]`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^lb2\s+127\.0\.0\.1:\d+\s+alive\s+\S+ ago\s+\d+\s+[0-9a-f]{16}$`).MatchString(out) {
+		t.Errorf("catherd status does not show the tier:\n%s", out)
+	}
 	for _, lb := range []*tierInstance{lb1, lb2} {
 		if err := lb.admin.do("GET", "/api/v1/members/a", &m); err != nil || m.Flags != "" {
 			t.Errorf("%s: a has flags %q (%v): the intruder's action was applied", lb.name, m.Flags, err)
