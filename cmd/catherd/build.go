@@ -68,6 +68,7 @@ type instance struct {
 	// --state-file: what it held at start, and what keeps it (state.go).
 	savedState *balancer.Snapshot
 	keeper     *statefile.Keeper
+	stopKeeper context.CancelFunc
 
 	ctx                  context.Context // ends when catherd stops
 	cancel               context.CancelFunc

@@ -205,6 +205,7 @@ func (c *instance) serveHandoff() {
 				c.moved.Observe(c.relay)
 			}
 			c.stopDatapath() // the successor writes the pinned maps next
+			c.stopKeeping()  // and keeps --state-file
 		},
 		Relay: c.relay,
 		State: func() balancer.Snapshot {

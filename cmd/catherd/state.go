@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,15 +70,27 @@ func (c *instance) resumeSavedState() {
 	c.log.Info("resumed from --state-file", "file", c.cfg.StateFile, "members", members, "moved_sessions", moves)
 }
 
-// keepState saves the pool's settings to --state-file as they change.
+// keepState saves the pool's settings to --state-file as they change,
+// until catherd stops or a successor takes over.
 func (c *instance) keepState() {
-	if c.keeper != nil {
-		go c.keeper.Run(c.ctx)
+	if c.keeper == nil {
+		return
+	}
+	ctx, stop := context.WithCancel(c.ctx)
+	c.stopKeeper = stop
+	go c.keeper.Run(ctx)
+}
+
+// stopKeeping stops saving --state-file: a successor took over, and the
+// file is its own from then on (one writer at a time).
+func (c *instance) stopKeeping() {
+	if c.stopKeeper != nil {
+		c.stopKeeper()
 	}
 }
 
 // flushState saves the last changes as catherd stops, unless a successor
-// took over: the file is the successor's from then on.
+// took over.
 func (c *instance) flushState(handedOver bool) {
 	if c.keeper != nil && !handedOver {
 		c.keeper.Flush()
