@@ -160,7 +160,7 @@ func TestTierTomcat(t *testing.T) {
 	lb3Log := filepath.Join(tmp, "lb3-restarted.log")
 	lb3.proc = tcStartCatherd(t, bin, lb3.args, lb3Log, r.Dir)
 	tcWaitReady(t, client, lb3.front+"/health.jsp", 20*time.Second)
-	joined := waitLog(t, lb3Log, regexp.MustCompile(`msg="tier: joined; the tier's state is in force here".*records=\d+`))
+	joined := waitLog(t, lb3Log, regexpTierJoined)
 	t.Logf("restarted lb3: %s", joined)
 	var st admin.Status
 	if err := lb3.admin.do("GET", "/api/v1/status", &st); err != nil {
@@ -209,6 +209,9 @@ func TestTierTomcat(t *testing.T) {
 		}
 	}
 }
+
+// regexpTierJoined matches what a catherd logs once it joined its tier.
+var regexpTierJoined = regexp.MustCompile(`msg="tier: joined; the tier's state is in force here".*records=\d+`)
 
 // waitTier polls an instance's status until cond holds of it (bounded).
 func waitTier(t *testing.T, lb *tierInstance, limit time.Duration, what string, cond func(admin.Status) bool) {
