@@ -200,6 +200,15 @@ func TestTomcatReplicationFailover(t *testing.T) {
 	}
 }
 
+// logReport logs a phase's counts and the errors its requests met.
+func logReport(t *testing.T, rep failover.Report) {
+	t.Helper()
+	t.Log(rep)
+	for _, e := range rep.Errors {
+		t.Logf("    %s", e)
+	}
+}
+
 // checkReports logs each phase of a session load and fails t on any
 // failed request or lost update, and on sessions split between nodes or
 // flapping back outside an evacuation (between telling one catherd and
@@ -210,10 +219,7 @@ func checkReports(t *testing.T, reports []failover.Report) failover.Report {
 	t.Helper()
 	var total failover.Report
 	for _, rep := range reports {
-		t.Log(rep)
-		for _, e := range rep.Errors {
-			t.Logf("    %s", e)
-		}
+		logReport(t, rep)
 		total.Requests += rep.Requests
 		total.Failed += rep.Failed
 		total.Lost += rep.Lost

@@ -135,10 +135,7 @@ func TestTierKeepalived(t *testing.T) {
 
 	var moves int64
 	for _, rep := range reports {
-		t.Log(rep)
-		for _, e := range rep.Errors {
-			t.Logf("    %s", e)
-		}
+		logReport(t, rep)
 		switch {
 		case rep.Phase == "kill -9 lbA" || rep.Phase == "lbA back, the VIP returns":
 			// Requests in flight when the VIP moved, and when lbA died

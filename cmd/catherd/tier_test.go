@@ -185,10 +185,7 @@ func TestTierTomcat(t *testing.T) {
 
 	var moves int64
 	for _, rep := range reports {
-		t.Log(rep)
-		for _, e := range rep.Errors {
-			t.Logf("    %s", e)
-		}
+		logReport(t, rep)
 		if rep.Phase == "kill -9 node2" {
 			moves = rep.Moves
 		}
