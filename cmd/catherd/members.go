@@ -38,8 +38,23 @@ func newRoster(c *instance) *roster {
 	return r
 }
 
-// Add adds the member a --backend value describes.
+// Add adds the member a --backend value describes, and shares it with
+// the tier, if any.
 func (r *roster) Add(spec string) (*balancer.Member, error) {
+	m, err := r.add(spec)
+	if err == nil && r.c.tier != nil {
+		r.c.tier.Added(m.Name, spec)
+	}
+	return m, err
+}
+
+// AddFromTier adds a member a peer added (tier.Roster).
+func (r *roster) AddFromTier(spec string) error {
+	_, err := r.add(spec)
+	return err
+}
+
+func (r *roster) add(spec string) (*balancer.Member, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, err := config.ParseMember(spec, r.specs)
@@ -72,7 +87,8 @@ const drainPoll = 50 * time.Millisecond
 // Remove removes the named member. With drain, it is evacuated first (its
 // sessions move to their partners, as on failover) and removed once it
 // has no request in flight; if ctx ends first it stays evacuated, in the
-// pool, and the error says so.
+// pool, and the error says so. In a tier, the evacuation is shared at
+// once, the removal once done here.
 func (r *roster) Remove(ctx context.Context, name string, drain bool) error {
 	c := r.c
 	m := c.pool.Member(name)
@@ -86,6 +102,9 @@ func (r *roster) Remove(ctx context.Context, name string, drain bool) error {
 		if err := c.pool.Evacuate(m); err != nil {
 			return fmt.Errorf("cannot drain %s: %w (remove it without draining, or add a member to its domain first)", name, err)
 		}
+		if c.tier != nil {
+			c.tier.Acted(m, "evacuate")
+		}
 		tick := time.NewTicker(drainPoll)
 		defer tick.Stop()
 		for m.Active() > 0 {
@@ -96,6 +115,30 @@ func (r *roster) Remove(ctx context.Context, name string, drain bool) error {
 			}
 		}
 	}
+	if err := r.remove(m); err != nil {
+		return err
+	}
+	c.log.Info("member removed", "name", name, "drained", drain)
+	if c.tier != nil {
+		c.tier.Removed(name, drain)
+	}
+	return nil
+}
+
+// RemoveFromTier removes a member a peer removed (tier.Roster): the peer
+// has drained it already, and this instance waited for its own requests.
+func (r *roster) RemoveFromTier(name string) error {
+	m := r.c.pool.Member(name)
+	if m == nil {
+		return fmt.Errorf("%w: %q", admin.ErrNotFound, name)
+	}
+	return r.remove(m)
+}
+
+// remove takes m out of the pool, then out of the proxy, the health
+// checks and the membership watcher.
+func (r *roster) remove(m *balancer.Member) error {
+	c, name := r.c, m.Name
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := c.pool.Remove(m); err != nil {
@@ -115,8 +158,19 @@ func (r *roster) Remove(ctx context.Context, name string, drain bool) error {
 	}
 	r.specs = slices.DeleteFunc(r.specs, func(s config.MemberSpec) bool { return s.Name == name })
 	delete(r.added, name)
-	c.log.Info("member removed", "name", name, "drained", drain)
 	return nil
+}
+
+// Spec is the named member's --backend value (tier.Roster).
+func (r *roster) Spec(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.specs {
+		if s.Name == name {
+			return s.Spec
+		}
+	}
+	return ""
 }
 
 // Target is m's URL.
@@ -145,10 +199,12 @@ func (r *roster) Added() []string {
 }
 
 // restore adds the members a predecessor or the state file had added at
-// run time, unless --backend names them now (the command line wins).
+// run time, unless --backend names them now (the command line wins). They
+// are not shared with the tier: the instance that added them did, and
+// what the tier says of them, newer, is applied when this one joins.
 func (r *roster) restore(specs []string) {
 	for _, spec := range specs {
-		if _, err := r.Add(spec); err != nil {
+		if _, err := r.add(spec); err != nil {
 			r.c.log.Warn("a member added at run time is not added again", "spec_name", specName(spec), "err", err)
 		}
 	}

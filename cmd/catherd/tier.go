@@ -64,7 +64,7 @@ func (c *instance) startTier() error {
 	if err != nil {
 		return err
 	}
-	c.tier, err = tier.Start(pc, tier.Options{Pool: c.pool, Moved: c.moved, SessionTTL: c.cfg.SessionTTL, Log: c.log})
+	c.tier, err = tier.Start(pc, tier.Options{Pool: c.pool, Moved: c.moved, Roster: c.members, SessionTTL: c.cfg.SessionTTL, Log: c.log})
 	if err != nil {
 		return fmt.Errorf("--peer-listen %s: %v", c.cfg.Peers.Listen, err)
 	}

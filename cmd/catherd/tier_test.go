@@ -225,6 +225,18 @@ func waitTier(t *testing.T, lb *tierInstance, limit time.Duration, what string, 
 	}
 }
 
+// startTierInstance starts a catherd named name on free loopback ports,
+// without health checks, with args (its members and tier flags) added.
+func startTierInstance(t *testing.T, bin, dir, name string, args ...string) *tierInstance {
+	t.Helper()
+	lb := &tierInstance{name: name, front: tcFreeAddr(t), adminAddr: tcFreeAddr(t), metrics: tcFreeAddr(t)}
+	lb.args = append([]string{"run", "--listen", lb.front, "--admin", lb.adminAddr, "--metrics", lb.metrics, "--health-interval", "0",
+		"--peer-name", name}, args...)
+	lb.admin = adminClient{base: "http://" + lb.adminAddr, http: http.Client{Timeout: 5 * time.Second}}
+	lb.proc = tcStartCatherd(t, bin, lb.args, filepath.Join(dir, name+".log"), "")
+	return lb
+}
+
 // A catherd with another key cannot join the tier: the tier's instances
 // refuse and count its packets, never list it as a peer, and its actions
 // stay its own; it serves alone and says so.
@@ -243,12 +255,8 @@ func TestTierRefusesAnotherKey(t *testing.T) {
 	good, other := key("good.key", "the-tier-key-0123456789abcdefghi"), key("other.key", "another-key-0123456789abcdefghij")
 	seed := tcFreeAddr(t)
 	start := func(name, keyFile string, extra ...string) *tierInstance {
-		lb := &tierInstance{name: name, front: tcFreeAddr(t), adminAddr: tcFreeAddr(t), metrics: tcFreeAddr(t)}
-		lb.args = append([]string{"run", "--listen", lb.front, "--admin", lb.adminAddr, "--metrics", lb.metrics, "--health-interval", "0",
-			"--backend", "a=" + backend.URL, "--backend", "b=http://127.0.0.1:1", "--peer-key-file", keyFile, "--peer-name", name}, extra...)
-		lb.admin = adminClient{base: "http://" + lb.adminAddr, http: http.Client{Timeout: 5 * time.Second}}
-		lb.proc = tcStartCatherd(t, bin, lb.args, filepath.Join(tmp, name+".log"), "")
-		return lb
+		return startTierInstance(t, bin, tmp, name, append([]string{"--backend", "a=" + backend.URL, "--backend", "b=http://127.0.0.1:1",
+			"--peer-key-file", keyFile}, extra...)...)
 	}
 	lb1 := start("lb1", good, "--peer-listen", seed)
 	waitLog(t, filepath.Join(tmp, "lb1.log"), servingLine)
@@ -284,5 +292,78 @@ func TestTierRefusesAnotherKey(t *testing.T) {
 		if err := lb.admin.do("GET", "/api/v1/members/a", &m); err != nil || m.Flags != "" {
 			t.Errorf("%s: a has flags %q (%v): the intruder's action was applied", lb.name, m.Flags, err)
 		}
+	}
+}
+
+// Members added and removed at run time (catherd member add|remove) on
+// one instance of a tier are added and removed on the others, and an
+// instance that starts later with the old --backend flags serves the
+// tier's members from its first request.
+func TestTierSharesMembers(t *testing.T) {
+	tmp := t.TempDir()
+	bin := tcBuild(t, tmp)
+	urls := map[string]string{}
+	for _, name := range []string{"a", "b", "c", "d"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, name) }))
+		t.Cleanup(srv.Close)
+		urls[name] = srv.URL
+	}
+	seed := tcFreeAddr(t)
+	args := func(listen string, extra ...string) []string {
+		return append([]string{"--backend", "a=" + urls["a"], "--backend", "b=" + urls["b"], "--peer-listen", listen}, extra...)
+	}
+	lb1 := startTierInstance(t, bin, tmp, "lb1", args(seed)...)
+	waitLog(t, filepath.Join(tmp, "lb1.log"), servingLine)
+	lb2Peer := tcFreeAddr(t)
+	lb2 := startTierInstance(t, bin, tmp, "lb2", args(lb2Peer, "--peer", seed)...)
+	waitLog(t, filepath.Join(tmp, "lb2.log"), regexp.MustCompile(`msg="tier: joined`))
+	members := func(lb *tierInstance) string {
+		var ms []admin.Member
+		if err := lb.admin.do("GET", "/api/v1/members", &ms); err != nil {
+			t.Fatalf("%s: %v", lb.name, err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Name+"("+m.Flags+")")
+		}
+		return strings.Join(out, " ")
+	}
+	waitMembers := func(lb *tierInstance, want string) {
+		t.Helper()
+		waitTier(t, lb, 10*time.Second, "members "+want, func(admin.Status) bool { return members(lb) == want })
+	}
+
+	cli := func(lb *tierInstance, args ...string) {
+		t.Helper()
+		if code, out, errOut := runCLI(append(args, "--admin", lb.adminAddr)...); code != 0 {
+			t.Fatalf("%s: catherd %s: %d %s %s", lb.name, strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	cli(lb1, "member", "add", "c="+urls["c"])
+	cli(lb1, "member", "drain", "c")
+	waitMembers(lb2, "a() b() c(N)")
+	if got := getWithCookie(t, lb2.front, "JSESSIONID=S.c"); got != "c" {
+		t.Errorf("through lb2, a session of the member added on lb1 went to %q", got)
+	}
+	cli(lb2, "member", "remove", "c")
+	waitMembers(lb1, "a() b()")
+
+	// lb2 stops; meanwhile d is added and b removed on lb1. lb2 starts
+	// again with its old flags, and serves the tier's members at once.
+	if err := lb2.proc.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := lb2.proc.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("lb2 exited with %d", code)
+	}
+	cli(lb1, "member", "add", "d="+urls["d"])
+	cli(lb1, "member", "remove", "b", "--drain=false")
+	lb2 = startTierInstance(t, bin, tmp, "lb2", args(lb2Peer, "--peer", seed)...)
+	waitLog(t, filepath.Join(tmp, "lb2.log"), servingLine)
+	if got := getWithCookie(t, lb2.front, "JSESSIONID=S.d"); got != "d" {
+		t.Errorf("the restarted lb2 sent a session of the member added meanwhile to %q", got)
+	}
+	if got := members(lb2); got != "a() d()" {
+		t.Errorf("the restarted lb2 serves %s, want a() d()", got)
 	}
 }

@@ -1,7 +1,7 @@
 // Package tier makes several catherd instances in front of one Tomcat
 // cluster act as one balancer. What operators do to a member on one
-// instance (enable, disable, drain, evacuate, recover, weight) and the
-// sessions that moved are written to the tier's shared table
+// instance (enable, disable, drain, evacuate, recover, weight; members
+// added or removed at run time) and the sessions that moved are written to the tier's shared table
 // (userspace/peers) and applied on every instance, the last writer winning
 // where two disagree. What each instance observes stays its own: its
 // health checks, the cluster's heartbeats it hears, the error states of
@@ -14,6 +14,12 @@
 //	weight/MEMBER   its weight, in decimal
 //	recover/MEMBER  an operator took it out of the error state (expires after a minute)
 //	moved/KEY       REASON MEMBER: the session KEY moved to MEMBER (expires after --session-ttl idle)
+//	member/MEMBER   "add SPEC": added at run time as --backend SPEC; "remove drain" or "remove now": removed
+//
+// A member's record never expires: an instance that starts later, even
+// with the member in its --backend flags, follows what the tier did to it
+// at run time. SPEC holds the member's whole --backend value, an AJP
+// secret included: the table travels encrypted under --peer-key-file.
 //
 // A change is applied by reading the key's current record, not the record
 // the change carried, so that changes applied late (one goroutine applies
@@ -40,18 +46,46 @@ const (
 	weightPrefix  = "weight/"
 	recoverPrefix = "recover/"
 	movedPrefix   = "moved/"
+	memberPrefix  = "member/"
 )
+
+// Values of a member/ record.
+const (
+	addValue         = "add "
+	removeDrainValue = "remove drain"
+	removeNowValue   = "remove now"
+)
+
+// removeWait bounds how long a peer's removal waits for the member's
+// requests in flight here to end before it removes the member anyway (the
+// operator's instance has removed it already): admin's default wait.
+const removeWait = time.Minute
 
 // recoverTTL is how long a recover stays in the table: long enough to
 // reach every peer, short enough that an instance joining later does not
 // take a member out of an error state it entered since.
 const recoverTTL = time.Minute
 
+// Roster changes this instance's members as the tier says: what a peer
+// added or removed at run time. Neither change is shared again.
+type Roster interface {
+	// Spec is the --backend value of the named member; "" when there
+	// is no such member.
+	Spec(name string) string
+	// AddFromTier adds the member spec (a --backend value) describes.
+	AddFromTier(spec string) error
+	// RemoveFromTier removes the named member at once.
+	RemoveFromTier(name string) error
+}
+
 // Options are what a tier shares: the pool's members and its moved
 // sessions.
 type Options struct {
 	Pool  *balancer.Pool
 	Moved *moved.Table
+	// Roster, if not nil, adds and removes the members peers add and
+	// remove at run time; without it, those changes are ignored here.
+	Roster Roster
 	// SessionTTL is --session-ttl: a shared moved session expires after
 	// it has been idle this long on every instance.
 	SessionTTL time.Duration
@@ -62,6 +96,7 @@ type Options struct {
 type Tier struct {
 	pool   *balancer.Pool
 	moved  *moved.Table
+	roster Roster
 	ttl    time.Duration
 	log    *slog.Logger
 	member *peers.Member
@@ -74,7 +109,7 @@ type Tier struct {
 // Answer are the tier's) and shares the pool's moved sessions from now
 // on. Join it to the tier before serving.
 func Start(cfg peers.Config, opts Options) (*Tier, error) {
-	t := &Tier{pool: opts.Pool, moved: opts.Moved, ttl: opts.SessionTTL, log: opts.Log}
+	t := &Tier{pool: opts.Pool, moved: opts.Moved, roster: opts.Roster, ttl: opts.SessionTTL, log: opts.Log}
 	cfg.OnChange = t.apply
 	cfg.Answer = t.answer
 	cfg.Logger = opts.Log
@@ -148,14 +183,49 @@ func (t *Tier) Acted(m *balancer.Member, action string) {
 	}
 }
 
+// Added shares a member added here at run time, as the --backend value
+// spec.
+func (t *Tier) Added(name, spec string) {
+	if _, err := t.member.Set(memberPrefix+name, []byte(addValue+spec), 0); err != nil {
+		t.log.Error("tier: added member not shared", "member", name, "err", err)
+	}
+}
+
+// Removed shares a member removed here, drained first or not; the
+// operator flags and weight it had go with it, so that a member added
+// later under its name starts afresh.
+func (t *Tier) Removed(name string, drained bool) {
+	value := removeNowValue
+	if drained {
+		value = removeDrainValue
+	}
+	if _, err := t.member.Set(memberPrefix+name, []byte(value), 0); err != nil {
+		t.log.Error("tier: removed member not shared", "member", name, "err", err)
+		return
+	}
+	for _, prefix := range []string{flagsPrefix, weightPrefix} {
+		if _, live := t.member.Get(prefix + name); live {
+			if _, err := t.member.Delete(prefix + name); err != nil {
+				t.log.Warn("tier: removed member's settings not forgotten", "member", name, "err", err)
+			}
+		}
+	}
+}
+
 // apply makes a change of the shared table (local or a peer's) true of
 // the pool.
 func (t *Tier) apply(c peers.Change) {
 	rec, live := t.member.Get(c.Key)
 	prefix, name, _ := strings.Cut(c.Key, "/")
 	prefix += "/"
-	if prefix == movedPrefix {
+	switch prefix {
+	case movedPrefix:
 		t.applyMoved(name, rec, live)
+		return
+	case memberPrefix:
+		if live {
+			t.applyMember(name, rec)
+		}
 		return
 	}
 	m := t.pool.Member(name)
@@ -188,6 +258,77 @@ func (t *Tier) apply(c peers.Change) {
 			t.pool.Recover(m)
 		}
 	}
+}
+
+// applyMember adds or removes a member as a peer did at run time. A
+// member the record adds with another spec than this instance's (two
+// operators added one name to two instances at once, or --backend says
+// otherwise) is replaced: the record is what the tier agreed on.
+func (t *Tier) applyMember(name string, rec peers.Record) {
+	if t.roster == nil {
+		return
+	}
+	value, have := string(rec.Value), t.roster.Spec(name)
+	from := rec.Version.Origin
+	switch {
+	case strings.HasPrefix(value, addValue):
+		spec := value[len(addValue):]
+		if spec == have {
+			return
+		}
+		if have != "" {
+			if err := t.roster.RemoveFromTier(name); err != nil {
+				t.log.Error("tier: member not replaced as a peer added it", "member", name, "from", from, "err", err)
+				return
+			}
+		}
+		if err := t.roster.AddFromTier(spec); err != nil {
+			t.log.Error("tier: member a peer added not added here", "member", name, "from", from, "err", err)
+			return
+		}
+		t.log.Info("tier: member added by a peer", "member", name, "replaced", have != "", "from", from)
+		// Actions on it that arrived before it did.
+		t.apply(peers.Change{Key: flagsPrefix + name})
+		t.apply(peers.Change{Key: weightPrefix + name})
+	case value == removeNowValue || value == removeDrainValue:
+		m := t.pool.Member(name)
+		if m == nil {
+			return
+		}
+		if value == removeNowValue {
+			t.removeMember(m, rec, from)
+			return
+		}
+		// Its sessions have moved (the operator's instance shared the
+		// evacuation first); its requests in flight here end before it
+		// goes, off the goroutine that applies changes.
+		go func() {
+			deadline := time.Now().Add(removeWait)
+			for m.Active() > 0 && time.Now().Before(deadline) {
+				time.Sleep(drainPoll)
+			}
+			t.removeMember(m, rec, from)
+		}()
+	default:
+		t.log.Warn("tier: bad member record from a peer", "member", name, "from", from)
+	}
+}
+
+// drainPoll is how often a member removed by a peer is checked for
+// requests in flight here.
+const drainPoll = 50 * time.Millisecond
+
+// removeMember removes m as rec, a removal by a peer, says, unless the
+// tier has changed its mind since (a newer record) or m is gone already.
+func (t *Tier) removeMember(m *balancer.Member, rec peers.Record, from string) {
+	if now, live := t.member.Get(memberPrefix + m.Name); !live || now.Version != rec.Version || t.pool.Member(m.Name) != m {
+		return
+	}
+	if err := t.roster.RemoveFromTier(m.Name); err != nil {
+		t.log.Error("tier: member a peer removed not removed here", "member", m.Name, "from", from, "err", err)
+		return
+	}
+	t.log.Info("tier: member removed by a peer", "member", m.Name, "in_flight", m.Active(), "from", from)
 }
 
 // applyMoved puts a shared moved session into the local table, or takes

@@ -3,7 +3,10 @@ package tier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,9 +17,48 @@ import (
 
 // instance is one catherd's pool and moved sessions, in a tier.
 type instance struct {
+	pool    *balancer.Pool
+	moved   *moved.Table
+	members *roster
+	tier    *Tier
+}
+
+// roster is a Roster of members whose spec is NAME=ANYTHING, route NAME.
+type roster struct {
 	pool  *balancer.Pool
-	moved *moved.Table
-	tier  *Tier
+	mu    sync.Mutex
+	specs map[string]string
+}
+
+func (r *roster) Spec(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.specs[name]
+}
+
+func (r *roster) AddFromTier(spec string) error {
+	name, _, _ := strings.Cut(spec, "=")
+	if _, err := r.pool.Add(balancer.NewMember(name, name, 1, 0), nil); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.specs[name] = spec
+	return nil
+}
+
+func (r *roster) RemoveFromTier(name string) error {
+	m := r.pool.Member(name)
+	if m == nil {
+		return fmt.Errorf("no member %s", name)
+	}
+	if err := r.pool.Remove(m); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.specs, name)
+	return nil
 }
 
 const ttl = time.Minute
@@ -27,17 +69,20 @@ func startInstance(t *testing.T, name string, seeds ...string) *instance {
 	t.Helper()
 	table := moved.New(ttl, 1000)
 	var members []*balancer.Member
+	specs := map[string]string{}
 	for _, n := range []string{"node1", "node2", "node3"} {
 		members = append(members, balancer.NewMember(n, n, 1, 0))
+		specs[n] = n + "=configured"
 	}
 	pool, err := balancer.NewPool(members, "byrequests", balancer.Options{Moved: table, Retry: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := &roster{pool: pool, specs: specs}
 	log := slog.New(slog.DiscardHandler)
 	tr, err := Start(peers.Config{Name: name, Bind: "127.0.0.1:0", Seeds: seeds,
 		Timing: peers.Timing{Probe: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond, Reconnect: 200 * time.Millisecond}},
-		Options{Pool: pool, Moved: table, SessionTTL: ttl, Log: log})
+		Options{Pool: pool, Moved: table, Roster: r, SessionTTL: ttl, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +92,7 @@ func startInstance(t *testing.T, name string, seeds ...string) *instance {
 			t.Fatalf("%s joining: %v", name, err)
 		}
 	}
-	return &instance{pool: pool, moved: table, tier: tr}
+	return &instance{pool: pool, moved: table, members: r, tier: tr}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -126,6 +171,70 @@ func TestMovedSessionsAreShared(t *testing.T) {
 			_, ok := x.moved.Peek([]byte("ABC"), time.Now())
 			return !ok
 		})
+	}
+}
+
+// A member added or removed at run time on one instance is added or
+// removed on every other, with the actions on it; an instance that joins
+// later does the same before Join returns, even with the removed member
+// in its own configuration.
+func TestMembersAreShared(t *testing.T) {
+	a := startInstance(t, "lb1")
+	b := startInstance(t, "lb2", a.tier.Addr())
+	names := func(x *instance) string {
+		var out []string
+		for _, m := range x.pool.Members() {
+			out = append(out, m.Name+"("+m.Flags().String()+")")
+		}
+		return strings.Join(out, " ")
+	}
+
+	if err := a.members.AddFromTier("node4=added"); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Added("node4", "node4=added")
+	a.pool.Member("node4").SetFlags(balancer.Drain)
+	a.tier.Acted(a.pool.Member("node4"), "drain")
+	waitFor(t, "node4 added and draining on lb2", func() bool { return names(b) == "node1() node2() node3() node4(N)" })
+	if got := b.members.Spec("node4"); got != "node4=added" {
+		t.Errorf("lb2 added node4 as %q", got)
+	}
+
+	// Removed with a drain: a request in flight on lb2 holds node4
+	// there until it ends.
+	b.pool.Member("node4").Begin()
+	if err := a.members.RemoveFromTier("node4"); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Removed("node4", true)
+	waitFor(t, "the removal on lb2", func() bool {
+		rec, _ := b.tier.member.Get(memberPrefix + "node4")
+		return string(rec.Value) == removeDrainValue
+	})
+	time.Sleep(4 * drainPoll) // a negative: lb2 polls and must not remove it
+	if b.pool.Member("node4") == nil {
+		t.Fatal("lb2 removed node4 with a request in flight")
+	}
+	b.pool.Member("node4").End(0, 0)
+	waitFor(t, "node4 removed on lb2", func() bool { return names(b) == "node1() node2() node3()" })
+
+	// Removed at once, a configured member.
+	if err := b.members.RemoveFromTier("node3"); err != nil {
+		t.Fatal(err)
+	}
+	b.tier.Removed("node3", false)
+	waitFor(t, "node3 removed on lb1", func() bool { return names(a) == "node1() node2()" })
+
+	// lb3 starts with node1..node3 configured and joins: it follows what
+	// the tier did. node4 added again (afresh: its drain was forgotten).
+	if err := a.members.AddFromTier("node4=again"); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Added("node4", "node4=again")
+	waitFor(t, "node4 on lb2 again", func() bool { return b.members.Spec("node4") == "node4=again" })
+	c := startInstance(t, "lb3", b.tier.Addr())
+	if got := names(c); got != "node1() node2() node4()" {
+		t.Errorf("lb3 right after joining: %s", got)
 	}
 }
 
