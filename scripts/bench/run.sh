@@ -261,6 +261,15 @@ cpu_ticks() {
 		{ sub(/^.*\) /, ""); split($0, f, " "); s += f[12] + f[13] + f[14] + f[15] }
 		END { print s + 0 }'
 }
+# ctx_switches ROOT: voluntary and involuntary context switches of every thread of ROOT's
+# process tree. Threads that exit take theirs along: nginx's, HAProxy's and catherd's
+# live for the whole run. On a virtual machine a switch is dear (the hypervisor's IRQ
+# enable shows up in every profile), so switches per request explain CPU per request.
+ctx_switches() {
+	local files=() p
+	for p in $(tree_pids "$1"); do files+=(/proc/"$p"/task/*/status); done
+	cat "${files[@]}" 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
+}
 HZ=$(getconf CLK_TCK)
 BACKEND_PIDS="" # backend server PIDs we can account (our nginx, or the rig's JVMs)
 
@@ -659,7 +668,8 @@ measure() {
 	if [ "$WARMUP" -gt 0 ]; then
 		run_wrk "$WORK/warmup.txt" -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$url" || true
 	fi
-	local be0 be1 w0 w1 box0 box1 op0 op1
+	local be0 be1 w0 w1 box0 box1 op0 op1 cs0=0 cs1=0
+	[ -n "$pid" ] && cs0=$(ctx_switches "$pid")
 	[ -n "$pid" ] && before=$(cpu_ticks "$pid")
 	be0=$(backend_ticks)
 	w0=$(self_child_ticks)
@@ -673,6 +683,7 @@ measure() {
 	w1=$(self_child_ticks)
 	be1=$(backend_ticks)
 	[ -n "$pid" ] && after=$(cpu_ticks "$pid")
+	[ -n "$pid" ] && cs1=$(ctx_switches "$pid")
 	local line
 	line=$(grep '^BENCH ' <<<"$out") || { echo "$out" >&2; die "no wrk summary for $fe"; }
 	# shellcheck disable=SC2086
@@ -700,9 +711,11 @@ measure() {
 		printf "%.0f %.0f\n", o, (tot - busy) / tot * 100}')
 	local conns # new backend connections per 1000 requests
 	conns=$(awk -v d=$((op1 - op0 - CONNS)) -v n="$requests" 'BEGIN{if (d < 0) d = 0; printf "%.1f", d * 1000 / n}')
-	echo "$fe $r $rps $p50_us $p99_us $cpu $errors $becpu $wcpu $other $idle $conns" >>"$WORK/results"
-	printf '   round %d %-12s %7s req/s  p50 %5s us  p99 %6s us  cpu %6s us/req  (backends %5s, wrk %4s us/req; box idle %2s%%, other %2s%%; new backend conns/1k req %s) errors %s\n' \
-		"$r" "$fe" "$rps" "$p50_us" "$p99_us" "$cpu" "$becpu" "$wcpu" "$idle" "$other" "$conns" "$errors" >&2
+	local cs # the front end's context switches per request
+	cs=$(awk -v d=$((cs1 - cs0)) -v n="$requests" 'BEGIN{printf "%.2f", d / n}')
+	echo "$fe $r $rps $p50_us $p99_us $cpu $errors $becpu $wcpu $other $idle $conns $cs" >>"$WORK/results"
+	printf '   round %d %-12s %7s req/s  p50 %5s us  p99 %6s us  cpu %6s us/req  switches %5s/req  (backends %5s, wrk %4s us/req; box idle %2s%%, other %2s%%; new backend conns/1k req %s) errors %s\n' \
+		"$r" "$fe" "$rps" "$p50_us" "$p99_us" "$cpu" "$cs" "$becpu" "$wcpu" "$idle" "$other" "$conns" "$errors" >&2
 }
 
 : >"$WORK/results"
