@@ -95,7 +95,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	for {
-		n, err := unix.Read(c.fd, b)
+		n, err := readRaw(c.fd, b)
 		switch {
 		case err == nil && n == 0 && len(b) > 0:
 			return 0, io.EOF
@@ -142,7 +142,7 @@ func (c *Conn) Writev(bufs ...[]byte) error {
 	var err error
 	for {
 		if len(bufs) == 1 {
-			n, err = unix.Write(c.fd, bufs[0])
+			n, err = writeRaw(c.fd, bufs[0])
 		} else {
 			n, err = c.l.writev(c.fd, bufs)
 		}
@@ -187,7 +187,7 @@ func (c *Conn) queue(b []byte) {
 
 func (c *Conn) flush() {
 	for len(c.out) > 0 {
-		n, err := unix.Write(c.fd, c.out)
+		n, err := writeRaw(c.fd, c.out)
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue

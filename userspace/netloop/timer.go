@@ -55,18 +55,19 @@ func (w *wheel) file(t *Timer, at int64) {
 	w.n++
 }
 
-// wait is how long epoll_wait may sleep, in milliseconds (-1: no timer).
-func (w *wheel) wait(now int64) int {
+// due is when the next slot that holds timers comes round, in unix
+// nanoseconds (0: no timer). It changes only when that slot does, so a
+// deadline set from it is rarely moved.
+func (w *wheel) due() int64 {
 	if w.n == 0 {
-		return -1
+		return 0
 	}
 	for i := int64(1); i <= nslots; i++ {
 		if len(w.slots[(w.cur+i)%nslots]) > 0 {
-			due := (w.cur + i) * int64(tick)
-			return int(max(0, (due-now+int64(time.Millisecond)-1)/int64(time.Millisecond)))
+			return (w.cur + i) * int64(tick)
 		}
 	}
-	return -1
+	return 0
 }
 
 // advance fires the timers due at now and refiles those moved later.
