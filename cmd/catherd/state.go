@@ -37,14 +37,18 @@ func (c *instance) readStateFile() error {
 		c.savedState = &st
 	}
 	c.keeper = &statefile.Keeper{Path: c.cfg.StateFile, Interval: stateSaveInterval, TouchInterval: stateTouchInterval, Log: c.log,
-		Settings: func() balancer.Snapshot { return c.snapshot().Settings() }}
+		Settings: func() balancer.Snapshot { return c.snapshot().Settings() },
+		Members:  func() balancer.Snapshot { return c.withAdded(c.pool.MembersSnapshot()).Settings() },
+		Versions: c.moved.Versions}
 	return nil
 }
 
 // snapshot is the pool's state as a successor or the state file takes it:
 // members and moved sessions, and the members added at run time.
-func (c *instance) snapshot() balancer.Snapshot {
-	s := c.pool.Snapshot()
+func (c *instance) snapshot() balancer.Snapshot { return c.withAdded(c.pool.Snapshot()) }
+
+// withAdded is s with the members added at run time.
+func (c *instance) withAdded(s balancer.Snapshot) balancer.Snapshot {
 	s.Added = c.members.Added()
 	return s
 }

@@ -66,6 +66,8 @@ type Table struct {
 	lru   *list.List // front: most recently used
 	moves [3]uint64  // by Reason
 	evict uint64     // dropped for room
+	// changed and used count changes of the table (Versions).
+	changed, used uint64
 }
 
 type entry struct {
@@ -107,6 +109,7 @@ func (t *Table) Observe(o Observer) {
 func (t *Table) Move(key []byte, member int, why Reason, now time.Time) {
 	t.mu.Lock()
 	t.moves[why]++
+	t.changed++
 	if e, ok := t.byKey[string(key)]; ok {
 		en := e.Value.(*entry)
 		en.member, en.why, en.lastUsed = member, why, now
@@ -172,6 +175,7 @@ func (t *Table) Lookup(key []byte, now time.Time) (int, bool) {
 	}
 	en.lastUsed = now
 	t.lru.MoveToFront(e)
+	t.used++
 	used := en.export()
 	t.mu.Unlock()
 	if o := t.observer.Load(); o != nil {
@@ -237,6 +241,7 @@ func (t *Table) ExpireEvery(ctx context.Context, interval time.Duration) {
 }
 
 func (t *Table) remove(e *list.Element) {
+	t.changed++
 	delete(t.byKey, e.Value.(*entry).key)
 	t.lru.Remove(e)
 	t.entries.Add(-1)
@@ -304,5 +309,17 @@ func (t *Table) Restore(entries []Entry, now time.Time) {
 		}
 		t.byKey[in.Key] = t.lru.PushFront(&entry{key: in.Key, member: in.Member, why: in.Reason, lastUsed: in.LastUsed})
 		t.entries.Add(1)
+		t.changed++
 	}
+}
+
+// Versions counts what happened to the table: changed grows with every
+// change of which sessions moved where, used with every use of one (a
+// Lookup hit). Equal counts mean an equal table, but for the last uses
+// when used differs: what the state file's keeper needs to know before it
+// copies a table of thousands of sessions.
+func (t *Table) Versions() (changed, used uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.changed, t.used
 }

@@ -129,3 +129,26 @@ func TestObserver(t *testing.T) {
 		t.Errorf("told %q after Observe(nil)", r.events[len(want):])
 	}
 }
+
+// Versions: a move, a forget, an expiry and a restore change the table; a
+// hit uses it; a miss and a Peek do neither.
+func TestVersions(t *testing.T) {
+	tb := New(time.Minute, 10)
+	now := time.Unix(1000, 0)
+	step := func(what string, f func(), wantChanged, wantUsed bool) {
+		t.Helper()
+		c0, u0 := tb.Versions()
+		f()
+		c1, u1 := tb.Versions()
+		if (c1 != c0) != wantChanged || (u1 != u0) != wantUsed {
+			t.Errorf("%s: changed %d->%d, used %d->%d", what, c0, c1, u0, u1)
+		}
+	}
+	step("move", func() { tb.Move([]byte("a"), 1, Down, now) }, true, false)
+	step("hit", func() { tb.Lookup([]byte("a"), now) }, false, true)
+	step("miss", func() { tb.Lookup([]byte("b"), now) }, false, false)
+	step("peek", func() { tb.Peek([]byte("a"), now) }, false, false)
+	step("forget", func() { tb.Forget([]byte("a")) }, true, false)
+	step("restore", func() { tb.Restore([]Entry{{Key: "c", Member: 2, LastUsed: now}}, now) }, true, false)
+	step("expire", func() { tb.Expire(now.Add(2 * time.Minute)) }, true, false)
+}

@@ -29,13 +29,19 @@ type MovedSession struct {
 }
 
 // Snapshot describes the pool's members and moved sessions for Restore.
-func (p *Pool) Snapshot() Snapshot {
+func (p *Pool) Snapshot() Snapshot { return p.snapshot(true) }
+
+// MembersSnapshot is Snapshot without the moved sessions, which may be
+// many: cheap enough to compare every second.
+func (p *Pool) MembersSnapshot() Snapshot { return p.snapshot(false) }
+
+func (p *Pool) snapshot(withMoved bool) Snapshot {
 	var s Snapshot
 	ro := p.roster.Load()
 	for _, m := range ro.members {
 		s.Members = append(s.Members, m.snapshot())
 	}
-	if p.opts.Moved != nil {
+	if withMoved && p.opts.Moved != nil {
 		for _, e := range p.opts.Moved.Snapshot() {
 			if e.Member < len(ro.slots) && !ro.slots[e.Member].Removed() {
 				s.Moved = append(s.Moved, MovedSession{Key: e.Key, Member: ro.slots[e.Member].Name, Reason: e.Reason, LastUsed: e.LastUsed})

@@ -84,17 +84,28 @@ func write(path string, b []byte) error {
 // sessions moved where, is saved at once; a change of when moved sessions
 // were last used only every TouchInterval, since every request of a moved
 // session changes it, and the next process needs it only roughly (moved
-// sessions idle for the table's TTL, an hour by default, expire).
+// sessions idle for the table's TTL, an hour by default, expire). The
+// moved sessions, up to --session-table-size of them, are copied and
+// encoded only when their table's Versions say they changed; the
+// members' part, a few lines, is compared every time.
 type Keeper struct {
-	Path          string
-	Settings      func() balancer.Snapshot // what to save, the pool's Snapshot().Settings()
+	Path string
+	// Settings is what to save: the pool's Snapshot().Settings() with
+	// the members added at run time.
+	Settings func() balancer.Snapshot
+	// Members is Settings without the moved sessions (MembersSnapshot).
+	Members func() balancer.Snapshot
+	// Versions are the moved-session table's (moved.Table.Versions).
+	Versions      func() (changed, used uint64)
 	Interval      time.Duration
 	TouchInterval time.Duration
 	Log           *slog.Logger
 
 	mu        sync.Mutex
 	saved     []byte // the file's content
-	shape     []byte // saved, without last-use times
+	members   []byte // Members() when saved
+	changed   uint64 // the table's versions when saved
+	used      uint64
 	lastSaved time.Time
 	failing   bool // the last write failed, and said so
 }
@@ -122,37 +133,36 @@ func (k *Keeper) Flush() { k.save(time.Now(), true) }
 func (k *Keeper) save(now time.Time, force bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	s := k.Settings()
-	full, err := json.Marshal(s)
+	// The versions before the copy: a change made meanwhile is in the
+	// copy and, its version being newer, saved again next time.
+	changed, used := k.Versions()
+	members, err := json.Marshal(k.Members())
 	if err != nil {
 		k.Log.Error("state file not saved", "err", err)
 		return
 	}
-	for i := range s.Moved {
-		s.Moved[i].LastUsed = time.Time{}
+	touchDue := force || now.Sub(k.lastSaved) >= k.TouchInterval
+	if k.saved != nil && changed == k.changed && bytes.Equal(members, k.members) && (used == k.used || !touchDue) {
+		return
 	}
-	shape, err := json.Marshal(s)
+	full, err := json.Marshal(k.Settings())
 	if err != nil {
 		k.Log.Error("state file not saved", "err", err)
 		return
 	}
-	switch {
-	case bytes.Equal(full, k.saved):
-		return
-	case force, !bytes.Equal(shape, k.shape), now.Sub(k.lastSaved) >= k.TouchInterval:
-	default:
-		return
-	}
-	if err := write(k.Path, full); err != nil {
-		if !k.failing { // once, not every Interval
-			k.Log.Error("state file not saved; retrying", "err", err)
+	if !bytes.Equal(full, k.saved) {
+		if err := write(k.Path, full); err != nil {
+			if !k.failing { // once, not every Interval
+				k.Log.Error("state file not saved; retrying", "err", err)
+			}
+			k.failing = true
+			return
 		}
-		k.failing = true
-		return
+		if k.failing {
+			k.Log.Info("state file saved again", "file", k.Path)
+		}
+		k.failing = false
+		k.lastSaved = now
 	}
-	if k.failing {
-		k.Log.Info("state file saved again", "file", k.Path)
-	}
-	k.failing = false
-	k.saved, k.shape, k.lastSaved = full, shape, now
+	k.saved, k.members, k.changed, k.used = full, members, changed, used
 }

@@ -54,15 +54,23 @@ func TestSaveFailureKeepsOldFile(t *testing.T) {
 }
 
 // The keeper saves operators' changes and moves at once, touches of moved
-// sessions only now and then, and nothing when nothing changed.
+// sessions only now and then, and nothing when nothing changed; it copies
+// the moved sessions only when their versions changed.
 func TestKeeperSavesChanges(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	cur := balancer.Snapshot{Members: []balancer.MemberSnapshot{{Name: "a", Weight: 1}}}
-	k := &Keeper{Path: path, Settings: func() balancer.Snapshot {
-		c := cur
-		c.Moved = append([]balancer.MovedSession(nil), cur.Moved...)
-		return c
-	}, Interval: time.Hour, TouchInterval: time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var changed, used uint64 // the moved table's versions
+	copies := 0              // of the moved sessions
+	k := &Keeper{Path: path,
+		Settings: func() balancer.Snapshot {
+			copies++
+			c := cur
+			c.Moved = append([]balancer.MovedSession(nil), cur.Moved...)
+			return c
+		},
+		Members:  func() balancer.Snapshot { return balancer.Snapshot{Members: cur.Members} },
+		Versions: func() (uint64, uint64) { return changed, used },
+		Interval: time.Hour, TouchInterval: time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	mtime := func() time.Time {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -88,18 +96,24 @@ func TestKeeperSavesChanges(t *testing.T) {
 		t.Errorf("a weight changed: saved %+v", s)
 	}
 	cur.Moved = []balancer.MovedSession{{Key: "s1", Member: "a", LastUsed: t0}}
+	changed++
 	k.save(t0.Add(2*time.Second), false)
 	if s := loaded(); len(s.Moved) != 1 {
 		t.Errorf("a session moved: saved %+v", s)
 	}
 
 	os.Remove(path) // from here, a write shows as the file's return
+	before := copies
 	k.save(t0.Add(3*time.Second), false)
 	if !mtime().IsZero() {
 		t.Error("saved with nothing changed")
 	}
 	cur.Moved[0].LastUsed = t0.Add(3 * time.Second)
+	used++
 	k.save(t0.Add(4*time.Second), false)
+	if copies != before {
+		t.Errorf("the moved sessions copied %d times with nothing to save", copies-before)
+	}
 	if !mtime().IsZero() {
 		t.Error("a touch saved before TouchInterval")
 	}
@@ -110,6 +124,7 @@ func TestKeeperSavesChanges(t *testing.T) {
 
 	os.Remove(path)
 	cur.Moved[0].LastUsed = t0.Add(5 * time.Second)
+	used++
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	k.Run(ctx)
