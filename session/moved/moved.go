@@ -301,6 +301,13 @@ func (t *Table) Restore(entries []Entry, now time.Time) {
 			continue
 		}
 		if e, ok := t.byKey[in.Key]; ok {
+			if en := e.Value.(*entry); en.member == in.Member && en.why == in.Reason {
+				// Only its last use, as a tier's peer refreshes it.
+				en.lastUsed = in.LastUsed
+				t.lru.MoveToFront(e)
+				t.used++
+				continue
+			}
 			t.remove(e)
 		}
 		if t.lru.Len() >= t.size {

@@ -150,5 +150,7 @@ func TestVersions(t *testing.T) {
 	step("peek", func() { tb.Peek([]byte("a"), now) }, false, false)
 	step("forget", func() { tb.Forget([]byte("a")) }, true, false)
 	step("restore", func() { tb.Restore([]Entry{{Key: "c", Member: 2, LastUsed: now}}, now) }, true, false)
+	step("restore of a later use", func() { tb.Restore([]Entry{{Key: "c", Member: 2, LastUsed: now.Add(time.Second)}}, now) }, false, true)
+	step("restore elsewhere", func() { tb.Restore([]Entry{{Key: "c", Member: 3, LastUsed: now}}, now) }, true, false)
 	step("expire", func() { tb.Expire(now.Add(2 * time.Minute)) }, true, false)
 }
