@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -56,7 +57,7 @@ func (c *instance) attachDatapath() error {
 		return nil
 	}
 	var err error
-	if c.dp, err = openDatapath(cfg, c.log); err != nil {
+	if c.dp, err = openDatapath(cfg, c.succ != nil, c.log); err != nil {
 		return err
 	}
 	c.metrics.Register(xdp.Collector(c.dp.Stats))
@@ -79,9 +80,16 @@ func (c *instance) attachDatapath() error {
 // writeDatapath writes this process's configuration into the pinned maps:
 // the membership filter and the L4 services. The maps have one writer at
 // a time: a successor writes them only once its predecessor has stopped
-// (takeOver, after READY), so that a take-over with changed --l4 or
-// --membership flags never interleaves the writes of two processes.
+// (takeOver, after READY) and let go of the pin directory, so that a
+// take-over with changed --l4 or --membership flags never interleaves the
+// writes of two processes; a catherd started on its own refuses to start
+// while another holds the directory (xdp.Open).
 func (c *instance) writeDatapath() error {
+	ctx, cancel := context.WithTimeoutCause(c.ctx, claimWait, fmt.Errorf("%v", claimWait))
+	defer cancel()
+	if err := c.dp.Claim(ctx); err != nil {
+		return fmt.Errorf("--xdp-pin-dir: %v", err)
+	}
 	if err := c.dp.SetMembership(membershipFilter(c.cfg)); err != nil {
 		return fmt.Errorf("--membership: %v", err)
 	}
@@ -93,7 +101,8 @@ func (c *instance) writeDatapath() error {
 
 // runDatapath keeps the L4 services in the maps in step with their
 // backends' health (and every second with the next hops), until
-// stopDatapath.
+// stopDatapath. A successor whose predecessor did not let go of the pin
+// directory in time (takeOver) starts once it does.
 func (c *instance) runDatapath() {
 	if c.ctl == nil {
 		return
@@ -106,15 +115,27 @@ func (c *instance) runDatapath() {
 	}
 	go func() {
 		defer close(done)
+		if err := c.dp.Claim(ctx); err != nil {
+			return // stopped meanwhile
+		}
 		c.ctl.Run(ctx, time.Second)
 	}()
 }
 
+// claimWait bounds how long a successor waits for its predecessor to let
+// go of the pin directory, which it does when it hands over, right after
+// its last write.
+const claimWait = 10 * time.Second
+
 // stopDatapath stops writing the maps, and returns once the last write is
-// done: at a hand-over, before the successor writes them.
+// done and the pin directory let go: at a hand-over, before the successor
+// writes them.
 func (c *instance) stopDatapath() {
 	if c.stopCtl != nil {
 		c.stopCtl()
+	}
+	if c.dp != nil {
+		c.dp.Unclaim()
 		c.log.Info("XDP maps left to the successor: this process no longer writes them")
 	}
 }
@@ -135,13 +156,16 @@ func membershipFilter(cfg *config.Config) xdp.MembershipFilter {
 // attaches the program to the L4 interface and the membership interface
 // (one program and one set of maps; one attachment when they are the
 // same). Its errors name the flag they are about.
-func openDatapath(cfg *config.Config, log *slog.Logger) (*xdp.Datapath, error) {
+func openDatapath(cfg *config.Config, successor bool, log *slog.Logger) (*xdp.Datapath, error) {
 	ifaces, err := datapathIfaces(cfg)
 	if err != nil {
 		return nil, err
 	}
 	dp, err := xdp.Open(xdp.Options{Ifaces: ifaces, Mode: xdp.Mode(cfg.L4.Mode), PinDir: cfg.L4.PinDir,
-		ConntrackSize: cfg.L4.ConntrackSize, Log: log})
+		ConntrackSize: cfg.L4.ConntrackSize, Successor: successor, Log: log})
+	if errors.Is(err, xdp.ErrPinsClaimed) {
+		return nil, fmt.Errorf("--xdp-pin-dir %s: %v: take over from it (--takeover, catherd reload), or give this one its own --xdp-pin-dir", cfg.L4.PinDir, xdp.ErrPinsClaimed)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--xdp-mode %s on %s: %v", cfg.L4.Mode, strings.Join(ifaces, ", "), err)
 	}

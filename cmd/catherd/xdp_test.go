@@ -195,6 +195,21 @@ func TestL4SteeringEndToEnd(t *testing.T) {
 		t.Fatalf("clients changed backends in a take-over")
 	}
 
+	// A second catherd on the same pin directory, started on its own
+	// (no --takeover), refuses to start and changes nothing.
+	var intruderLog strings.Builder
+	intruder, err := l4run.StartIn(topo.BalancerNS(), bin, pins, &intruderLog, "--metrics", "", "--admin", "",
+		"--handoff-socket", filepath.Join(t.TempDir(), "intruder.sock"), "--l4", l4run.L4Flag(80, "tcp", topo.Backends[:1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := intruder.Wait(30 * time.Second); code == 0 || !strings.Contains(intruderLog.String(), "another catherd writes the maps pinned there") {
+		t.Fatalf("a second catherd on the pin directory exited %d:\n%s", code, intruderLog.String())
+	}
+	if again := backendsOf(t, topo, topo.Sources); fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("clients changed backends when a second catherd tried the pin directory")
+	}
+
 	// Backend 2 fails its health check: its clients, and only they, move.
 	listeners[1].Close()
 	waitUsable(t, pins, topo.Backends[0], topo.Backends[2], topo.Backends[3])

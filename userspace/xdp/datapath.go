@@ -45,6 +45,12 @@ type Options struct {
 	PinDir        string // a directory on a bpf filesystem
 	ConntrackSize uint32
 	Log           *slog.Logger
+	// Successor says that a running catherd writes the maps pinned in
+	// PinDir until it hands over to this process: Open leaves the
+	// directory unclaimed, and the caller claims it once the predecessor
+	// has stopped writing (Claim). Otherwise Open claims it, and fails
+	// with ErrPinsClaimed while another process holds it.
+	Successor bool
 }
 
 // Datapath is the loaded, attached program and its maps.
@@ -52,6 +58,9 @@ type Datapath struct {
 	objs  catherdObjects
 	links []link.Link
 	log   *slog.Logger
+
+	pinDir string
+	claim  *os.File // the pin directory, flocked while this process writes its maps (claim.go)
 
 	ringSize    uint32 // slots per service in the maglev map
 	maxServices uint32
@@ -202,11 +211,18 @@ func load(o Options) (*Datapath, error) {
 	if err := preparePinDir(o.PinDir); err != nil {
 		return nil, err
 	}
+	d := &Datapath{log: o.Log, pinDir: o.PinDir}
+	if !o.Successor {
+		if d.claim, err = claimPins(o.PinDir); err != nil {
+			return nil, err
+		}
+	}
 	if err := dropIncompatiblePins(spec, o.PinDir, o.Log); err != nil {
+		d.Unclaim()
 		return nil, err
 	}
-	d := &Datapath{log: o.Log}
 	if err := spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: o.PinDir}}); err != nil {
+		d.Unclaim()
 		return nil, loadError(err, o.Log)
 	}
 	d.maxServices = spec.Maps["services"].MaxEntries
@@ -214,6 +230,7 @@ func load(o Options) (*Datapath, error) {
 	d.ringSize = spec.Maps["maglev"].MaxEntries / d.maxServices
 	if d.state, err = readTables(&d.objs.catherdMaps); err != nil {
 		d.objs.Close()
+		d.Unclaim()
 		return nil, err
 	}
 	return d, nil
@@ -223,6 +240,7 @@ func load(o Options) (*Datapath, error) {
 // the maps stay pinned: that is what lets the next catherd carry on with
 // every flow. Use Unload to take the datapath away.
 func (d *Datapath) Close() error {
+	d.Unclaim()
 	var errs []error
 	for _, l := range d.links {
 		errs = append(errs, l.Close())
