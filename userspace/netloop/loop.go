@@ -82,6 +82,10 @@ func New(bufSize int) (*Loop, error) {
 	}
 	epoll := os.NewFile(uintptr(epfd), "netloop-epoll")
 	raw, err := epoll.SyscallConn()
+	if err == nil {
+		// Fails unless Go's poller took the descriptor.
+		err = epoll.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		epoll.Close()
 		unix.Close(wakefd)
