@@ -15,25 +15,17 @@ import (
 // context switches that cost the loop more than the calls themselves.
 
 // readRaw is read(2) on a non-blocking fd.
-func readRaw(fd int, b []byte) (int, error) {
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(p), uintptr(len(b)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
+func readRaw(fd int, b []byte) (int, error) { return rawIO(unix.SYS_READ, fd, b) }
 
 // writeRaw is write(2) on a non-blocking fd.
-func writeRaw(fd int, b []byte) (int, error) {
+func writeRaw(fd int, b []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, b) }
+
+func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 	var p unsafe.Pointer
 	if len(b) > 0 {
 		p = unsafe.Pointer(&b[0])
 	}
-	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(p), uintptr(len(b)))
+	n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(p), uintptr(len(b)))
 	if errno != 0 {
 		return 0, errno
 	}
