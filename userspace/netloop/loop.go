@@ -13,8 +13,9 @@
 // Epoll is used level-triggered: a readable connection is read once per
 // wakeup, so a request that arrives whole costs one read(2) rather than a
 // read and a second one that finds nothing (EAGAIN), as edge-triggered
-// readers must do. A loop never blocks its thread: it parks on Go's poller
-// (Loop.wait) and makes its non-blocking calls raw (sys.go).
+// readers must do. A loop does not block its thread waiting for events:
+// it parks on Go's poller (Loop.wait), and its reads and writes are raw
+// system calls, which keep its P (sys.go).
 package netloop
 
 import (
@@ -39,7 +40,7 @@ type Loop struct {
 	// thread in epoll_wait (see wait).
 	epoll    *os.File
 	epollRaw syscall.RawConn
-	deadline int64 // epoll's read deadline as last set, unix nanoseconds; 0: none
+	deadline int64 // epoll's read deadline as last set, unix nanoseconds; 0: none, -1: to be set
 	conns    []*Conn
 	events   []unix.EpollEvent
 	now      int64 // unix nanoseconds at the last wakeup
@@ -50,6 +51,7 @@ type Loop struct {
 	iov     []unix.Iovec // writev's vector, reused
 
 	mu       sync.Mutex
+	ended    bool // Run has returned and closed wakefd
 	posted   []func()
 	running  []func() // the batch being run; reused
 	sleeping atomic.Bool
@@ -113,7 +115,15 @@ func (l *Loop) Post(f func()) {
 	}
 }
 
+// wake makes a parked loop look at its events, unless it has ended (a
+// Post or Stop racing with the end of Run, whose eventfd's number may
+// belong to another descriptor by then).
 func (l *Loop) wake() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
+	}
 	var one = [8]byte{1}
 	unix.Write(l.wakefd, one[:]) // EAGAIN: a wakeup is pending anyway
 }
@@ -130,7 +140,12 @@ func (l *Loop) Stop() {
 func (l *Loop) Run() {
 	defer close(l.done)
 	defer l.epoll.Close()
-	defer unix.Close(l.wakefd)
+	defer func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.ended = true
+		unix.Close(l.wakefd)
+	}()
 	for !l.stopped.Load() {
 		n := l.wait()
 		l.now = time.Now().UnixNano()
@@ -151,46 +166,59 @@ func (l *Loop) Run() {
 }
 
 // wait returns the number of events ready in l.events, waiting for one
-// until the next timer is due. It never blocks the thread: it looks with
-// a non-blocking epoll_wait and, finding nothing, parks the goroutine on
-// Go's poller until the epoll instance is readable or the deadline
+// until the next timer is due. It does not block the thread: it looks
+// with a non-blocking epoll_wait and, finding nothing, parks the goroutine
+// on Go's poller until the epoll instance is readable or the deadline
 // passes. A thread blocked in epoll_wait instead is one the runtime takes
 // its P from (sysmon retakes it within 20 us and then wakes every 20 us
 // while that keeps happening) and must find another for on return, which
-// costs context switches, dear on a virtual machine: about 1.3 per
-// proxied request against nginx's 0.5.
+// costs context switches, dear on a virtual machine (BENCHMARKS.md, issue
+// 14).
 func (l *Loop) wait() int {
+	if n := l.poll(); n > 0 {
+		return n
+	}
 	l.setDeadline(l.timers.due())
 	n := 0
 	err := l.epollRaw.Read(func(uintptr) bool {
-		for {
-			var err error
-			n, err = pollRaw(l.epfd, l.events)
-			switch {
-			case err == nil:
-			case errors.Is(err, unix.EINTR):
-				continue
-			default:
-				panic(fmt.Sprintf("netloop: epoll_wait: %v", err)) // EBADF/EINVAL: a bug of ours
-			}
-			if n > 0 {
-				return true
-			}
-			// About to park: Post from now on writes the eventfd,
-			// which makes the epoll instance readable.
-			l.sleeping.Store(true)
-			if l.hasPosted() || l.stopped.Load() {
-				l.sleeping.Store(false)
-				return true
-			}
-			return false
+		if n = l.poll(); n > 0 {
+			return true
 		}
+		// About to park: Post from now on writes the eventfd, which
+		// makes the epoll instance readable.
+		l.sleeping.Store(true)
+		if l.hasPosted() || l.stopped.Load() {
+			l.sleeping.Store(false)
+			return true
+		}
+		return false
 	})
 	l.sleeping.Store(false)
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Set it again next time, even to the same instant: the poller
+		// goes by the monotonic clock and the wheel by the wall clock,
+		// so after the wall clock steps back the timer is not due yet
+		// and its deadline must be moved, or every wait would end at
+		// once without looking at the events.
+		l.deadline = -1
+	case err != nil:
 		panic(fmt.Sprintf("netloop: waiting on epoll: %v", err))
 	}
 	return n
+}
+
+// poll is a non-blocking epoll_wait into l.events.
+func (l *Loop) poll() int {
+	for {
+		n, err := pollRaw(l.epfd, l.events)
+		switch {
+		case err == nil:
+			return n
+		case !errors.Is(err, unix.EINTR):
+			panic(fmt.Sprintf("netloop: epoll_wait: %v", err)) // EBADF/EINVAL: a bug of ours
+		}
+	}
 }
 
 // setDeadline makes the wait end at the unix nanosecond at (0: never),

@@ -205,6 +205,32 @@ func TestTimers(t *testing.T) {
 	}
 }
 
+// A wait whose deadline passed before its timer's slot came round (the
+// wall clock stepped back) sets the deadline again, and the next wait
+// still serves the events that are ready rather than ending at once.
+func TestWaitAfterAnEarlyDeadline(t *testing.T) {
+	l, err := New(4096) // not running: the test drives wait itself
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.epoll.Close()
+	defer unix.Close(l.wakefd)
+	l.NewTimer(func() {}).Set(time.Hour)
+	// The deadline as wait sets it, then the poller's clock already past it.
+	l.setDeadline(l.timers.due())
+	l.epoll.SetReadDeadline(time.Now().Add(-time.Second))
+	if n := l.wait(); n != 0 {
+		t.Fatalf("nothing ready: %d events", n)
+	}
+	if l.deadline != -1 {
+		t.Fatalf("the deadline is still %d after it passed", l.deadline)
+	}
+	l.wake()
+	if n := l.wait(); n != 1 || int(l.events[0].Fd) != l.wakefd {
+		t.Fatalf("after the deadline passed, a wait found %d events, want the eventfd", n)
+	}
+}
+
 // Splicing through a pipe moves a stream between sockets intact.
 func TestPipe(t *testing.T) {
 	l := startLoop(t)

@@ -6,9 +6,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The loop's system calls on non-blocking descriptors go around the Go
-// scheduler (RawSyscall): they never sleep, so the loop's goroutine keeps
-// its P through them. Through unix.Read and the like, every call marks the
+// The loop's reads, writes and looks for events on non-blocking
+// descriptors go around the Go scheduler (RawSyscall): they do not wait
+// for anything, so the loop's goroutine keeps its P through them. (The
+// rarer calls, epoll_ctl, connect, close, splice, go the usual way.) Through unix.Read and the like, every call marks the
 // P as in a system call; one that the kernel preempts (a write on loopback
 // wakes its reader, which may take the CPU) then looks blocked to sysmon,
 // which hands the P to another thread and from then on wakes every 20 us:
