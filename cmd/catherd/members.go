@@ -125,15 +125,9 @@ func (r *roster) Remove(ctx context.Context, name string, drain bool) error {
 	return nil
 }
 
-// RemoveFromTier removes a member a peer removed (tier.Roster): the peer
-// has drained it already, and this instance waited for its own requests.
-func (r *roster) RemoveFromTier(name string) error {
-	m := r.c.pool.Member(name)
-	if m == nil {
-		return fmt.Errorf("%w: %q", admin.ErrNotFound, name)
-	}
-	return r.remove(m)
-}
+// RemoveFromTier removes a member as a peer did (tier.Roster): at once,
+// the tier having waited as the peer asked.
+func (r *roster) RemoveFromTier(m *balancer.Member) error { return r.remove(m) }
 
 // remove takes m out of the pool, then out of the proxy, the health
 // checks and the membership watcher.

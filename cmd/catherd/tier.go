@@ -89,6 +89,9 @@ func (c *instance) joinPeers() {
 		st := c.tier.Stats()
 		c.log.Info("tier: joined; the tier's state is in force here", "name", c.tier.Name(), "addr", c.tier.Addr(), "peers", len(c.tier.Peers()),
 			"records", st.Records, "took", time.Since(began).Round(time.Millisecond))
+		for _, spec := range c.members.Added() {
+			c.tier.Restored(specName(spec), spec)
+		}
 	}
 }
 

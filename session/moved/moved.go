@@ -292,7 +292,9 @@ func (t *Table) Snapshot() []Entry {
 // Restore adds entries as listed by Snapshot (least recently used first),
 // keeping their last use, so that each expires when it would have in the
 // table it came from. Entries past the TTL at now are skipped; the size
-// bound holds as for Move. Moves are not counted again.
+// bound holds as for Move. Moves are not counted again. An entry the table
+// holds already, on the same member for the same reason, only takes the
+// listed last use: for Versions, that is a use, not a change.
 func (t *Table) Restore(entries []Entry, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -321,10 +323,11 @@ func (t *Table) Restore(entries []Entry, now time.Time) {
 }
 
 // Versions counts what happened to the table: changed grows with every
-// change of which sessions moved where, used with every use of one (a
-// Lookup hit). Equal counts mean an equal table, but for the last uses
-// when used differs: what the state file's keeper needs to know before it
-// copies a table of thousands of sessions.
+// change of which sessions moved where, used with every change of a last
+// use alone (a Lookup hit, a Restore that refreshes an entry). While
+// changed stays the same, the table holds the same sessions on the same
+// members; while both do, it is the same table. The state file's keeper
+// asks this before it copies a table of thousands of sessions.
 func (t *Table) Versions() (changed, used uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -152,6 +152,10 @@ func (m *Member) restoreSettings(s MemberSnapshot) {
 	}
 }
 
+// Configured is what the member's configuration set, as it entered the
+// pool.
+func (m *Member) Configured() Configured { return m.configured }
+
 // Configured is what a member's configuration (its --backend flag) set.
 type Configured struct {
 	Flags  Flags  `json:"flags"`

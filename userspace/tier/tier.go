@@ -1,9 +1,9 @@
 // Package tier makes several catherd instances in front of one Tomcat
 // cluster act as one balancer. What operators do to a member on one
 // instance (enable, disable, drain, evacuate, recover, weight; members
-// added or removed at run time) and the sessions that moved are written to the tier's shared table
-// (userspace/peers) and applied on every instance, the last writer winning
-// where two disagree. What each instance observes stays its own: its
+// added or removed at run time) and the sessions that moved are written
+// to the tier's shared table (userspace/peers) and applied on every
+// instance, the last writer winning where two disagree. What each instance observes stays its own: its
 // health checks, the cluster's heartbeats it hears, the error states of
 // its requests. Failover partners need no sharing: every instance picks
 // the same one by hashing (balancer).
@@ -74,8 +74,9 @@ type Roster interface {
 	Spec(name string) string
 	// AddFromTier adds the member spec (a --backend value) describes.
 	AddFromTier(spec string) error
-	// RemoveFromTier removes the named member at once.
-	RemoveFromTier(name string) error
+	// RemoveFromTier removes m at once (an error if it is no longer in
+	// the pool).
+	RemoveFromTier(m *balancer.Member) error
 }
 
 // Options are what a tier shares: the pool's members and its moved
@@ -101,6 +102,12 @@ type Tier struct {
 	log    *slog.Logger
 	member *peers.Member
 
+	// ctx ends when the tier stops: members waiting to be removed
+	// (removals goroutines, counted in removals) are then left alone.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	removals sync.WaitGroup
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -110,6 +117,7 @@ type Tier struct {
 // on. Join it to the tier before serving.
 func Start(cfg peers.Config, opts Options) (*Tier, error) {
 	t := &Tier{pool: opts.Pool, moved: opts.Moved, roster: opts.Roster, ttl: opts.SessionTTL, log: opts.Log}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
 	cfg.OnChange = t.apply
 	cfg.Answer = t.answer
 	cfg.Logger = opts.Log
@@ -147,7 +155,9 @@ func (t *Tier) Close() error {
 func (t *Tier) stop(f func() error) {
 	t.stopOnce.Do(func() {
 		t.moved.Observe(nil)
-		t.stopErr = f()
+		t.cancel()
+		t.stopErr = f() // no change is applied after this
+		t.removals.Wait()
 	})
 }
 
@@ -191,6 +201,17 @@ func (t *Tier) Added(name, spec string) {
 	}
 }
 
+// Restored shares a member this instance added again as it started (from
+// --state-file; one a predecessor passed on is in the tier already), when
+// the tier it joined has no record of the name: after the whole tier restarted, the first
+// instance back tells the others. Call it only once Join succeeded, so
+// that a record the tier does hold (a removal, newer or not) wins.
+func (t *Tier) Restored(name, spec string) {
+	if _, known := t.member.Get(memberPrefix + name); !known {
+		t.Added(name, spec)
+	}
+}
+
 // Removed shares a member removed here, drained first or not; the
 // operator flags and weight it had go with it, so that a member added
 // later under its name starts afresh.
@@ -229,8 +250,14 @@ func (t *Tier) apply(c peers.Change) {
 		return
 	}
 	m := t.pool.Member(name)
-	if m == nil || !live {
-		return // a member this instance does not have; or a recover expiring
+	switch {
+	case m == nil:
+		return // a member this instance does not have
+	case !live && (prefix == flagsPrefix || prefix == weightPrefix) && t.added(name):
+		t.reset(m, prefix, c.New.Version.Origin)
+		return
+	case !live:
+		return // a recover expiring; or a removed member's settings
 	}
 	switch prefix {
 	case flagsPrefix:
@@ -260,6 +287,45 @@ func (t *Tier) apply(c peers.Change) {
 	}
 }
 
+// added reports whether the tier holds the named member as added at run
+// time.
+func (t *Tier) added(name string) bool {
+	rec, live := t.member.Get(memberPrefix + name)
+	return live && strings.HasPrefix(string(rec.Value), addValue)
+}
+
+// settle makes the flags and weight of m, a member the tier added, the
+// tier's: its records where there are, else m's configuration.
+func (t *Tier) settle(m *balancer.Member, from string) {
+	if m == nil {
+		return // removed meanwhile
+	}
+	for _, prefix := range []string{flagsPrefix, weightPrefix} {
+		if _, live := t.member.Get(prefix + m.Name); live {
+			t.apply(peers.Change{Key: prefix + m.Name})
+		} else {
+			t.reset(m, prefix, from)
+		}
+	}
+}
+
+// reset gives m, a member the tier added, back its configured flags or
+// weight: the tier holds none of the operators' (Removed forgot them, for
+// a member removed and added again under its name), and an instance that
+// saw only the last of that, or kept older ones in its --state-file, must
+// not keep them.
+func (t *Tier) reset(m *balancer.Member, prefix, from string) {
+	cfg := m.Configured()
+	switch {
+	case prefix == flagsPrefix && m.Flags() != cfg.Flags:
+		m.SetFlags(cfg.Flags)
+		t.log.Info("tier: member flags back to its configuration", "member", m.Name, "flags", cfg.Flags.String(), "from", from)
+	case prefix == weightPrefix && m.Weight() != cfg.Weight:
+		m.SetWeight(cfg.Weight)
+		t.log.Info("tier: member weight back to its configuration", "member", m.Name, "weight", cfg.Weight, "from", from)
+	}
+}
+
 // applyMember adds or removes a member as a peer did at run time. A
 // member the record adds with another spec than this instance's (two
 // operators added one name to two instances at once, or --backend says
@@ -274,10 +340,11 @@ func (t *Tier) applyMember(name string, rec peers.Record) {
 	case strings.HasPrefix(value, addValue):
 		spec := value[len(addValue):]
 		if spec == have {
+			t.settle(t.pool.Member(name), from)
 			return
 		}
-		if have != "" {
-			if err := t.roster.RemoveFromTier(name); err != nil {
+		if old := t.pool.Member(name); have != "" && old != nil {
+			if err := t.roster.RemoveFromTier(old); err != nil {
 				t.log.Error("tier: member not replaced as a peer added it", "member", name, "from", from, "err", err)
 				return
 			}
@@ -287,9 +354,7 @@ func (t *Tier) applyMember(name string, rec peers.Record) {
 			return
 		}
 		t.log.Info("tier: member added by a peer", "member", name, "replaced", have != "", "from", from)
-		// Actions on it that arrived before it did.
-		t.apply(peers.Change{Key: flagsPrefix + name})
-		t.apply(peers.Change{Key: weightPrefix + name})
+		t.settle(t.pool.Member(name), from) // actions on it that arrived before it did
 	case value == removeNowValue || value == removeDrainValue:
 		m := t.pool.Member(name)
 		if m == nil {
@@ -299,13 +364,21 @@ func (t *Tier) applyMember(name string, rec peers.Record) {
 			t.removeMember(m, rec, from)
 			return
 		}
-		// Its sessions have moved (the operator's instance shared the
-		// evacuation first); its requests in flight here end before it
-		// goes, off the goroutine that applies changes.
+		// Its requests in flight here end before it goes, off the
+		// goroutine that applies changes. (The operator's instance
+		// shared the evacuation before it drained the member itself.)
+		t.removals.Add(1)
 		go func() {
+			defer t.removals.Done()
+			tick := time.NewTicker(drainPoll)
+			defer tick.Stop()
 			deadline := time.Now().Add(removeWait)
 			for m.Active() > 0 && time.Now().Before(deadline) {
-				time.Sleep(drainPoll)
+				select {
+				case <-t.ctx.Done():
+					return // stopped sharing: this instance's next one decides
+				case <-tick.C:
+				}
 			}
 			t.removeMember(m, rec, from)
 		}()
@@ -324,7 +397,7 @@ func (t *Tier) removeMember(m *balancer.Member, rec peers.Record, from string) {
 	if now, live := t.member.Get(memberPrefix + m.Name); !live || now.Version != rec.Version || t.pool.Member(m.Name) != m {
 		return
 	}
-	if err := t.roster.RemoveFromTier(m.Name); err != nil {
+	if err := t.roster.RemoveFromTier(m); err != nil {
 		t.log.Error("tier: member a peer removed not removed here", "member", m.Name, "from", from, "err", err)
 		return
 	}

@@ -3,7 +3,6 @@ package tier
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -47,17 +46,13 @@ func (r *roster) AddFromTier(spec string) error {
 	return nil
 }
 
-func (r *roster) RemoveFromTier(name string) error {
-	m := r.pool.Member(name)
-	if m == nil {
-		return fmt.Errorf("no member %s", name)
-	}
+func (r *roster) RemoveFromTier(m *balancer.Member) error {
 	if err := r.pool.Remove(m); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.specs, name)
+	delete(r.specs, m.Name)
 	return nil
 }
 
@@ -66,6 +61,18 @@ const ttl = time.Minute
 // startInstance starts an instance named name with members node1..node3
 // on a free loopback port, joining seeds.
 func startInstance(t *testing.T, name string, seeds ...string) *instance {
+	t.Helper()
+	x := openInstance(t, name, seeds...)
+	if len(seeds) > 0 {
+		if err := x.tier.Join(); err != nil {
+			t.Fatalf("%s joining: %v", name, err)
+		}
+	}
+	return x
+}
+
+// openInstance is startInstance without the join.
+func openInstance(t *testing.T, name string, seeds ...string) *instance {
 	t.Helper()
 	table := moved.New(ttl, 1000)
 	var members []*balancer.Member
@@ -87,11 +94,6 @@ func startInstance(t *testing.T, name string, seeds ...string) *instance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Leave(time.Second) })
-	if len(seeds) > 0 {
-		if err := tr.Join(); err != nil {
-			t.Fatalf("%s joining: %v", name, err)
-		}
-	}
 	return &instance{pool: pool, moved: table, members: r, tier: tr}
 }
 
@@ -203,7 +205,7 @@ func TestMembersAreShared(t *testing.T) {
 	// Removed with a drain: a request in flight on lb2 holds node4
 	// there until it ends.
 	b.pool.Member("node4").Begin()
-	if err := a.members.RemoveFromTier("node4"); err != nil {
+	if err := a.members.RemoveFromTier(a.pool.Member("node4")); err != nil {
 		t.Fatal(err)
 	}
 	a.tier.Removed("node4", true)
@@ -219,7 +221,7 @@ func TestMembersAreShared(t *testing.T) {
 	waitFor(t, "node4 removed on lb2", func() bool { return names(b) == "node1() node2() node3()" })
 
 	// Removed at once, a configured member.
-	if err := b.members.RemoveFromTier("node3"); err != nil {
+	if err := b.members.RemoveFromTier(b.pool.Member("node3")); err != nil {
 		t.Fatal(err)
 	}
 	b.tier.Removed("node3", false)
@@ -235,6 +237,42 @@ func TestMembersAreShared(t *testing.T) {
 	c := startInstance(t, "lb3", b.tier.Addr())
 	if got := names(c); got != "node1() node2() node4()" {
 		t.Errorf("lb3 right after joining: %s", got)
+	}
+}
+
+// A member removed and added again under its name starts afresh on an
+// instance that sees only the end of it, even one that kept the member,
+// drained, from before (its state file).
+func TestReaddedMemberStartsAfresh(t *testing.T) {
+	a := startInstance(t, "lb1")
+	if err := a.members.AddFromTier("node4=x"); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Added("node4", "node4=x")
+	a.pool.Member("node4").SetFlags(balancer.Drain)
+	a.tier.Acted(a.pool.Member("node4"), "drain")
+	a.pool.Member("node4").SetWeight(9)
+	a.tier.Acted(a.pool.Member("node4"), "weight")
+	if err := a.members.RemoveFromTier(a.pool.Member("node4")); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Removed("node4", false)
+	if err := a.members.AddFromTier("node4=x"); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Added("node4", "node4=x")
+
+	b := openInstance(t, "lb2", a.tier.Addr())
+	if err := b.members.AddFromTier("node4=x"); err != nil {
+		t.Fatal(err)
+	}
+	b.pool.Member("node4").SetFlags(balancer.Drain)
+	b.pool.Member("node4").SetWeight(9)
+	if err := b.tier.Join(); err != nil {
+		t.Fatal(err)
+	}
+	if m := b.pool.Member("node4"); m.Flags() != 0 || m.Weight() != 1 {
+		t.Errorf("lb2 kept node4's old settings: flags %q, weight %d", m.Flags(), m.Weight())
 	}
 }
 
