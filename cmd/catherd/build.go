@@ -213,6 +213,9 @@ func (c *instance) close() {
 	c.cancel()
 	c.leaveTier()
 	c.closeSockets()
+	if c.stopCtl != nil {
+		c.stopCtl() // its last write done before the maps' handles go
+	}
 	if c.dp != nil {
 		c.dp.Close()
 	}

@@ -85,7 +85,7 @@ func (c *instance) attachDatapath() error {
 // writes of two processes; a catherd started on its own refuses to start
 // while another holds the directory (xdp.Open).
 func (c *instance) writeDatapath() error {
-	ctx, cancel := context.WithTimeoutCause(c.ctx, claimWait, fmt.Errorf("%v", claimWait))
+	ctx, cancel := context.WithTimeoutCause(c.ctx, claimWait, fmt.Errorf("waited %v for it to let go", claimWait))
 	defer cancel()
 	if err := c.dp.Claim(ctx); err != nil {
 		return fmt.Errorf("--xdp-pin-dir: %v", err)
@@ -115,8 +115,15 @@ func (c *instance) runDatapath() {
 	}
 	go func() {
 		defer close(done)
-		if err := c.dp.Claim(ctx); err != nil {
-			return // stopped meanwhile
+		if !c.dp.Claimed() {
+			if err := c.dp.Claim(ctx); err != nil {
+				return // stopped meanwhile
+			}
+			if err := c.writeDatapath(); err != nil {
+				c.log.Error("XDP maps not written after the predecessor let go late", "err", err)
+			} else {
+				c.log.Info("XDP maps written with this process's configuration, the predecessor having let go late")
+			}
 		}
 		c.ctl.Run(ctx, time.Second)
 	}()

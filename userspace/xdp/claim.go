@@ -19,7 +19,8 @@ var ErrPinsClaimed = errors.New("another catherd writes the maps pinned there")
 // it when the holder exits, however it ends. A process started on its own
 // claims the directory before it touches anything in it (Open); a
 // successor, which takes over from a running catherd, opens the datapath
-// unclaimed and claims it once the predecessor lets go (Claim, Unclaim).
+// with the directory claimed only if nobody holds it, and otherwise claims
+// it once the predecessor lets go (Claim, Unclaim).
 
 // claimPins takes the flock on dir without waiting; ErrPinsClaimed when
 // another process holds it.
@@ -52,15 +53,11 @@ const claimPoll = 20 * time.Millisecond
 // when it stops writing) to let go. A datapath that holds them already
 // returns at once.
 func (d *Datapath) Claim(ctx context.Context) error {
-	if d.claim != nil {
-		return nil
-	}
 	tick := time.NewTicker(claimPoll)
 	defer tick.Stop()
 	for {
-		f, err := claimPins(d.pinDir)
+		err := d.tryClaim()
 		if err == nil {
-			d.claim = f
 			return nil
 		}
 		if !errors.Is(err, ErrPinsClaimed) {
@@ -68,15 +65,38 @@ func (d *Datapath) Claim(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (waited %v for it to let go)", err, context.Cause(ctx))
+			return fmt.Errorf("%w (%v)", err, context.Cause(ctx))
 		case <-tick.C:
 		}
 	}
 }
 
+// tryClaim claims the pin directory unless this datapath holds it.
+func (d *Datapath) tryClaim() error {
+	d.claimMu.Lock()
+	defer d.claimMu.Unlock()
+	if d.claim != nil {
+		return nil
+	}
+	f, err := claimPins(d.pinDir)
+	if err == nil {
+		d.claim = f
+	}
+	return err
+}
+
+// Claimed reports whether this process writes the pinned maps.
+func (d *Datapath) Claimed() bool {
+	d.claimMu.Lock()
+	defer d.claimMu.Unlock()
+	return d.claim != nil
+}
+
 // Unclaim lets another process write the pinned maps: call it once this
 // one no longer writes them.
 func (d *Datapath) Unclaim() {
+	d.claimMu.Lock()
+	defer d.claimMu.Unlock()
 	if d.claim != nil {
 		d.claim.Close()
 		d.claim = nil

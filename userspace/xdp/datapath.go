@@ -47,9 +47,9 @@ type Options struct {
 	Log           *slog.Logger
 	// Successor says that a running catherd writes the maps pinned in
 	// PinDir until it hands over to this process: Open leaves the
-	// directory unclaimed, and the caller claims it once the predecessor
-	// has stopped writing (Claim). Otherwise Open claims it, and fails
-	// with ErrPinsClaimed while another process holds it.
+	// directory unclaimed while it holds it, and the caller claims it once
+	// the predecessor has stopped writing (Claim). Otherwise Open claims
+	// it, and fails with ErrPinsClaimed while another process holds it.
 	Successor bool
 }
 
@@ -59,8 +59,9 @@ type Datapath struct {
 	links []link.Link
 	log   *slog.Logger
 
-	pinDir string
-	claim  *os.File // the pin directory, flocked while this process writes its maps (claim.go)
+	pinDir  string
+	claimMu sync.Mutex
+	claim   *os.File // the pin directory, flocked while this process writes its maps (claim.go)
 
 	ringSize    uint32 // slots per service in the maglev map
 	maxServices uint32
@@ -212,10 +213,8 @@ func load(o Options) (*Datapath, error) {
 		return nil, err
 	}
 	d := &Datapath{log: o.Log, pinDir: o.PinDir}
-	if !o.Successor {
-		if d.claim, err = claimPins(o.PinDir); err != nil {
-			return nil, err
-		}
+	if err := d.tryClaim(); err != nil && (!o.Successor || !errors.Is(err, ErrPinsClaimed)) {
+		return nil, err
 	}
 	if err := dropIncompatiblePins(spec, o.PinDir, o.Log); err != nil {
 		d.Unclaim()
