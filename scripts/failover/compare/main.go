@@ -77,27 +77,20 @@ const (
 
 var allSides = []string{"catherd", "apache", "apache-redirect"}
 
-// The scenarios, and the sides each runs unless -sides says otherwise.
-var defaultSides = map[string]string{
-	"session":    strings.Join(allSides, ","),
-	"keepalived": "catherd,apache",
-}
+var scenarios = []string{"session", "keepalived"}
 
 func main() {
 	scenarioName := flag.String("scenario", "session", "session (two front ends in turn, a node killed, a rolling restart) or keepalived (a pair behind one VIP, a front end killed)")
 	runs := flag.Int("runs", 1, "how many times to run every side (interleaved: run 1 of each side, then run 2, ...)")
 	md := flag.String("md", "", "also write the results as Markdown to this file")
-	sidesFlag := flag.String("sides", "", "which sides to run, in this order (default: catherd,apache,apache-redirect; for -scenario keepalived catherd,apache)")
+	sidesFlag := flag.String("sides", strings.Join(allSides, ","), "which sides to run, in this order")
 	keep := flag.Bool("keep", false, "keep the work directory (logs, configs, the rig's Tomcat logs)")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("compare: ")
 
-	if _, ok := defaultSides[*scenarioName]; !ok {
-		log.Fatalf("-scenario: unknown scenario %q (want session or keepalived)", *scenarioName)
-	}
-	if *sidesFlag == "" {
-		*sidesFlag = defaultSides[*scenarioName]
+	if !slices.Contains(scenarios, *scenarioName) {
+		log.Fatalf("-scenario: unknown scenario %q (want %s)", *scenarioName, strings.Join(scenarios, " or "))
 	}
 	sides := strings.Split(*sidesFlag, ",")
 	for _, s := range sides {
