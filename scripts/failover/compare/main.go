@@ -71,8 +71,9 @@ const (
 	edgeNS   = "cth-cmp2" // the second edge host's namespace (and its veth's root side)
 	edgeAddr = "10.77.0.200"
 	bridge   = "cth-br0"
-	// sideLimit bounds one side of one run, rig start-up included.
-	sideLimit = 15 * time.Minute
+	// sideLimit bounds one side of one run, the wait for the rig and its
+	// start-up included.
+	sideLimit = rigWait + 15*time.Minute
 )
 
 var allSides = []string{"catherd", "apache", "apache-redirect"}

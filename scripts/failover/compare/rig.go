@@ -23,18 +23,23 @@ type rig struct {
 	keep        bool // keep the rig's directory (-keep)
 }
 
+// rigWait is how long up waits for another rig on this host to go down:
+// longer than the script's 180 s, because a run of every side takes a
+// rig many times over on a host where tests and benchmarks take it too,
+// and one side that gives up leaves a hole in the table.
+const rigWait = 10 * time.Minute
+
 func (r *rig) run(ctx context.Context, limit time.Duration, args ...string) ([]byte, error) {
-	var env []string
+	env := []string{fmt.Sprintf("CTH_RIG_WAIT=%d", int(rigWait.Seconds()))}
 	if r.keep {
-		env = []string{"CTH_RIG_KEEP=1"} // down leaves the Tomcat logs
+		env = append(env, "CTH_RIG_KEEP=1") // down leaves the Tomcat logs
 	}
 	return rigscript.Script(ctx, r.script, r.dir, limit, env, args...)
 }
 
 // up starts 3 clustered nodes and returns their names.
 func (r *rig) up(ctx context.Context) ([]string, error) {
-	// The rig waits up to 180 s for another rig on this host to go down.
-	out, err := r.run(ctx, 330*time.Second, "up", "--nodes", "3", "--cluster")
+	out, err := r.run(ctx, rigWait+150*time.Second, "up", "--nodes", "3", "--cluster")
 	if err != nil {
 		return nil, fmt.Errorf("rig up: %v\n%s", err, out)
 	}
