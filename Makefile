@@ -117,3 +117,12 @@ FAILOVER_RUNS ?= 3
 failover-compare:
 	scripts/deps.sh bench
 	$(GO) run ./scripts/failover/compare -runs $(FAILOVER_RUNS) -md failover-compare.md
+
+# The keepalived pair (issue 15): TestTierKeepalived's phases (the front
+# end holding the VIP killed, a node killed, the front end back) behind a
+# catherd tier of two and behind two Apache instances, each pair under the
+# same keepalived, on a fresh rig each (needs root). See BENCHMARKS.md.
+.PHONY: failover-compare-keepalived
+failover-compare-keepalived:
+	scripts/deps.sh bench
+	$(GO) run ./scripts/failover/compare -scenario keepalived -runs $(FAILOVER_RUNS) -md failover-compare-keepalived.md

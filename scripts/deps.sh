@@ -8,7 +8,7 @@ set -euo pipefail
 case "${1:-}" in
   test)  want=(tomcat10 iproute2 curl clang llvm libbpf-dev ethtool util-linux chromium wrk systemd man-db keepalived nginx) ;;
   demo)  want=(tomcat10 iproute2 curl ethtool util-linux) ;;
-  bench) want=(tomcat10 iproute2 curl nginx haproxy apache2 libapache2-mod-jk wrk) ;;
+  bench) want=(tomcat10 iproute2 curl nginx haproxy apache2 libapache2-mod-jk wrk keepalived) ;;
   bench-xdp) want=(iproute2 ethtool util-linux nftables) ;;
   bench-idle) want=(nginx haproxy) ;;
   *) echo "usage: $0 test|demo|bench|bench-xdp|bench-idle" >&2; exit 2 ;;

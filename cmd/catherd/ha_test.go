@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 
+	"github.com/catherd/catherd/scripts/keepalived"
 	"github.com/catherd/catherd/scripts/l4run"
 	"github.com/catherd/catherd/scripts/l4topo"
 	"github.com/catherd/catherd/userspace/xdp"
@@ -121,59 +122,6 @@ func TestL4TierBehindECMP(t *testing.T) {
 	}
 }
 
-// The keepalived configuration of the tests (vrrpHost fills it in), the
-// one in README.md ("Balancer failover") with the tests' addresses: both
-// hosts start as BACKUP and, unless told to preempt, never do (the VIP
-// moves once when a host fails, not again when it returns), and a host
-// whose catherd is not ready goes to FAULT and gives the VIP up.
-const keepalivedConf = `global_defs {
-    router_id %[1]s
-    script_user nobody
-    enable_script_security
-}
-
-vrrp_script catherd_ready {
-    script "/usr/bin/curl -fsS -o /dev/null -m 1 %[4]s"
-    interval 1
-    timeout 2
-    fall %[5]d
-    rise %[5]d
-}
-
-vrrp_instance catherd {
-    state BACKUP
-    %[6]s
-    interface eth0
-    virtual_router_id 51
-    priority %[2]d
-    advert_int 1
-    virtual_ipaddress {
-        %[3]s dev eth0
-    }
-    track_script {
-        catherd_ready
-    }
-}
-`
-
-// vrrpHost is how keepalived runs on one host: its name, priority, the VIP
-// (with its prefix length), the URL its check asks (catherd's /readyz),
-// how many checks in a row change its verdict, and whether a host of a
-// higher priority takes the VIP back when it returns (preempt).
-type vrrpHost struct {
-	ID, VIP, Check string
-	Priority, Rise int
-	Preempt        bool
-}
-
-func (h vrrpHost) conf() string {
-	preempt := "nopreempt"
-	if h.Preempt {
-		preempt = ""
-	}
-	return fmt.Sprintf(keepalivedConf, h.ID, h.Priority, h.VIP, h.Check, max(h.Rise, 1), preempt)
-}
-
 // TestKeepalivedFailover runs two catherd edge hosts (L7) in front of two
 // nginx backends, and keepalived on each holding the VIP by VRRP: a
 // hand-off on the host holding the VIP leaves it there; kill -9 of catherd
@@ -225,7 +173,7 @@ func TestKeepalivedFailover(t *testing.T) {
 	// and stays one: it hears host 1.
 	kas := make([]*nsDaemon, 2)
 	for i, prio := range []int{150, 100} {
-		kas[i] = startKeepalived(t, hosts[i], filepath.Join(dir, fmt.Sprintf("keepalived%d", i+1)), vrrpHost{ID: fmt.Sprintf("host%d", i+1),
+		kas[i] = startKeepalived(t, hosts[i], filepath.Join(dir, fmt.Sprintf("keepalived%d", i+1)), keepalived.Host{ID: fmt.Sprintf("host%d", i+1),
 			Priority: prio, VIP: l4topo.VIP.String() + "/32", Check: "http://127.0.0.1:9180/readyz", Rise: 2})
 		want := "Entering MASTER STATE"
 		if i == 1 {
@@ -549,27 +497,14 @@ http {
 		"nginx", "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", path, "-g", "daemon off;")
 }
 
-// startKeepalived runs keepalived (VRRP only, in the foreground) in
-// namespace ns with keepalivedConf, its files in dir. Its VRRP child is
-// stopped by its parent; if the parent was killed, the cleanup kills it by
-// the PID in its pid file.
-func startKeepalived(t *testing.T, ns, dir string, h vrrpHost) *nsDaemon {
+// startKeepalived runs keepalived (package keepalived) in namespace ns as
+// host h, its files in dir, until the test ends.
+func startKeepalived(t *testing.T, ns, dir string, h keepalived.Host) *nsDaemon {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	argv, err := keepalived.Prepare(dir, h)
+	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(path, []byte(h.conf()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	vrrpPid := filepath.Join(dir, "vrrp.pid")
-	t.Cleanup(func() { // after the parent's stop
-		if b, err := os.ReadFile(vrrpPid); err == nil {
-			if pid := atoiOr0(strings.TrimSpace(string(b))); pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	return startDaemon(t, ns, filepath.Join(dir, "keepalived.log"), "keepalived", "--dont-fork", "--log-console", "--log-detail",
-		"--no-syslog", "--vrrp", "-f", path, "-p", filepath.Join(dir, "keepalived.pid"), "-r", vrrpPid)
+	t.Cleanup(func() { keepalived.KillChild(dir) }) // after the parent's stop
+	return startDaemon(t, ns, filepath.Join(dir, "keepalived.log"), argv...)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/catherd/catherd/scripts/failover"
+	"github.com/catherd/catherd/scripts/keepalived"
 	"github.com/catherd/catherd/scripts/rig"
 )
 
@@ -76,7 +77,7 @@ func TestTierKeepalived(t *testing.T) {
 	for i, e := range edges {
 		// lbA takes the VIP back when it returns (preempt): the last
 		// phases go through the restarted instance.
-		startKeepalived(t, e.ns, filepath.Join(tmp, e.name+"-keepalived"), vrrpHost{ID: e.name, Priority: 150 - 50*i,
+		startKeepalived(t, e.ns, filepath.Join(tmp, e.name+"-keepalived"), keepalived.Host{ID: e.name, Priority: 150 - 50*i,
 			VIP: kaVIP + "/24", Check: "http://" + e.addr + ":9181/readyz", Preempt: true})
 	}
 	waitVIP(t, edges[0], 20*time.Second)
@@ -166,13 +167,7 @@ func (e *kaEdge) start(t *testing.T, bin, logPath, rigDir string) {
 // waitVIP waits until the VIP is on e's eth0.
 func waitVIP(t *testing.T, e *kaEdge, limit time.Duration) {
 	t.Helper()
-	for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
-		out, _ := exec.Command("ip", "-n", e.ns, "-4", "addr", "show", "dev", "eth0").Output()
-		if strings.Contains(string(out), " "+kaVIP+"/") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the VIP is not on %s after %v:\n%s", e.name, limit, out)
-		}
+	if err := keepalived.WaitVIP(context.Background(), e.ns, kaVIP, limit); err != nil {
+		t.Fatalf("%s: %v", e.name, err)
 	}
 }

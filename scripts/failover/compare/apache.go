@@ -1,7 +1,8 @@
 package main
 
 // The Apache sides: two httpd instances with mod_proxy_balancer, driven
-// through the balancer-manager.
+// through the balancer-manager; or, in the keepalived scenario, one on
+// each edge host of the pair.
 
 import (
 	"context"
@@ -36,6 +37,18 @@ type apacheInst struct {
 // apacheMods is where Debian's apache2 keeps its modules.
 const apacheMods = "/usr/lib/apache2/modules"
 
+// apacheSpec is where one Apache instance runs.
+type apacheSpec struct {
+	name string
+	ns   string // its network namespace; "" for the root namespace
+	host string // its own address: its ServerName, and where its balancer-manager is asked
+	port int
+	// anyAddr: listen on every address of the host, to serve a VIP that
+	// keepalived moves onto it, not only host.
+	anyAddr  bool
+	redirect bool // the apache-redirect side's redirect ring
+}
+
 // apacheConf is one instance's httpd.conf: the event MPM as every Apache
 // front end runs it (scripts/apache/event-mpm.conf under root, the
 // repository), mod_proxy_balancer over the three nodes with sticky
@@ -43,11 +56,15 @@ const apacheMods = "/usr/lib/apache2/modules"
 // default), a 5 s retry for a member in error, active health checks every
 // 500 ms (mod_proxy_hcheck, like catherd's --health-interval), and the
 // balancer-manager on the same listener.
-func apacheConf(root, dir, host string, port int, nodes []string, redirect bool) string {
+func apacheConf(root, dir string, spec apacheSpec, nodes []string) string {
+	listen := spec.host
+	if spec.anyAddr {
+		listen = "0.0.0.0"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `ServerRoot %[1]s
 ServerName %[2]s
-Listen %[2]s:%[3]d
+Listen %[6]s:%[3]d
 PidFile %[1]s/run/httpd.pid
 DefaultRuntimeDir %[1]s/run
 ErrorLog %[1]s/error.log
@@ -69,10 +86,10 @@ LoadModule lbmethod_byrequests_module %[4]s/mod_lbmethod_byrequests.so
 Include %[5]s
 KeepAliveTimeout 60
 <Proxy balancer://tomcat>
-`, dir, host, port, apacheMods, filepath.Join(root, "scripts/apache/event-mpm.conf"))
+`, dir, spec.host, spec.port, apacheMods, filepath.Join(root, "scripts/apache/event-mpm.conf"), listen)
 	for i, n := range nodes {
 		opts := ""
-		if redirect {
+		if spec.redirect {
 			opts = " redirect=" + nodes[(i+1)%len(nodes)]
 		}
 		fmt.Fprintf(&b, "    BalancerMember http://%s route=%s%s retry=5 connectiontimeout=2 timeout=10 hcmethod=GET hcuri=/health.jsp hcinterval=500ms hcfails=1 hcpasses=1\n",
@@ -101,43 +118,47 @@ func startApaches(ctx context.Context, root, dir string, nodes []string, redirec
 	_, ps, _ := net.SplitHostPort(a)
 	portA, _ := strconv.Atoi(ps)
 	pair := &apachePair{nodes: nodes}
-	for i, spec := range []struct {
-		ns, host string
-		port     int
-	}{
-		{"", "127.0.0.1", portA},
-		{edgeNS, edgeAddr, 8080},
+	for _, spec := range []apacheSpec{
+		{name: "apache-A", host: "127.0.0.1", port: portA, redirect: redirect},
+		{name: "apache-B", ns: edgeNS, host: edgeAddr, port: 8080, redirect: redirect},
 	} {
-		name := fmt.Sprintf("apache-%c", 'A'+i)
-		d := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Join(d, "run"), 0o755); err != nil {
-			return nil, err
-		}
-		conf := filepath.Join(d, "httpd.conf")
-		if err := os.WriteFile(conf, []byte(apacheConf(root, d, spec.host, spec.port, nodes, redirect)), 0o644); err != nil {
-			return nil, err
-		}
-		if out, err := exec.Command("apache2", "-t", "-f", conf, "-d", d).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("%s: config test: %v\n%s", name, err, out)
-		}
-		argv := []string{"apache2", "-f", conf, "-d", d, "-DFOREGROUND"}
-		if spec.ns != "" {
-			argv = append([]string{"nsenter", "--net=/run/netns/" + spec.ns, "--"}, argv...)
-		}
-		p, err := startProc(name, filepath.Join(d, "stderr.log"), argv...)
+		in, err := startApache(ctx, root, filepath.Join(dir, spec.name), spec, nodes, "stderr.log", undo)
 		if err != nil {
 			return nil, err
 		}
-		undo.add(p.stop)
-		in := &apacheInst{name: name, host: spec.host, base: fmt.Sprintf("http://%s:%d", spec.host, spec.port), proc: p,
-			http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
-		if err := waitHTTP(ctx, p, in.base+"/balancer-manager", 20*time.Second); err != nil {
-			return nil, err
-		}
-		log.Printf("%s (PID %d) serves %s", name, p.cmd.Process.Pid, in.base)
 		pair.insts = append(pair.insts, in)
 	}
 	return pair, nil
+}
+
+// startApache writes the instance's config into dir, starts it in the
+// foreground (its output in dir/logName; stopped by PID through undo)
+// and returns once its balancer-manager answers. Started again in the same
+// dir, it takes the same config: an Apache restarted after a crash.
+func startApache(ctx context.Context, root, dir string, spec apacheSpec, nodes []string, logName string, undo *cleanups) (*apacheInst, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o755); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "httpd.conf")
+	if err := os.WriteFile(conf, []byte(apacheConf(root, dir, spec, nodes)), 0o644); err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command("apache2", "-t", "-f", conf, "-d", dir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s: config test: %v\n%s", spec.name, err, out)
+	}
+	argv := inNS(spec.ns, []string{"apache2", "-f", conf, "-d", dir, "-DFOREGROUND"})
+	p, err := startProc(spec.name, filepath.Join(dir, logName), argv...)
+	if err != nil {
+		return nil, err
+	}
+	undo.add(p.stop)
+	in := &apacheInst{name: spec.name, host: spec.host, base: fmt.Sprintf("http://%s:%d", spec.host, spec.port), proc: p,
+		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
+	if err := waitHTTP(ctx, p, in.base+"/balancer-manager", 20*time.Second); err != nil {
+		return nil, err
+	}
+	log.Printf("%s (PID %d) serves %s", spec.name, p.cmd.Process.Pid, in.base)
+	return in, nil
 }
 
 func (a *apachePair) fronts() []string {
@@ -260,21 +281,19 @@ func (in *apacheInst) set(node string, form url.Values) error {
 }
 
 func (a *apachePair) waitUsable(ctx context.Context, node string, want bool, limit time.Duration) error {
-	t0 := time.Now()
-	err := onAll(len(a.insts), func(i int) error {
-		in := a.insts[i]
-		return poll(ctx, fmt.Sprintf("%s: %s usable=%v", in.name, node, want), limit, func() (bool, string) {
-			_, ws, err := in.manager()
-			if err != nil {
-				return false, err.Error()
-			}
-			return usable(ws[node].status) == want, ws[node].status
-		})
+	return waitAllUsable(ctx, "apache", a.insts, node, want, limit)
+}
+
+// waitUsable waits until this instance would pick node for a session
+// routed to it (want true), or would not (false).
+func (in *apacheInst) waitUsable(ctx context.Context, node string, want bool, limit time.Duration) error {
+	return poll(ctx, fmt.Sprintf("%s: %s usable=%v", in.name, node, want), limit, func() (bool, string) {
+		_, ws, err := in.manager()
+		if err != nil {
+			return false, err.Error()
+		}
+		return usable(ws[node].status) == want, ws[node].status
 	})
-	if err == nil {
-		log.Printf("apache: %s usable=%v on both after %v", node, want, time.Since(t0).Round(time.Millisecond))
-	}
-	return err
 }
 
 // takeOut sets the member Disabled on both instances (one after the other,
@@ -325,5 +344,42 @@ func (a *apachePair) epilogue(context.Context) string {
 	}
 	return b.String()
 }
+
+// apacheHosts is the Apache side of the keepalived scenario: an instance
+// on each edge host with the apache (or apache-redirect) side's config,
+// listening on every address so that it serves the VIP. The two share
+// nothing: each has its own members' state and health checks.
+type apacheHosts struct {
+	root, dir string
+	nodes     []string
+	redirect  bool
+	undo      *cleanups
+	insts     [2]*apacheInst
+}
+
+func (a *apacheHosts) start(ctx context.Context, i int, again bool) error {
+	h := pairHosts[i]
+	logName := "stderr.log"
+	if again {
+		logName = "stderr-again.log"
+	}
+	spec := apacheSpec{name: "apache-" + h.name, ns: h.ns, host: h.addr, port: 8080, anyAddr: true, redirect: a.redirect}
+	in, err := startApache(ctx, a.root, filepath.Join(a.dir, spec.name), spec, a.nodes, logName, a.undo)
+	if err != nil {
+		return err
+	}
+	a.insts[i] = in
+	return nil
+}
+
+func (a *apacheHosts) kill(i int) { a.insts[i].proc.kill() }
+
+// check is Apache's own balancer-manager page: it answers while the
+// local Apache serves, whatever its members' state.
+func (a *apacheHosts) check(i int) string {
+	return fmt.Sprintf("http://%s:8080/balancer-manager", pairHosts[i].addr)
+}
+
+func (a *apacheHosts) on(i int) frontEnd { return a.insts[i] }
 
 // ---------------------------------------------------------------- tables

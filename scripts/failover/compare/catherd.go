@@ -1,9 +1,11 @@
 package main
 
-// The catherd side: two instances, driven by catherd member.
+// The catherd side: two instances, driven by catherd member; or, in the
+// keepalived scenario, a tier of two.
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,7 +21,7 @@ import (
 
 type catherdPair struct {
 	bin   string
-	insts []catherdInst
+	insts []*catherdInst
 }
 
 type catherdInst struct {
@@ -72,14 +74,14 @@ func (s *setup) startCatherd(ctx context.Context, dir string, nodes []string, un
 		args := append(append([]string(nil), common...), "--listen", spec.listen, "--admin", spec.admin, "--metrics", spec.metrics,
 			"--membership-iface", spec.iface, "--xdp-pin-dir", pins, "--handoff-socket", filepath.Join(dir, name+".handoff"))
 		argv := append([]string{s.catherd}, args...)
-		in := catherdInst{name: name, front: "http://" + spec.listen, admin: spec.admin, cli: []string{"--admin", spec.admin},
+		in := &catherdInst{name: name, front: "http://" + spec.listen, admin: spec.admin, cli: []string{"--admin", spec.admin},
 			http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 		if spec.ns != "" {
-			argv = append([]string{"nsenter", "--net=/run/netns/" + spec.ns, "--"}, append(argv, "--admin-token-file", token)...)
+			argv = append(argv, "--admin-token-file", token)
 			in.token = catherdToken
 			in.cli = append(in.cli, "--admin-token-file", token)
 		}
-		p, err := startProc(name, filepath.Join(dir, name+".log"), argv...)
+		p, err := startProc(name, filepath.Join(dir, name+".log"), inNS(spec.ns, argv)...)
 		if err != nil {
 			return nil, err
 		}
@@ -130,25 +132,23 @@ func (in *catherdInst) state(node string) (string, error) {
 // waitUsable: state "ok" on both (usable), or "down" (out after a failure),
 // as the test waits for them.
 func (c *catherdPair) waitUsable(ctx context.Context, node string, want bool, limit time.Duration) error {
+	return waitAllUsable(ctx, "catherd", c.insts, node, want, limit)
+}
+
+// waitUsable waits until node's state on this instance is "ok" (want
+// true) or "down" (false, out after a failure).
+func (in *catherdInst) waitUsable(ctx context.Context, node string, want bool, limit time.Duration) error {
 	target := "ok"
 	if !want {
 		target = "down"
 	}
-	t0 := time.Now()
-	err := onAll(len(c.insts), func(i int) error {
-		in := &c.insts[i]
-		return poll(ctx, fmt.Sprintf("%s: %s %s", in.name, node, target), limit, func() (bool, string) {
-			st, err := in.state(node)
-			if err != nil {
-				return false, err.Error()
-			}
-			return st == target, st
-		})
+	return poll(ctx, fmt.Sprintf("%s: %s %s", in.name, node, target), limit, func() (bool, string) {
+		st, err := in.state(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st == target, st
 	})
-	if err == nil {
-		log.Printf("catherd: %s %s on both after %v", node, target, time.Since(t0).Round(time.Millisecond))
-	}
-	return err
 }
 
 // member runs `catherd member ARGS` against both instances at once, as an
@@ -190,5 +190,77 @@ func (c *catherdPair) epilogue(ctx context.Context) string {
 	}
 	return b.String()
 }
+
+// catherdTier is the catherd side of the keepalived scenario: an
+// instance on each edge host, the two one tier (--peer-listen, a shared
+// key), with the flags of TestTierKeepalived.
+type catherdTier struct {
+	bin, dir string
+	args     [][]string // each host's flags
+	insts    []*catherdInst
+	procs    []*proc
+	undo     *cleanups
+}
+
+func (s *setup) newCatherdTier(dir string, nodes []string, undo *cleanups) (*catherdTier, error) {
+	key, token := filepath.Join(dir, "peer.key"), filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(key, []byte(base64.StdEncoding.EncodeToString([]byte("failover-compare-tier-key-012345"))+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(token, []byte(catherdToken+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	t := &catherdTier{bin: s.catherd, dir: dir, procs: make([]*proc, len(pairHosts)), undo: undo}
+	for i, h := range pairHosts {
+		name := "catherd-" + h.name
+		args := []string{"run", "--listen", ":8080", "--admin", h.addr + ":9181", "--admin-token-file", token, "--metrics", "",
+			"--health-interval", "500ms", "--retry", "5s", "--rejoin-settle", "2s", "--slow-start", "2s",
+			"--peer-listen", h.addr + ":7946", "--peer-key-file", key, "--peer-name", name, "--peer", pairHosts[1-i].addr + ":7946",
+			"--handoff-socket", filepath.Join(dir, name+".handoff")}
+		for _, n := range nodes {
+			args = append(args, "--backend", n+"=http://"+nodeHTTP(n))
+		}
+		t.args = append(t.args, args)
+		t.insts = append(t.insts, &catherdInst{name: name, front: "http://" + h.addr + ":8080", admin: h.addr + ":9181", token: catherdToken,
+			cli: []string{"--admin", h.addr + ":9181", "--admin-token-file", token}, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}})
+	}
+	return t, nil
+}
+
+func (t *catherdTier) start(ctx context.Context, i int, again bool) error {
+	in := t.insts[i]
+	logPath := filepath.Join(t.dir, in.name+".log")
+	if again {
+		logPath = filepath.Join(t.dir, in.name+"-again.log")
+	}
+	p, err := startProc(in.name, logPath, inNS(pairHosts[i].ns, append([]string{t.bin}, t.args[i]...))...)
+	if err != nil {
+		return err
+	}
+	t.undo.add(p.stop)
+	t.procs[i] = p
+	if err := waitHTTP(ctx, p, t.check(i), 20*time.Second); err != nil {
+		return err
+	}
+	if again {
+		// A plain start: it takes the tier's state before it serves.
+		err := poll(ctx, in.name+": joined the tier", 20*time.Second, func() (bool, string) {
+			b, _ := os.ReadFile(logPath)
+			return strings.Contains(string(b), "tier: joined"), p.tail()
+		})
+		if err != nil {
+			return err
+		}
+	}
+	log.Printf("%s (PID %d) serves %s", in.name, p.cmd.Process.Pid, in.front)
+	return nil
+}
+
+func (t *catherdTier) kill(i int) { t.procs[i].kill() }
+
+// check is catherd's readiness, as README.md's keepalived.conf asks it.
+func (t *catherdTier) check(i int) string { return "http://" + t.insts[i].admin + "/readyz" }
+
+func (t *catherdTier) on(i int) frontEnd { return t.insts[i] }
 
 // ---------------------------------------------------------------- Apache

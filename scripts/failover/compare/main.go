@@ -27,15 +27,25 @@
 //	                 Apache's documented way to send the sessions of an
 //	                 unusable member to one chosen partner
 //
-// Usage (root; Debian packages tomcat10, apache2, iproute2, curl; see
-// `make failover-compare`):
+// With -scenario keepalived it runs TestTierKeepalived's scenario instead
+// (pair.go): two edge hosts on the bridge, each with one front end and a
+// keepalived that holds a VIP on one of them, the load (100 sessions)
+// through the VIP; kill -9 the front end holding the VIP, kill -9 node2,
+// start the first front end again (the VIP returns to it), node2 back.
+// catherd runs as a tier of two (--peer-listen); each Apache is the
+// apache side's config, on its own.
 //
-//	go run ./scripts/failover/compare [-runs N] [-md FILE] [-sides catherd,apache,apache-redirect] [-keep]
+// Usage (root; Debian packages tomcat10, apache2, iproute2, curl, and
+// keepalived for -scenario keepalived; see `make failover-compare` and
+// `make failover-compare-keepalived`):
+//
+//	go run ./scripts/failover/compare [-scenario session|keepalived] [-runs N] [-md FILE] [-sides catherd,apache,apache-redirect] [-keep]
 //
 // Traffic goes only to the rig's nodes, the front ends on loopback and the
 // bridge (10.77.0.0/24). Everything it starts is stopped again, also on
-// failure or Ctrl-C: the front ends by PID, the namespace it made, the
-// pinned XDP state (catherd unload) and the rig (tomcat-rig.sh down).
+// failure or Ctrl-C: the front ends and keepalived by PID, the namespaces
+// it made, the pinned XDP state (catherd unload) and the rig
+// (tomcat-rig.sh down).
 package main
 
 import (
@@ -61,13 +71,17 @@ const (
 	edgeNS   = "cth-cmp2" // the second edge host's namespace (and its veth's root side)
 	edgeAddr = "10.77.0.200"
 	bridge   = "cth-br0"
-	// sideLimit bounds one side of one run, rig start-up included.
-	sideLimit = 15 * time.Minute
+	// sideLimit bounds one side of one run, the wait for the rig and its
+	// start-up included.
+	sideLimit = rigWait + 15*time.Minute
 )
 
 var allSides = []string{"catherd", "apache", "apache-redirect"}
 
+var scenarios = []string{"session", "keepalived"}
+
 func main() {
+	scenarioName := flag.String("scenario", "session", "session (two front ends in turn, a node killed, a rolling restart) or keepalived (a pair behind one VIP, a front end killed)")
 	runs := flag.Int("runs", 1, "how many times to run every side (interleaved: run 1 of each side, then run 2, ...)")
 	md := flag.String("md", "", "also write the results as Markdown to this file")
 	sidesFlag := flag.String("sides", strings.Join(allSides, ","), "which sides to run, in this order")
@@ -76,6 +90,9 @@ func main() {
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("compare: ")
 
+	if !slices.Contains(scenarios, *scenarioName) {
+		log.Fatalf("-scenario: unknown scenario %q (want %s)", *scenarioName, strings.Join(scenarios, " or "))
+	}
 	sides := strings.Split(*sidesFlag, ",")
 	for _, s := range sides {
 		if !slices.Contains(allSides, s) {
@@ -85,7 +102,7 @@ func main() {
 	if *runs < 1 {
 		log.Fatal("-runs must be at least 1")
 	}
-	if err := preflight(sides); err != nil {
+	if err := preflight(*scenarioName, sides); err != nil {
 		log.Fatal(err)
 	}
 	root, err := repoRoot()
@@ -103,7 +120,8 @@ func main() {
 	if err := os.Chmod(work, 0o755); err != nil {
 		log.Fatal(err)
 	}
-	code := run(ctx, root, work, sides, *runs, *md, *keep)
+	env := &setup{root: root, catherd: filepath.Join(work, "catherd"), scenario: *scenarioName, keep: *keep}
+	code := env.run(ctx, work, sides, *runs, *md)
 	if *keep {
 		log.Printf("kept %s", work)
 	} else {
@@ -113,18 +131,16 @@ func main() {
 }
 
 // run builds catherd, runs every side runs times and prints the tables.
-func run(ctx context.Context, root, work string, sides []string, runs int, md string, keep bool) int {
-	bin := filepath.Join(work, "catherd")
+func (env *setup) run(ctx context.Context, work string, sides []string, runs int, md string) int {
 	if slices.Contains(sides, "catherd") {
 		log.Printf("building catherd")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/catherd")
-		build.Dir = root
+		build := exec.CommandContext(ctx, "go", "build", "-o", env.catherd, "./cmd/catherd")
+		build.Dir = env.root
 		if out, err := build.CombinedOutput(); err != nil {
 			log.Printf("go build: %v\n%s", err, out)
 			return 1
 		}
 	}
-	env := &setup{root: root, catherd: bin, keep: keep}
 	results := map[string][]result{}
 	failed := false
 	for r := 1; r <= runs; r++ {
@@ -154,7 +170,7 @@ func run(ctx context.Context, root, work string, sides []string, runs int, md st
 	report := renderAll(sides, results, runs)
 	fmt.Print(report.text)
 	if md != "" {
-		doc := provenance(root) + report.markdown
+		doc := env.provenance() + report.markdown
 		if err := os.WriteFile(md, []byte(doc), 0o644); err != nil {
 			log.Printf("write %s: %v", md, err)
 			return 1
@@ -168,24 +184,36 @@ func run(ctx context.Context, root, work string, sides []string, runs int, md st
 }
 
 // provenance says how, when and on what the tables were made.
-func provenance(root string) string {
+func (env *setup) provenance() string {
 	out := func(name string, args ...string) string {
 		cmd := exec.Command(name, args...)
-		cmd.Dir = root
+		cmd.Dir = env.root
 		b, _ := cmd.Output()
 		return strings.TrimSpace(string(b))
 	}
 	commit := out("git", "describe", "--always", "--dirty")
-	versions := out("dpkg-query", "-W", "-f", "${Package} ${Version}; ", "apache2", "tomcat10")
+	packages := []string{"apache2", "tomcat10"}
+	if env.scenario == "keepalived" {
+		packages = append(packages, "keepalived")
+	}
+	versions := out("dpkg-query", append([]string{"-W", "-f", "${Package} ${Version}; "}, packages...)...)
 	return fmt.Sprintf("Command: `%s`, %s, commit %s; %s\n",
 		strings.Join(append([]string{"go run ./scripts/failover/compare"}, os.Args[1:]...), " "), time.Now().UTC().Format("2006-01-02T15:04Z"), commit, strings.TrimSuffix(versions, ";"))
 }
 
-func preflight(sides []string) error {
+func preflight(scenario string, sides []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, XDP)")
 	}
 	need := []string{"ip", "nsenter", "curl", "bash"}
+	namespaces := []string{edgeNS}
+	if scenario == "keepalived" {
+		need = append(need, "keepalived")
+		namespaces = nil
+		for _, h := range pairHosts {
+			namespaces = append(namespaces, h.ns)
+		}
+	}
 	if slices.Contains(sides, "catherd") {
 		need = append(need, "go")
 	}
@@ -205,8 +233,10 @@ func preflight(sides []string) error {
 	if _, err := os.Stat("/usr/share/tomcat10/bin/catalina.sh"); err != nil {
 		return errors.New("tomcat10 missing: apt-get install tomcat10 (scripts/deps.sh bench)")
 	}
-	if _, err := os.Stat("/run/netns/" + edgeNS); err == nil {
-		return fmt.Errorf("namespace %s exists (left by a crashed run? ip netns del %s)", edgeNS, edgeNS)
+	for _, ns := range namespaces {
+		if _, err := os.Stat("/run/netns/" + ns); err == nil {
+			return fmt.Errorf("namespace %s exists (left by a crashed run? ip netns del %s)", ns, ns)
+		}
 	}
 	return nil
 }
@@ -232,9 +262,10 @@ func repoRoot() (string, error) {
 }
 
 type setup struct {
-	root    string // the repository
-	catherd string // the binary
-	keep    bool   // -keep: the rig keeps its directory too
+	root     string // the repository
+	catherd  string // the binary
+	scenario string // -scenario
+	keep     bool   // -keep: the rig keeps its directory too
 }
 
 type result struct {
@@ -275,11 +306,14 @@ func (s *setup) runSide(parent context.Context, side, dir string) (reps []failov
 	if err != nil {
 		return nil, err
 	}
-	if err := plugEdge(); err != nil {
-		unplugEdge()
+	if s.scenario == "keepalived" {
+		return s.runPair(ctx, side, dir, rig, nodes, &undo)
+	}
+	if err := plugHost(edgeNS, edgeAddr); err != nil {
+		unplugHost(edgeNS)
 		return nil, err
 	}
-	undo.add(unplugEdge)
+	undo.add(func() { unplugHost(edgeNS) })
 
 	var b balancers
 	switch side {

@@ -64,6 +64,23 @@ func (p *proc) stop() {
 	}
 }
 
+// kill kills the process group we started with SIGKILL, as a crash
+// would end it (all of Apache's processes, not only its parent), and
+// waits for the process to go.
+func (p *proc) kill() {
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.exited
+}
+
+// inNS prefixes argv with nsenter into network namespace ns ("": none).
+// nsenter execs argv in place: the PID we start is the server's.
+func inNS(ns string, argv []string) []string {
+	if ns == "" {
+		return argv
+	}
+	return append([]string{"nsenter", "--net=/run/netns/" + ns, "--"}, argv...)
+}
+
 func (p *proc) alive() bool {
 	select {
 	case <-p.exited:

@@ -1,6 +1,6 @@
 package main
 
-// The Tomcat rig (scripts/tomcat-rig.sh) and the second edge host on its
+// The Tomcat rig (scripts/tomcat-rig.sh) and the edge hosts on its
 // bridge.
 
 import (
@@ -23,18 +23,23 @@ type rig struct {
 	keep        bool // keep the rig's directory (-keep)
 }
 
+// rigWait is how long up waits for another rig on this host to go down:
+// longer than the script's 180 s, because a run of every side takes a
+// rig many times over on a host where tests and benchmarks take it too,
+// and one side that gives up leaves a hole in the table.
+const rigWait = 10 * time.Minute
+
 func (r *rig) run(ctx context.Context, limit time.Duration, args ...string) ([]byte, error) {
-	var env []string
+	env := []string{fmt.Sprintf("CTH_RIG_WAIT=%d", int(rigWait.Seconds()))}
 	if r.keep {
-		env = []string{"CTH_RIG_KEEP=1"} // down leaves the Tomcat logs
+		env = append(env, "CTH_RIG_KEEP=1") // down leaves the Tomcat logs
 	}
 	return rigscript.Script(ctx, r.script, r.dir, limit, env, args...)
 }
 
 // up starts 3 clustered nodes and returns their names.
 func (r *rig) up(ctx context.Context) ([]string, error) {
-	// The rig waits up to 180 s for another rig on this host to go down.
-	out, err := r.run(ctx, 330*time.Second, "up", "--nodes", "3", "--cluster")
+	out, err := r.run(ctx, rigWait+150*time.Second, "up", "--nodes", "3", "--cluster")
 	if err != nil {
 		return nil, fmt.Errorf("rig up: %v\n%s", err, out)
 	}
@@ -71,19 +76,19 @@ func nodeHTTP(node string) string {
 	return fmt.Sprintf("10.77.0.%d:8080", 10+i)
 }
 
-// plugEdge makes the second edge host: namespace edgeNS, plugged into
-// the rig's bridge by a veth (edgeNS on the bridge, eth0 inside) with
-// edgeAddr, and a multicast route so that catherd hears the heartbeats.
-func plugEdge() error {
+// plugHost makes an edge host on the rig's bridge: namespace ns, plugged
+// into the bridge by a veth (ns on the bridge, eth0 inside) with addr,
+// and a multicast route so that catherd hears the heartbeats.
+func plugHost(ns, addr string) error {
 	for _, args := range [][]string{
-		{"netns", "add", edgeNS},
-		{"link", "add", edgeNS, "type", "veth", "peer", "name", "eth0", "netns", edgeNS},
-		{"link", "set", edgeNS, "master", bridge},
-		{"link", "set", edgeNS, "up"},
-		{"-n", edgeNS, "link", "set", "lo", "up"},
-		{"-n", edgeNS, "addr", "add", edgeAddr + "/24", "dev", "eth0"},
-		{"-n", edgeNS, "link", "set", "eth0", "up"},
-		{"-n", edgeNS, "route", "add", "224.0.0.0/4", "dev", "eth0"},
+		{"netns", "add", ns},
+		{"link", "add", ns, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"link", "set", ns, "master", bridge},
+		{"link", "set", ns, "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "addr", "add", addr + "/24", "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+		{"-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0"},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
@@ -92,13 +97,13 @@ func plugEdge() error {
 	return nil
 }
 
-// unplugEdge removes what plugEdge made (deleting the namespace takes
+// unplugHost removes what plugHost made (deleting the namespace takes
 // the veth pair along).
-func unplugEdge() {
-	exec.Command("ip", "link", "del", edgeNS).Run()
-	if _, err := os.Stat("/run/netns/" + edgeNS); err == nil {
-		if out, err := exec.Command("ip", "netns", "del", edgeNS).CombinedOutput(); err != nil {
-			log.Printf("ip netns del %s: %v: %s", edgeNS, err, out)
+func unplugHost(ns string) {
+	exec.Command("ip", "link", "del", ns).Run()
+	if _, err := os.Stat("/run/netns/" + ns); err == nil {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			log.Printf("ip netns del %s: %v: %s", ns, err, out)
 		}
 	}
 }

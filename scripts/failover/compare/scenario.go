@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"log"
 	"time"
 
 	"github.com/catherd/catherd/scripts/failover"
@@ -24,6 +25,24 @@ type balancers interface {
 	putBack(ctx context.Context, node string) error
 	// epilogue returns whatever the front ends can tell about the run.
 	epilogue(ctx context.Context) string
+}
+
+// frontEnd is one front end of a side, whichever scenario it is in.
+type frontEnd interface {
+	// waitUsable waits until the front end considers node usable (want
+	// true) or out after a failure (false).
+	waitUsable(ctx context.Context, node string, want bool, limit time.Duration) error
+}
+
+// waitAllUsable waits on every one of a side's front ends at once; who
+// names the side in the log.
+func waitAllUsable[F frontEnd](ctx context.Context, who string, fronts []F, node string, want bool, limit time.Duration) error {
+	t0 := time.Now()
+	err := onAll(len(fronts), func(i int) error { return fronts[i].waitUsable(ctx, node, want, limit) })
+	if err == nil {
+		log.Printf("%s: %s usable=%v on all %d after %v", who, node, want, len(fronts), time.Since(t0).Round(time.Millisecond))
+	}
+	return err
 }
 
 // scenario is TestTomcatReplicationFailover's sequence of phases.
