@@ -711,8 +711,9 @@ measure() {
 		printf "%.0f %.0f\n", o, (tot - busy) / tot * 100}')
 	local conns # new backend connections per 1000 requests
 	conns=$(awk -v d=$((op1 - op0 - CONNS)) -v n="$requests" 'BEGIN{if (d < 0) d = 0; printf "%.1f", d * 1000 / n}')
-	local cs # the front end's context switches per request
-	cs=$(awk -v d=$((cs1 - cs0)) -v n="$requests" 'BEGIN{printf "%.2f", d / n}')
+	local cs=NA # the front end's context switches per request
+	# (Apache's children may exit during a round and take theirs along.)
+	[ -n "$pid" ] && cs=$(awk -v d=$((cs1 - cs0)) -v n="$requests" 'BEGIN{printf "%.2f", d / n}')
 	echo "$fe $r $rps $p50_us $p99_us $cpu $errors $becpu $wcpu $other $idle $conns $cs" >>"$WORK/results"
 	printf '   round %d %-12s %7s req/s  p50 %5s us  p99 %6s us  cpu %6s us/req  switches %5s/req  (backends %5s, wrk %4s us/req; box idle %2s%%, other %2s%%; new backend conns/1k req %s) errors %s\n' \
 		"$r" "$fe" "$rps" "$p50_us" "$p99_us" "$cpu" "$cs" "$becpu" "$wcpu" "$idle" "$other" "$conns" "$errors" >&2
