@@ -348,9 +348,18 @@ func (t *ajpTransport) response(x *exchange, rerr error) {
 			if x.earlyAnswer() {
 				return // the head waits in the buffer
 			}
-			if !t.sendClientHead(x, payload) {
+			if !t.readHead(x, payload) {
 				return
 			}
+			if t.waitForSmallBody(x, n) {
+				if rerr != nil {
+					// Cut short before the head went out: the client gets
+					// a 502, never an answer that looks whole.
+					x.memberFailed(readFailure(rerr, true))
+				}
+				return // the head waits in the buffer
+			}
+			t.clientHead(x)
 			mc.consume(n)
 		case ajp.TypeSendBodyChunk:
 			data, err := ajp.ParseBodyChunk(payload)
@@ -402,10 +411,11 @@ func (t *ajpTransport) flushHead(x *exchange) bool {
 // step: the connection carries no body packet the container did not read.
 func (a *ajpExchange) settled() bool { return !a.firstOwed }
 
-// sendClientHead turns SEND_HEADERS into the client's response head, held
-// until the next packet says whether body data goes out with it.
-func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
-	a, rs, lp := &x.ajp, &x.resp, x.lp()
+// readHead decodes SEND_HEADERS and decides how the client gets the body.
+// Running it again on the same packet (the head waited for its body) gives
+// the same decision.
+func (t *ajpTransport) readHead(x *exchange, payload []byte) bool {
+	a := &x.ajp
 	if err := ajp.ParseSendHeaders(payload, &a.sh); err != nil {
 		x.memberFailed(&memberError{failProtocol, err})
 		return false
@@ -419,6 +429,54 @@ func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
 		}
 	}
 	x.decide(a.sh.Status, length, false, false, false)
+	return true
+}
+
+// waitForSmallBody reports whether the data of a body of known length that
+// fits in the read buffer is still to come behind the SEND_HEADERS packet
+// (headLen bytes) at the start of what was read. The head waits for it, as
+// over HTTP: the answer then goes out in one write, not a head and a body
+// that Tomcat flushed apart, and an answer cut short is a 502, never one
+// that looks whole. Anything but body chunks after the head (END_RESPONSE
+// early, GET_BODY_CHUNK, a malformed packet) ends the wait, for response
+// to judge.
+func (t *ajpTransport) waitForSmallBody(x *exchange, headLen int) bool {
+	rs, mc := &x.resp, x.mc
+	if rs.out == outNone || rs.left <= 0 || mc.w == len(mc.in.B) {
+		return false
+	}
+	have := int64(0)
+	for rest := mc.pending()[headLen:]; ; {
+		payload, n, err := ajp.SplitContainerPacket(rest, t.packetSize)
+		if n == 0 && err == nil {
+			break // the next packet is on its way
+		}
+		if err != nil || len(payload) == 0 || payload[0] != ajp.TypeSendBodyChunk {
+			return false
+		}
+		data, err := ajp.ParseBodyChunk(payload)
+		if err != nil {
+			return false
+		}
+		if have += int64(len(data)); have >= rs.left {
+			return false
+		}
+		rest = rest[n:]
+	}
+	// What is still to come, in packets as full as they can be, must fit
+	// behind what is here. Smaller packets may fill the buffer first: a
+	// full buffer ends the wait above.
+	left := rs.left - have
+	most := int64(ajp.MaxSendChunk(t.packetSize))
+	packets := (left + most - 1) / most
+	return int64(mc.w-mc.r)+left+packets*ajp.SendChunkOverhead <= int64(len(mc.in.B))
+}
+
+// clientHead builds the client's response head from the decoded
+// SEND_HEADERS, held until the next packet says whether body data goes
+// out with it.
+func (t *ajpTransport) clientHead(x *exchange) {
+	a, lp := &x.ajp, x.lp()
 	dst := append(lp.scratch[:0], "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(a.sh.Status), 10)
 	dst = append(dst, ' ')
@@ -430,9 +488,8 @@ func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
 	dst = x.appendConnection(dst)
 	dst = append(dst, "\r\n"...)
 	lp.scratch = dst
-	rs.headSent = true
+	x.resp.headSent = true
 	a.head = dst
-	return true
 }
 
 // serverNamePort splits the client's Host into the name and port a servlet
