@@ -204,6 +204,50 @@ func TestAJPSmallAnswerWhole(t *testing.T) {
 	}
 }
 
+// TestAJPChunksTogether: body chunks that arrive together go to the
+// client together, in its framing: one HTTP chunk of them all when the
+// container gave no length, the data alone when it did.
+func TestAJPChunksTogether(t *testing.T) {
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		if r.URI[1] == 'k' { // known length
+			w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte("9")})
+		} else {
+			w.WriteHeader(200)
+		}
+		var pkts []byte
+		for _, piece := range []string{"abc", "", "def", "ghi"} {
+			pkts, _ = ajp.AppendSendBodyChunk(pkts, []byte(piece), ajp.DefaultPacketSize)
+		}
+		w.Raw(pkts) // one segment: every chunk in one read
+	}))
+	for _, path := range []string{"/known", "/unknown"} {
+		resp, body := r.do("GET", path, nil)
+		if resp.StatusCode != 200 || body != "abcdefghi" {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, body)
+		}
+		if chunked := len(resp.TransferEncoding) > 0; chunked != (path == "/unknown") {
+			t.Errorf("%s: Transfer-Encoding %v", path, resp.TransferEncoding)
+		}
+	}
+	c := r.rawConn()
+	if _, err := io.WriteString(c, "GET /unknown HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := "\r\n\r\n9\r\nabcdefghi\r\n0\r\n\r\n"
+	got := make([]byte, 0, 512)
+	for !strings.HasSuffix(string(got), "0\r\n\r\n") {
+		b := make([]byte, 512)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if !strings.HasSuffix(string(got), want) {
+		t.Fatalf("chunked answer %q, want it to end %q", got, want)
+	}
+}
+
 func TestAJPFailures(t *testing.T) {
 	garbage := ajpMember(t, "bad", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
 		w.Raw([]byte("HTTP/1.1 200 OK\r\n\r\n"))
