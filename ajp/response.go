@@ -92,9 +92,13 @@ func responseHeaderCode(name []byte) byte {
 	return 0
 }
 
+// SendChunkOverhead is what a SEND_BODY_CHUNK packet adds to its data: the
+// packet header, then type, length and a trailing NUL (4 bytes).
+const SendChunkOverhead = headerLen + 4
+
 // MaxSendChunk is the most data one SEND_BODY_CHUNK carries in a packet of
-// the given size: type, length and trailing NUL take 4 bytes.
-func MaxSendChunk(packetSize int) int { return packetSize - headerLen - 4 }
+// the given size.
+func MaxSendChunk(packetSize int) int { return packetSize - SendChunkOverhead }
 
 // AppendSendBodyChunk appends a SEND_BODY_CHUNK packet (container side).
 func AppendSendBodyChunk(dst, data []byte, packetSize int) ([]byte, error) {

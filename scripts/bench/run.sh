@@ -39,6 +39,11 @@
 #   BENCH_UPLOAD_MIB      POST a body of this many MiB per request (static backends
 #                         answer /upload with 204 once they have read it) [none: GET]
 #   BENCH_MIB_PER_REQ     MiB a request moves, to report CPU per MiB as well [none]
+#   BENCH_DELAY_MS        each wrk connection waits this long between requests (wrk's
+#                         delay()), so that front ends are compared at about one request
+#                         rate (connections / (delay + latency)) rather than each at its own
+#                         saturation, where a faster one handles more events per wake-up
+#                         [none: back to back]
 #                         (static backends serve /big.bin, 8 MiB)
 #   BENCH_BACKENDS        "b1=http://H:P,b2=http://H:P"; default static nginx on 18081/18082,
 #                         with --tomcat: b1=http://10.77.0.11:8080,b2=http://10.77.0.12:8080,
@@ -97,6 +102,7 @@ OUT=${BENCH_OUT:-bench-results.md}
 case "$OUT" in /*) ;; *) OUT=$CALLER_PWD/$OUT ;; esac # relative to where we were called
 UPLOAD_MIB=${BENCH_UPLOAD_MIB:-}
 MIB_PER_REQ=${BENCH_MIB_PER_REQ:-}
+DELAY_MS=${BENCH_DELAY_MS:-}
 if [ -n "$UPLOAD_MIB" ]; then REQPATH=${BENCH_PATH:-/upload}; else REQPATH=${BENCH_PATH:-/index.html}; fi
 if [ "$AJP" = 1 ]; then
 	FRONTENDS=${BENCH_FRONTENDS:-direct apache-ajp apache-jk catherd-http catherd-ajp}
@@ -127,6 +133,7 @@ declare -A LABEL=([direct]="direct (1 backend)" [nginx]="nginx $(nginx -v 2>&1 |
 die() { echo "run.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
 
+[[ -z $DELAY_MS || $DELAY_MS =~ ^[0-9]+$ ]] || die "BENCH_DELAY_MS: expected whole milliseconds, got '$DELAY_MS'"
 for t in wrk curl nginx haproxy apache2 awk cmp; do
 	command -v "$t" >/dev/null || die "required tool '$t' not found"
 done
@@ -290,6 +297,7 @@ active_opens() { awk '/^Tcp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "A
 box_ticks() { awk '/^cpu / {b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6}' /proc/stat; }
 
 {
+	[ -z "$DELAY_MS" ] || echo "function delay() return $DELAY_MS end"
 	if [ -n "$UPLOAD_MIB" ]; then
 		echo "wrk.method = \"POST\""
 		echo "wrk.body = string.rep(\"u\", $UPLOAD_MIB * 1048576)"
@@ -751,8 +759,8 @@ elif [ "$TOMCAT" = 1 ]; then phase="Tomcat 10 backends"; else phase="static ngin
 	echo "### catherd side-by-side benchmark ($phase)"
 	echo
 	echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r); backends: $BACKENDS"
-	echo "Load: \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency\` (+${WARMUP}s warm-up), $ROUNDS interleaved round(s), median shown."
-	echo "Command: \`BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS$([ "$CONNS" = 32 ] || echo " BENCH_CONNS=$CONNS")$([ -z "${BENCH_PATH:-}" ] || echo " BENCH_PATH=$BENCH_PATH")$([ -z "$UPLOAD_MIB" ] || echo " BENCH_UPLOAD_MIB=$UPLOAD_MIB")$([ -z "$MIB_PER_REQ" ] || echo " BENCH_MIB_PER_REQ=$MIB_PER_REQ")$([ -z "${BENCH_FRONTENDS:-}" ] || echo " BENCH_FRONTENDS=\"$BENCH_FRONTENDS\"") scripts/bench/run.sh$(if [ "$AJP" = 1 ]; then echo ' --ajp'; elif [ "$TOMCAT" = 1 ]; then echo ' --tomcat'; fi)\`"
+	echo "Load: \`wrk -t$THREADS -c$CONNS -d${DURATION}s --latency\` (+${WARMUP}s warm-up)$([ -z "$DELAY_MS" ] || echo ", each connection waiting ${DELAY_MS} ms between requests"), $ROUNDS interleaved round(s), median shown."
+	echo "Command: \`BENCH_DURATION=$DURATION BENCH_ROUNDS=$ROUNDS$([ "$CONNS" = 32 ] || echo " BENCH_CONNS=$CONNS")$([ -z "${BENCH_PATH:-}" ] || echo " BENCH_PATH=$BENCH_PATH")$([ -z "$UPLOAD_MIB" ] || echo " BENCH_UPLOAD_MIB=$UPLOAD_MIB")$([ -z "$MIB_PER_REQ" ] || echo " BENCH_MIB_PER_REQ=$MIB_PER_REQ")$([ -z "$DELAY_MS" ] || echo " BENCH_DELAY_MS=$DELAY_MS")$([ -z "${BENCH_BACKENDS:-}" ] || echo " BENCH_BACKENDS=$BENCH_BACKENDS")$([ -z "${BENCH_FRONTENDS:-}" ] || echo " BENCH_FRONTENDS=\"$BENCH_FRONTENDS\"") scripts/bench/run.sh$(if [ "$AJP" = 1 ]; then echo ' --ajp'; elif [ "$TOMCAT" = 1 ]; then echo ' --tomcat'; fi)\`"
 	echo "CPU us/req = front end's utime+stime (all processes/threads) during the run / requests."
 	echo "New conns/1k req = TCP connections the front end opened to backends per 1000 requests (0 = all kept alive)."
 	echo "Box CPU used by processes outside the benchmark during the runs: median ${OTHER_MED}%, max ${OTHER_MAX}%$(

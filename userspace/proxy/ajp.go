@@ -48,9 +48,10 @@ func newAJPTransport(o *ajp.ClientOptions) *ajpTransport {
 type ajpExchange struct {
 	headers []ajp.Header
 	attrs   [2]ajp.Header
-	buf     []byte // the remote address, route and port the request points to
-	pkt     []byte // a packet being built
-	data    []byte // body data for the next packet
+	buf     []byte   // the remote address, route and port the request points to
+	pkt     []byte   // a packet being built
+	data    []byte   // body data for the next packet
+	chunks  [][]byte // answer data going out in one write, in the read buffer
 	// want is what the container asked for (GET_BODY_CHUNK) and has not
 	// been sent yet; firstOwed: the first body packet, which the
 	// container expects unasked when the length is known, is still due.
@@ -72,7 +73,7 @@ type ajpExchange struct {
 // reset empties the state and returns it with its storage.
 func (a *ajpExchange) reset() ajpExchange {
 	return ajpExchange{headers: a.headers[:0], buf: a.buf[:0], pkt: a.pkt[:0], data: a.data[:0],
-		sh: ajp.SendHeaders{Headers: a.sh.Headers[:0]}}
+		chunks: a.chunks[:0], sh: ajp.SendHeaders{Headers: a.sh.Headers[:0]}}
 }
 
 // cping is the packet that checks a connection: a live container answers
@@ -348,23 +349,40 @@ func (t *ajpTransport) response(x *exchange, rerr error) {
 			if x.earlyAnswer() {
 				return // the head waits in the buffer
 			}
-			if !t.sendClientHead(x, payload) {
+			if !t.readHead(x, payload) {
 				return
 			}
+			if t.waitForSmallBody(x, n) {
+				if rerr != nil {
+					// Cut short before the head went out: the client gets
+					// a 502, never an answer that looks whole.
+					x.memberFailed(readFailure(rerr, true))
+				}
+				return // the head waits in the buffer
+			}
+			t.clientHead(x)
 			mc.consume(n)
 		case ajp.TypeSendBodyChunk:
-			data, err := ajp.ParseBodyChunk(payload)
-			if err != nil || !rs.headSent {
+			if _, err := ajp.ParseBodyChunk(payload); err != nil || !rs.headSent {
 				x.memberFailed(&memberError{failProtocol, fmt.Errorf("a body chunk before the head, or malformed: %v", err)})
 				return
 			}
-			rs.bytes += int64(len(data))
-			if rs.out == outNone {
-				data = nil
-			}
-			head := x.ajp.head
-			x.ajp.head = nil
-			if !x.writeData(head, data) {
+			// This chunk and the whole ones behind it go out in one
+			// write, with the head if it waits.
+			a := &x.ajp
+			n, _ := t.leadingChunks(mc.pending(), func(data []byte) bool {
+				rs.bytes += int64(len(data))
+				if rs.out != outNone {
+					a.chunks = append(a.chunks, data)
+				}
+				return len(a.chunks) < maxChunksPerWrite
+			})
+			head := a.head
+			a.head = nil
+			ok := x.writeData(head, a.chunks)
+			clear(a.chunks) // hold no buffer past the write
+			a.chunks = a.chunks[:0]
+			if !ok {
 				return
 			}
 			mc.consume(n)
@@ -402,10 +420,11 @@ func (t *ajpTransport) flushHead(x *exchange) bool {
 // step: the connection carries no body packet the container did not read.
 func (a *ajpExchange) settled() bool { return !a.firstOwed }
 
-// sendClientHead turns SEND_HEADERS into the client's response head, held
-// until the next packet says whether body data goes out with it.
-func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
-	a, rs, lp := &x.ajp, &x.resp, x.lp()
+// readHead decodes SEND_HEADERS and decides how the client gets the body.
+// Running it again on the same packet (the head waited for its body) gives
+// the same decision.
+func (t *ajpTransport) readHead(x *exchange, payload []byte) bool {
+	a := &x.ajp
 	if err := ajp.ParseSendHeaders(payload, &a.sh); err != nil {
 		x.memberFailed(&memberError{failProtocol, err})
 		return false
@@ -419,6 +438,72 @@ func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
 		}
 	}
 	x.decide(a.sh.Status, length, false, false, false)
+	return true
+}
+
+// waitForSmallBody reports whether the data of a body of known length that
+// fits in the read buffer is still to come behind the SEND_HEADERS packet
+// (headLen bytes) at the start of what was read. The head waits for it, as
+// over HTTP: the answer then goes out in one write, not a head and a body
+// that Tomcat flushed apart, and an answer cut short is a 502, never one
+// that looks whole. Anything but body chunks after the head (END_RESPONSE
+// early, GET_BODY_CHUNK, a malformed packet) ends the wait, for response
+// to judge.
+func (t *ajpTransport) waitForSmallBody(x *exchange, headLen int) bool {
+	rs, mc := &x.resp, x.mc
+	if rs.out == outNone || rs.left <= 0 || mc.w == len(mc.in.B) {
+		return false
+	}
+	have := int64(0)
+	_, more := t.leadingChunks(mc.pending()[headLen:], func(data []byte) bool {
+		have += int64(len(data))
+		return true
+	})
+	if !more || have >= rs.left {
+		return false
+	}
+	// What is still to come, in packets as full as they can be, must fit
+	// behind what is here. Smaller packets may fill the buffer first: a
+	// full buffer ends the wait above.
+	left := rs.left - have
+	most := int64(ajp.MaxSendChunk(t.packetSize))
+	packets := (left + most - 1) / most
+	return int64(mc.w-mc.r)+left+packets*ajp.SendChunkOverhead <= int64(len(mc.in.B))
+}
+
+// maxChunksPerWrite bounds the body chunks gathered into one write, so
+// that its vector stays far below the kernel's IOV_MAX (1024).
+const maxChunksPerWrite = 64
+
+// leadingChunks hands f the data of each whole SEND_BODY_CHUNK packet at
+// the start of b, in order, while f returns true. It returns the bytes of
+// the packets f took, and whether the next packet is still on its way
+// (more) rather than of another kind or malformed, which response judges.
+func (t *ajpTransport) leadingChunks(b []byte, f func(data []byte) bool) (n int, more bool) {
+	for {
+		payload, m, err := ajp.SplitContainerPacket(b[n:], t.packetSize)
+		if m == 0 && err == nil {
+			return n, true
+		}
+		if err != nil || len(payload) == 0 || payload[0] != ajp.TypeSendBodyChunk {
+			return n, false
+		}
+		data, err := ajp.ParseBodyChunk(payload)
+		if err != nil {
+			return n, false
+		}
+		n += m
+		if !f(data) {
+			return n, false
+		}
+	}
+}
+
+// clientHead builds the client's response head from the decoded
+// SEND_HEADERS, held until the next packet says whether body data goes
+// out with it.
+func (t *ajpTransport) clientHead(x *exchange) {
+	a, lp := &x.ajp, x.lp()
 	dst := append(lp.scratch[:0], "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(a.sh.Status), 10)
 	dst = append(dst, ' ')
@@ -430,9 +515,8 @@ func (t *ajpTransport) sendClientHead(x *exchange, payload []byte) bool {
 	dst = x.appendConnection(dst)
 	dst = append(dst, "\r\n"...)
 	lp.scratch = dst
-	rs.headSent = true
+	x.resp.headSent = true
 	a.head = dst
-	return true
 }
 
 // serverNamePort splits the client's Host into the name and port a servlet

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -116,19 +117,19 @@ func TestAJPDownloadAndHead(t *testing.T) {
 	}
 }
 
-// TestAJPStreamedHead: the head is held only while more of the same read
-// may go out with it. A container that sends its head and then waits (a
-// servlet that flushed) has the head reach the client at once.
+// TestAJPStreamedHead: the head of an answer of unknown length is held
+// only while more of the same read may go out with it. A container that
+// sends such a head and then waits (a servlet that flushed) has the head
+// reach the client at once.
 func TestAJPStreamedHead(t *testing.T) {
 	release := make(chan struct{})
 	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
-		w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte("4")})
+		w.WriteHeader(200)
 		<-release
 		io.WriteString(w, "done")
 	}))
 	defer close(release)
 	c := r.rawConn()
-	defer c.Close()
 	if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -146,9 +147,104 @@ func TestAJPStreamedHead(t *testing.T) {
 		}
 	}
 	release <- struct{}{}
-	body := make([]byte, 4)
-	if _, err := io.ReadFull(br, body); err != nil || string(body) != "done" {
-		t.Fatalf("body %q, %v", body, err)
+	chunk := make([]byte, len("4\r\ndone\r\n"))
+	if _, err := io.ReadFull(br, chunk); err != nil || string(chunk) != "4\r\ndone\r\n" {
+		t.Fatalf("body %q, %v", chunk, err)
+	}
+}
+
+// TestAJPSmallAnswerWhole: the head of a small answer of known length
+// waits for its body, as over HTTP, however the container's packets are
+// cut up: one answer, whole, or a 502 when the container breaks off.
+func TestAJPSmallAnswerWhole(t *testing.T) {
+	release := make(chan struct{})
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		switch string(r.URI) {
+		case "/flushed": // the head flushed on its own, the body later
+			w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte("4")})
+			<-release
+			io.WriteString(w, "done")
+		case "/cut": // 4 bytes of 10, then the connection closes
+			w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte("10")})
+			io.WriteString(w, "half")
+			w.Abort()
+		case "/crumbs": // a byte per packet: more packets than the read buffer holds
+			w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte("4000")})
+			for i := range 4000 {
+				w.Write([]byte{'a' + byte(i%26)})
+			}
+		}
+	}))
+	c := r.rawConn()
+	if _, err := io.WriteString(c, "GET /flushed HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 1)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the head went out before its 4-byte body: %d bytes, %v", n, err)
+	}
+	close(release)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(body) != "done" || err != nil {
+		t.Fatalf("flushed head: %d %q, %v", resp.StatusCode, body, err)
+	}
+	if resp, body := r.do("GET", "/cut", nil); resp.StatusCode != 502 {
+		t.Fatalf("an answer cut short: %d %q, want 502", resp.StatusCode, body)
+	}
+	want := make([]byte, 4000)
+	for i := range want {
+		want[i] = 'a' + byte(i%26)
+	}
+	if resp, body := r.do("GET", "/crumbs", nil); resp.StatusCode != 200 || body != string(want) {
+		t.Fatalf("4000 one-byte packets: %d, %d bytes", resp.StatusCode, len(body))
+	}
+}
+
+// TestAJPChunksTogether: body chunks that arrive together go to the
+// client together, in its framing: one HTTP chunk of them all when the
+// container gave no length, the data alone when it did.
+func TestAJPChunksTogether(t *testing.T) {
+	r := startRig(t, rigOptions{ajpSecret: testSecret}, ajpMember(t, "a", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		if r.URI[1] == 'k' { // known length
+			w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte("9")})
+		} else {
+			w.WriteHeader(200)
+		}
+		var pkts []byte
+		for _, piece := range []string{"abc", "", "def", "ghi"} {
+			pkts, _ = ajp.AppendSendBodyChunk(pkts, []byte(piece), ajp.DefaultPacketSize)
+		}
+		w.Raw(pkts) // one segment: every chunk in one read
+	}))
+	for _, path := range []string{"/known", "/unknown"} {
+		resp, body := r.do("GET", path, nil)
+		if resp.StatusCode != 200 || body != "abcdefghi" {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, body)
+		}
+		if chunked := len(resp.TransferEncoding) > 0; chunked != (path == "/unknown") {
+			t.Errorf("%s: Transfer-Encoding %v", path, resp.TransferEncoding)
+		}
+	}
+	c := r.rawConn()
+	if _, err := io.WriteString(c, "GET /unknown HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := "\r\n\r\n9\r\nabcdefghi\r\n0\r\n\r\n"
+	got := make([]byte, 0, 512)
+	for !strings.HasSuffix(string(got), "0\r\n\r\n") {
+		b := make([]byte, 512)
+		n, err := c.Read(b)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if !strings.HasSuffix(string(got), want) {
+		t.Fatalf("chunked answer %q, want it to end %q", got, want)
 	}
 }
 

@@ -114,19 +114,30 @@ func (x *exchange) appendConnection(dst []byte) []byte {
 	return dst
 }
 
-// writeData sends body data to the client in its framing (outChunk or
-// outPlain).
-func (x *exchange) writeData(prefix, data []byte) bool {
-	if len(data) == 0 {
+// writeData sends body data, in pieces, to the client in its framing
+// (outChunk: the pieces as one chunk; outPlain), after prefix, in one
+// write.
+func (x *exchange) writeData(prefix []byte, data [][]byte) bool {
+	size := 0
+	for _, d := range data {
+		size += len(d)
+	}
+	if size == 0 {
 		return len(prefix) == 0 || x.cl.write(prefix)
 	}
-	if x.resp.out != outChunk {
-		return x.cl.write(prefix, data)
+	iov := append(x.iov[:0], prefix)
+	if x.resp.out == outChunk {
+		x.tmp = append(strconv.AppendInt(x.tmp[:0], int64(size), 16), "\r\n"...)
+		iov = append(iov, x.tmp)
 	}
-	var size [24]byte
-	n := strconv.AppendInt(size[:0], int64(len(data)), 16)
-	n = append(n, "\r\n"...)
-	return x.cl.write(prefix, n, data, crlf)
+	iov = append(iov, data...)
+	if x.resp.out == outChunk {
+		iov = append(iov, crlf)
+	}
+	ok := x.cl.write(iov...)
+	clear(iov)
+	x.iov = iov[:0]
+	return ok
 }
 
 var (
