@@ -38,6 +38,16 @@ func (p *BufferPool) Get() *Buffer {
 	return &Buffer{B: make([]byte, p.size)}
 }
 
+// GetSize lends a buffer of at least n bytes: the pool's when they are
+// enough, else one of its own, which Put leaves to the garbage collector.
+func (p *BufferPool) GetSize(n int) *Buffer {
+	if n <= p.size {
+		return p.Get()
+	}
+	p.Lent++
+	return &Buffer{B: make([]byte, n)}
+}
+
 // Put gives a buffer back.
 func (p *BufferPool) Put(b *Buffer) {
 	p.Lent--

@@ -125,6 +125,10 @@ func (t *ajpTransport) checked(mc *memberConn, err error) {
 
 func (t *ajpTransport) checkTimeout() time.Duration { return t.pingTimeout }
 
+// readSize: a packet from the container is parsed whole, and packet-size
+// may exceed the loop's buffers (65536 against 16 KiB).
+func (t *ajpTransport) readSize() int { return t.packetSize }
+
 func (t *ajpTransport) needsCheck(mc *memberConn, now int64) bool {
 	return t.ping&ajp.PingPrepost != 0 && now-mc.since > int64(t.pingIdle)
 }

@@ -117,6 +117,37 @@ func TestAJPDownloadAndHead(t *testing.T) {
 	}
 }
 
+// A container whose packets are larger than the loops' buffers
+// (packet-size up to 65536) is served: its connections read into buffers
+// that hold a whole packet, both ways.
+func TestAJPLargePackets(t *testing.T) {
+	body := bytes.Repeat([]byte("p"), 40<<10) // one SEND_BODY_CHUNK, over 16 KiB
+	s, err := ajptest.NewServer(testSecret, func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		if n > 0 {
+			fmt.Fprintf(w, "read %d", n)
+			return
+		}
+		w.WriteHeader(200, ajp.Header{Name: []byte("Content-Length"), Value: []byte(fmt.Sprint(len(body)))})
+		w.Write(body)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PacketSize = ajp.MaxPacketSize
+	t.Cleanup(s.Close)
+	r := startRig(t, rigOptions{ajpSecret: testSecret, ajpPacket: ajp.MaxPacketSize}, [2]string{"a", s.Addr})
+	for range 2 { // the second on the pooled connection
+		if resp, got := r.do("GET", "/big-packets", nil); resp.StatusCode != 200 || got != string(body) {
+			t.Fatalf("a body in one 64 KiB packet: %d, %d bytes", resp.StatusCode, len(got))
+		}
+	}
+	up := bytes.Repeat([]byte("u"), 200<<10)
+	if _, got := r.do("POST", "/upload", bytes.NewReader(up)); got != fmt.Sprintf("read %d", len(up)) {
+		t.Fatalf("an upload in 64 KiB packets: %q", got)
+	}
+}
+
 // TestAJPStreamedHead: the head of an answer of unknown length is held
 // only while more of the same read may go out with it. A container that
 // sends such a head and then waits (a servlet that flushed) has the head

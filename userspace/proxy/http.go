@@ -66,6 +66,10 @@ func (httpTransport) sendBody(x *exchange) error {
 var errUnaskedSwitch = errors.New("the member switched protocols unasked")
 
 // response reads the member's answer and passes it on.
+// readSize: an answer's head must fit the loop's buffers (the proxy sizes
+// them for the largest head it takes), its body streams through.
+func (httpTransport) readSize() int { return 0 }
+
 func (t httpTransport) response(x *exchange, rerr error) {
 	rs := &x.resp
 	if !rs.headDone && !t.readHead(x, rerr) {

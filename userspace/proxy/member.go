@@ -99,7 +99,7 @@ func (mc *memberConn) Readable() {
 		return
 	}
 	if mc.in == nil {
-		mc.in = mc.lp.nl.Buffers.Get()
+		mc.in = mc.lp.nl.Buffers.GetSize(mc.up.t.readSize())
 		mc.r, mc.w = 0, 0
 	}
 	if mc.w == len(mc.in.B) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -39,6 +40,7 @@ type rigOptions struct {
 	noFailover bool
 	tweak      func(*Options)
 	ajpSecret  string // members speak AJP with this secret
+	ajpPacket  int    // and packets this large (default ajp.DefaultPacketSize)
 	listen     string // the proxy's address; default 127.0.0.1:0
 }
 
@@ -51,7 +53,7 @@ func startRig(t *testing.T, ro rigOptions, backends ...[2]string) *rig {
 		m := balancer.NewMember(b[0], b[0], 1, 0)
 		t := Target{Addr: b[1]}
 		if ro.ajpSecret != "" {
-			t.AJP = &ajp.ClientOptions{Secret: ro.ajpSecret, PacketSize: ajp.DefaultPacketSize}
+			t.AJP = &ajp.ClientOptions{Secret: ro.ajpSecret, PacketSize: cmp.Or(ro.ajpPacket, ajp.DefaultPacketSize)}
 		}
 		members = append(members, m)
 		ups = append(ups, NewUpstream(m, t))

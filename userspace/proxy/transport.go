@@ -36,6 +36,10 @@ type transport interface {
 	// response reads what the member sent (rerr: how its stream ended)
 	// and passes the answer on to the client.
 	response(x *exchange, rerr error)
+	// readSize is the least a member connection's read buffer holds: a
+	// whole packet of the protocol, which is parsed where it landed (0:
+	// any buffer).
+	readSize() int
 }
 
 // readFailure is the kind of failure a member's stream ending (or
