@@ -58,7 +58,7 @@ func (p *Pipe) Buffered() int { return p.n }
 // when c has none ready, io.EOF at its end of stream.
 func (p *Pipe) Fill(c *Conn, max int) (int, error) {
 	for {
-		n, err := unix.Splice(c.fd, nil, p.w, nil, max, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+		n, err := spliceRaw(c.fd, p.w, max)
 		switch {
 		case err == nil && n == 0:
 			return 0, io.EOF
@@ -79,7 +79,7 @@ func (p *Pipe) Fill(c *Conn, max int) (int, error) {
 func (p *Pipe) Drain(c *Conn) (int, error) {
 	total := 0
 	for p.n > 0 {
-		n, err := unix.Splice(p.r, nil, c.fd, nil, p.n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+		n, err := spliceRaw(p.r, c.fd, p.n)
 		switch {
 		case err == nil:
 			p.n -= int(n)

@@ -9,7 +9,7 @@ import (
 // The loop's reads, writes and looks for events on non-blocking
 // descriptors go around the Go scheduler (RawSyscall): they do not wait
 // for anything, so the loop's goroutine keeps its P through them. (The
-// rarer calls, epoll_ctl, connect, close, splice, go the usual way.) Through unix.Read and the like, every call marks the
+// rarer calls, epoll_ctl, connect, close, go the usual way.) Through unix.Read and the like, every call marks the
 // P as in a system call; one that the kernel preempts (a write on loopback
 // wakes its reader, which may take the CPU) then looks blocked to sysmon,
 // which hands the P to another thread and from then on wakes every 20 us:
@@ -49,4 +49,14 @@ func pollRaw(epfd int, events []unix.EpollEvent) (int, error) {
 		return 0, errno
 	}
 	return int(n), nil
+}
+
+// spliceRaw is splice(2) between a non-blocking socket and a non-blocking
+// pipe, without offsets, SPLICE_F_NONBLOCK|SPLICE_F_MOVE.
+func spliceRaw(from, to, n int) (int, error) {
+	m, _, errno := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(m), nil
 }
