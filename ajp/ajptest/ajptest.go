@@ -42,13 +42,20 @@ type Server struct {
 // request on.
 func (s *Server) SetHandler(h Handler) { s.handler.Store(&h) }
 
-// NewServer starts a container requiring secret (empty: none).
+// NewServer starts a container requiring secret (empty: none), with
+// Tomcat's default packet size.
 func NewServer(secret string, h Handler) (*Server, error) {
+	return NewServerPackets(secret, ajp.DefaultPacketSize, h)
+}
+
+// NewServerPackets is NewServer with packets of up to packetSize bytes
+// (Tomcat's packetSize).
+func NewServerPackets(secret string, packetSize int, h Handler) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: ln.Addr().String(), Secret: secret, PacketSize: ajp.DefaultPacketSize, ln: ln}
+	s := &Server{Addr: ln.Addr().String(), Secret: secret, PacketSize: packetSize, ln: ln}
 	s.SetHandler(h)
 	s.wg.Add(1)
 	go s.accept()

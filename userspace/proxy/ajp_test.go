@@ -122,7 +122,7 @@ func TestAJPDownloadAndHead(t *testing.T) {
 // that hold a whole packet, both ways.
 func TestAJPLargePackets(t *testing.T) {
 	body := bytes.Repeat([]byte("p"), 40<<10) // one SEND_BODY_CHUNK, over 16 KiB
-	s, err := ajptest.NewServer(testSecret, func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+	s, err := ajptest.NewServerPackets(testSecret, ajp.MaxPacketSize, func(r *ajptest.Request, w *ajptest.ResponseWriter) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		if n > 0 {
 			fmt.Fprintf(w, "read %d", n)
@@ -134,7 +134,6 @@ func TestAJPLargePackets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.PacketSize = ajp.MaxPacketSize
 	t.Cleanup(s.Close)
 	r := startRig(t, rigOptions{ajpSecret: testSecret, ajpPacket: ajp.MaxPacketSize}, [2]string{"a", s.Addr})
 	for range 2 { // the second on the pooled connection
