@@ -3,9 +3,9 @@
 // instance (enable, disable, drain, evacuate, recover, weight; members
 // added or removed at run time) and the sessions that moved are written
 // to the tier's shared table (userspace/peers) and applied on every
-// instance, the last writer winning where two disagree. What each instance observes stays its own: its
-// health checks, the cluster's heartbeats it hears, the error states of
-// its requests. Failover partners need no sharing: every instance picks
+// instance, the last writer winning where two disagree. What each
+// instance observes stays its own: its health checks, the cluster's
+// heartbeats it hears, the error states of its requests. Failover partners need no sharing: every instance picks
 // the same one by hashing (balancer).
 //
 // The shared table's keys:
@@ -203,9 +203,10 @@ func (t *Tier) Added(name, spec string) {
 
 // Restored shares a member this instance added again as it started (from
 // --state-file; one a predecessor passed on is in the tier already), when
-// the tier it joined has no record of the name: after the whole tier restarted, the first
-// instance back tells the others. Call it only once Join succeeded, so
-// that a record the tier does hold (a removal, newer or not) wins.
+// the tier it joined has no record of the name: after the whole tier
+// restarted, the first instance back tells the others. Call it only once
+// Join succeeded, so that a record the tier does hold (a removal, newer
+// or not) wins.
 func (t *Tier) Restored(name, spec string) {
 	if _, known := t.member.Get(memberPrefix + name); !known {
 		t.Added(name, spec)
