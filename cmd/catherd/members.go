@@ -194,8 +194,10 @@ func (r *roster) Added() []string {
 
 // restore adds the members a predecessor or the state file had added at
 // run time, unless --backend names them now (the command line wins). They
-// are not shared with the tier: the instance that added them did, and
-// what the tier says of them, newer, is applied when this one joins.
+// are not shared here: the instance that added them did, and what the
+// tier says of them is applied when this one joins; after a restart of
+// the whole tier, joinPeers shares those the tier has no record of
+// (tier.Restored).
 func (r *roster) restore(specs []string) {
 	for _, spec := range specs {
 		if _, err := r.add(spec); err != nil {
