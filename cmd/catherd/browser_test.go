@@ -182,6 +182,9 @@ func TestAdminPageInChromium(t *testing.T) {
 	sctx, cancelStep = context.WithTimeout(ctx, 15*time.Second)
 	err = chromedp.Do(sctx,
 		chromedp.Click(chromedp.CSS(`#member-gamma form[action$="/remove"] button`)),
+		// The page before the click shows a message too (gamma's
+		// addition): wait for the page after it, which has no gamma.
+		chromedp.WaitNotPresent(chromedp.CSS(`#member-gamma`)),
 		chromedp.WaitVisible(chromedp.CSS(`#message`)))
 	cancelStep()
 	if err != nil {
