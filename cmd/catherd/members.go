@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/catherd/catherd/userspace/admin"
 	"github.com/catherd/catherd/userspace/balancer"
@@ -80,10 +79,6 @@ func (r *roster) add(spec string) (*balancer.Member, error) {
 	return m, nil
 }
 
-// drainPoll is how often a draining member's requests in flight are
-// counted.
-const drainPoll = 50 * time.Millisecond
-
 // Remove removes the named member. With drain, it is evacuated first (its
 // sessions move to their partners, as on failover) and removed once it
 // has no request in flight; if ctx ends first it stays evacuated, in the
@@ -105,14 +100,8 @@ func (r *roster) Remove(ctx context.Context, name string, drain bool) error {
 		if c.tier != nil {
 			c.tier.Acted(m, "evacuate")
 		}
-		tick := time.NewTicker(drainPoll)
-		defer tick.Stop()
-		for m.Active() > 0 {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s still has %d requests in flight: evacuated, not removed", name, m.Active())
-			case <-tick.C:
-			}
+		if m.WaitIdle(ctx) != nil {
+			return fmt.Errorf("%s still has %d requests in flight: evacuated, not removed", name, m.Active())
 		}
 	}
 	if err := r.remove(m); err != nil {

@@ -6,6 +6,7 @@
 package balancer
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -176,6 +177,25 @@ func (m *Member) InError(now time.Time) bool { return now.UnixNano() < m.errorUn
 
 // Active is the number of requests in flight on the member.
 func (m *Member) Active() int64 { return m.active.Load() }
+
+// idlePoll is how often WaitIdle counts the requests in flight.
+const idlePoll = 50 * time.Millisecond
+
+// WaitIdle waits until the member has no request in flight, or ctx ends
+// (its error then). Removals wait so, after an evacuation moved its
+// sessions away.
+func (m *Member) WaitIdle(ctx context.Context) error {
+	tick := time.NewTicker(idlePoll)
+	defer tick.Stop()
+	for m.Active() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
 
 // Begin records a request sent to the member; call End when it completes.
 func (m *Member) Begin() {

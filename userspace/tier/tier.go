@@ -371,15 +371,11 @@ func (t *Tier) applyMember(name string, rec peers.Record) {
 		t.removals.Add(1)
 		go func() {
 			defer t.removals.Done()
-			tick := time.NewTicker(drainPoll)
-			defer tick.Stop()
-			deadline := time.Now().Add(removeWait)
-			for m.Active() > 0 && time.Now().Before(deadline) {
-				select {
-				case <-t.ctx.Done():
-					return // stopped sharing: this instance's next one decides
-				case <-tick.C:
-				}
+			ctx, cancel := context.WithTimeout(t.ctx, removeWait)
+			m.WaitIdle(ctx)
+			cancel()
+			if t.ctx.Err() != nil {
+				return // stopped sharing: this instance's next one decides
 			}
 			t.removeMember(m, rec, from)
 		}()
@@ -387,10 +383,6 @@ func (t *Tier) applyMember(name string, rec peers.Record) {
 		t.log.Warn("tier: bad member record from a peer", "member", name, "from", from)
 	}
 }
-
-// drainPoll is how often a member removed by a peer is checked for
-// requests in flight here.
-const drainPoll = 50 * time.Millisecond
 
 // removeMember removes m as rec, a removal by a peer, says, unless the
 // tier has changed its mind since (a newer record) or m is gone already.
