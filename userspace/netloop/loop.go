@@ -175,9 +175,6 @@ func (l *Loop) Run() {
 // costs context switches, dear on a virtual machine (BENCHMARKS.md, issue
 // 14).
 func (l *Loop) wait() int {
-	if n := l.poll(); n > 0 {
-		return n
-	}
 	l.setDeadline(l.timers.due())
 	n := 0
 	err := l.epollRaw.Read(func(uintptr) bool {
@@ -200,7 +197,8 @@ func (l *Loop) wait() int {
 		// goes by the monotonic clock and the wheel by the wall clock,
 		// so after the wall clock steps back the timer is not due yet
 		// and its deadline must be moved, or every wait would end at
-		// once without looking at the events.
+		// once without looking at the events (an expired deadline ends
+		// Read before it calls the function).
 		l.deadline = -1
 	case err != nil:
 		panic(fmt.Sprintf("netloop: waiting on epoll: %v", err))
