@@ -3,6 +3,7 @@ package statefile
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/catherd/catherd/session/moved"
 	"github.com/catherd/catherd/userspace/balancer"
 )
 
@@ -135,4 +137,38 @@ func TestKeeperSavesChanges(t *testing.T) {
 	if s := loaded(); !s.Moved[0].LastUsed.Equal(t0.Add(5 * time.Second)) {
 		t.Errorf("the flush on stop: %+v", s)
 	}
+}
+
+// What the keeper costs a second with a full moved-session table
+// (--session-table-size's default): "unchanged" is a look with nothing
+// to save, what it does every second while no session moves; "moved" is
+// a look after one session moved, which copies and writes the table.
+func BenchmarkKeeperFullTable(b *testing.B) {
+	const size = 262144
+	table := moved.New(time.Hour, size)
+	now := time.Now()
+	for i := range size {
+		table.Move(fmt.Appendf(nil, "%032X", i), 1, moved.Down, now)
+	}
+	members := []*balancer.Member{balancer.NewMember("a", "a", 1, 0), balancer.NewMember("b", "b", 1, 0)}
+	pool, err := balancer.NewPool(members, "byrequests", balancer.Options{Moved: table})
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := &Keeper{Path: filepath.Join(b.TempDir(), "state.json"),
+		Settings: func() balancer.Snapshot { return pool.Snapshot().Settings() },
+		Members:  func() balancer.Snapshot { return pool.MembersSnapshot().Settings() },
+		Versions: table.Versions, Interval: time.Second, TouchInterval: time.Minute, Log: slog.New(slog.DiscardHandler)}
+	k.save(now, false)
+	b.Run("unchanged", func(b *testing.B) {
+		for b.Loop() {
+			k.save(now, false)
+		}
+	})
+	b.Run("moved", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			table.Move(fmt.Appendf(nil, "%032X", i%size), i%2, moved.Down, now)
+			k.save(now, false)
+		}
+	})
 }
