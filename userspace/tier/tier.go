@@ -371,6 +371,9 @@ func (t *Tier) applyMember(name string, rec peers.Record) {
 		t.removals.Add(1)
 		go func() {
 			defer t.removals.Done()
+			if n := m.Active(); n > 0 {
+				t.log.Info("tier: member a peer removed waits for its requests in flight here", "member", name, "in_flight", n, "up_to", removeWait, "from", from)
+			}
 			ctx, cancel := context.WithTimeout(t.ctx, removeWait)
 			m.WaitIdle(ctx)
 			cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,30 @@ type instance struct {
 	moved   *moved.Table
 	members *roster
 	tier    *Tier
+	log     *logRecorder
+}
+
+// logRecorder is a slog.Handler that keeps the messages logged.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, rec.Message)
+	return nil
+}
+
+// logged reports whether msg was logged.
+func (r *logRecorder) logged(msg string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.msgs, msg)
 }
 
 // roster is a Roster of members whose spec is NAME=ANYTHING, route NAME.
@@ -86,7 +111,8 @@ func openInstance(t *testing.T, name string, seeds ...string) *instance {
 		t.Fatal(err)
 	}
 	r := &roster{pool: pool, specs: specs}
-	log := slog.New(slog.DiscardHandler)
+	rec := &logRecorder{}
+	log := slog.New(rec)
 	tr, err := Start(peers.Config{Name: name, Bind: "127.0.0.1:0", Seeds: seeds,
 		Timing: peers.Timing{Probe: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond, Reconnect: 200 * time.Millisecond}},
 		Options{Pool: pool, Moved: table, Roster: r, SessionTTL: ttl, Log: log})
@@ -94,7 +120,7 @@ func openInstance(t *testing.T, name string, seeds ...string) *instance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Leave(time.Second) })
-	return &instance{pool: pool, moved: table, members: r, tier: tr}
+	return &instance{pool: pool, moved: table, members: r, tier: tr, log: rec}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -209,9 +235,8 @@ func TestMembersAreShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.tier.Removed("node4", true)
-	waitFor(t, "the removal on lb2", func() bool {
-		rec, _ := b.tier.member.Get(memberPrefix + "node4")
-		return string(rec.Value) == removeDrainValue
+	waitFor(t, "lb2 waiting for node4's request in flight", func() bool {
+		return b.log.logged("tier: member a peer removed waits for its requests in flight here")
 	})
 	time.Sleep(200 * time.Millisecond) // a negative: lb2 polls (every 50 ms) and must not remove it
 	if b.pool.Member("node4") == nil {
