@@ -18,11 +18,20 @@ type MembershipStats struct {
 // Membership exports what the cluster's membership heartbeats told catherd,
 // read at scrape time.
 func (m *Metrics) Membership(read func() MembershipStats) {
-	m.reg.MustRegister(membershipCollector{read})
-}
-
-type membershipCollector struct {
-	read func() MembershipStats
+	m.onScrape([]*prometheus.Desc{membershipMembersDesc, membershipBeaconsDesc, membershipEventsDesc}, func(s sink) {
+		st := read()
+		s.gauge(membershipMembersDesc, float64(st.Joins-st.Leaves-st.Expiries))
+		ignored := st.IgnoredWrongDomain + st.IgnoredTableFull + st.IgnoredUnknownShutdown
+		s.counter(membershipBeaconsDesc, st.Observed-ignored, "accepted")
+		s.counter(membershipBeaconsDesc, st.Malformed, "malformed")
+		s.counter(membershipBeaconsDesc, st.IgnoredWrongDomain, "wrong_domain")
+		s.counter(membershipBeaconsDesc, st.IgnoredTableFull, "table_full")
+		s.counter(membershipBeaconsDesc, st.IgnoredUnknownShutdown, "unknown_shutdown")
+		s.counter(membershipEventsDesc, st.Joins, "join")
+		s.counter(membershipEventsDesc, st.Restarts, "restart")
+		s.counter(membershipEventsDesc, st.Leaves, "leave")
+		s.counter(membershipEventsDesc, st.Expiries, "expire")
+	})
 }
 
 var (
@@ -36,31 +45,6 @@ var (
 		[]string{"event"}, nil)
 )
 
-func (c membershipCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- membershipMembersDesc
-	ch <- membershipBeaconsDesc
-	ch <- membershipEventsDesc
-}
-
-func (c membershipCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.read()
-	counter := func(d *prometheus.Desc, v uint64, label string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
-	}
-	members := st.Joins - st.Leaves - st.Expiries
-	ch <- prometheus.MustNewConstMetric(membershipMembersDesc, prometheus.GaugeValue, float64(members))
-	ignored := st.IgnoredWrongDomain + st.IgnoredTableFull + st.IgnoredUnknownShutdown
-	counter(membershipBeaconsDesc, st.Observed-ignored, "accepted")
-	counter(membershipBeaconsDesc, st.Malformed, "malformed")
-	counter(membershipBeaconsDesc, st.IgnoredWrongDomain, "wrong_domain")
-	counter(membershipBeaconsDesc, st.IgnoredTableFull, "table_full")
-	counter(membershipBeaconsDesc, st.IgnoredUnknownShutdown, "unknown_shutdown")
-	counter(membershipEventsDesc, st.Joins, "join")
-	counter(membershipEventsDesc, st.Restarts, "restart")
-	counter(membershipEventsDesc, st.Leaves, "leave")
-	counter(membershipEventsDesc, st.Expiries, "expire")
-}
-
 // MovedStats describe the moved-session table.
 type MovedStats struct {
 	Size    int               // sessions in it
@@ -71,12 +55,14 @@ type MovedStats struct {
 // MovedSessions exports the moved-session table, read at scrape time;
 // reasons names every reason a session moves for (each is a series).
 func (m *Metrics) MovedSessions(reasons []string, read func() MovedStats) {
-	m.reg.MustRegister(movedCollector{reasons, read})
-}
-
-type movedCollector struct {
-	reasons []string
-	read    func() MovedStats
+	m.onScrape([]*prometheus.Desc{movedSizeDesc, movesDesc, movedEvictedDesc}, func(s sink) {
+		st := read()
+		s.gauge(movedSizeDesc, float64(st.Size))
+		for _, r := range reasons {
+			s.counter(movesDesc, st.Moves[r], r)
+		}
+		s.counter(movedEvictedDesc, st.Evicted)
+	})
 }
 
 var (
@@ -88,18 +74,3 @@ var (
 	movedEvictedDesc = prometheus.NewDesc("catherd_moved_sessions_evicted_total",
 		"Moved sessions forgotten before their TTL to make room (raise --session-table-size if this grows).", nil, nil)
 )
-
-func (c movedCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- movedSizeDesc
-	ch <- movesDesc
-	ch <- movedEvictedDesc
-}
-
-func (c movedCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.read()
-	ch <- prometheus.MustNewConstMetric(movedSizeDesc, prometheus.GaugeValue, float64(st.Size))
-	for _, r := range c.reasons {
-		ch <- prometheus.MustNewConstMetric(movesDesc, prometheus.CounterValue, float64(st.Moves[r]), r)
-	}
-	ch <- prometheus.MustNewConstMetric(movedEvictedDesc, prometheus.CounterValue, float64(st.Evicted))
-}

@@ -19,12 +19,25 @@ type MemberState struct {
 // uses. states names every state a member can be in: each is a series, 1
 // for the member's current state and 0 for the others.
 func (m *Metrics) Members(states []string, read func() []MemberState) {
-	m.reg.MustRegister(stateCollector{states, read})
-}
-
-type stateCollector struct {
-	states []string
-	read   func() []MemberState
+	m.onScrape([]*prometheus.Desc{stateDesc, weightDesc, rampDesc, failoverDesc}, func(s sink) {
+		members := read()
+		for _, mem := range members {
+			for _, st := range states {
+				v := 0.0
+				if st == mem.State {
+					v = 1
+				}
+				s.gauge(stateDesc, v, mem.Name, st)
+			}
+			s.gauge(weightDesc, float64(mem.Weight), mem.Name)
+			s.gauge(rampDesc, mem.Ramp, mem.Name)
+			for _, to := range members { // in the members' order, as before
+				if n := mem.Failovers[to.Name]; n > 0 {
+					s.counter(failoverDesc, n, mem.Name, to.Name)
+				}
+			}
+		}
+	})
 }
 
 var stateDesc = prometheus.NewDesc("catherd_member_state",
@@ -40,30 +53,3 @@ var rampDesc = prometheus.NewDesc("catherd_member_ramp_ratio",
 var failoverDesc = prometheus.NewDesc("catherd_failovers_total",
 	"Requests of a member's sessions that failed over, by the partner that took them (once per session while moves are remembered).",
 	[]string{"member", "partner"}, nil)
-
-func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- stateDesc
-	ch <- weightDesc
-	ch <- rampDesc
-	ch <- failoverDesc
-}
-
-func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	members := c.read()
-	for _, mem := range members {
-		for _, s := range c.states {
-			v := 0.0
-			if s == mem.State {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, mem.Name, s)
-		}
-		ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(mem.Weight), mem.Name)
-		ch <- prometheus.MustNewConstMetric(rampDesc, prometheus.GaugeValue, mem.Ramp, mem.Name)
-		for _, to := range members { // in the members' order, as before
-			if n := mem.Failovers[to.Name]; n > 0 {
-				ch <- prometheus.MustNewConstMetric(failoverDesc, prometheus.CounterValue, float64(n), mem.Name, to.Name)
-			}
-		}
-	}
-}

@@ -23,11 +23,12 @@ func buildInfo(v Build) prometheus.Collector {
 // open (each holds a slot of --max-client-conns), accepted since start, and
 // the limit, so that saturation is open / limit.
 func (m *Metrics) ClientConns(read func() (open, accepted uint64, limit int)) {
-	m.reg.MustRegister(clientConnsCollector{read})
-}
-
-type clientConnsCollector struct {
-	read func() (open, accepted uint64, limit int)
+	m.onScrape([]*prometheus.Desc{clientOpenDesc, clientAcceptedDesc, clientLimitDesc}, func(s sink) {
+		open, accepted, limit := read()
+		s.gauge(clientOpenDesc, float64(open))
+		s.counter(clientAcceptedDesc, accepted)
+		s.gauge(clientLimitDesc, float64(limit))
+	})
 }
 
 var (
@@ -38,19 +39,6 @@ var (
 	clientLimitDesc = prometheus.NewDesc("catherd_client_connections_limit",
 		"--max-client-conns: past it, new clients wait in the kernel's accept queue.", nil, nil)
 )
-
-func (c clientConnsCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- clientOpenDesc
-	ch <- clientAcceptedDesc
-	ch <- clientLimitDesc
-}
-
-func (c clientConnsCollector) Collect(ch chan<- prometheus.Metric) {
-	open, accepted, limit := c.read()
-	ch <- prometheus.MustNewConstMetric(clientOpenDesc, prometheus.GaugeValue, float64(open))
-	ch <- prometheus.MustNewConstMetric(clientAcceptedDesc, prometheus.CounterValue, float64(accepted))
-	ch <- prometheus.MustNewConstMetric(clientLimitDesc, prometheus.GaugeValue, float64(limit))
-}
 
 // healthChecks are the series of health probes, registered by New.
 type healthChecks struct {

@@ -39,11 +39,29 @@ var peerStates = []string{"alive", "suspect", "dead", "left"}
 
 // Tier exports the tier, read at scrape time.
 func (m *Metrics) Tier(read func() TierStats) {
-	m.reg.MustRegister(tierCollector{read})
-}
-
-type tierCollector struct {
-	read func() TierStats
+	m.onScrape([]*prometheus.Desc{tierPeersDesc, tierPeerContactDesc, tierPeerVersionDesc, tierVersionDesc, tierRecordsDesc,
+		tierMessagesDesc, tierRefusedDesc, tierSendErrorsDesc}, func(s sink) {
+		st := read()
+		byState := map[string]int{}
+		for _, p := range st.Peers {
+			byState[p.State]++
+			if !p.LastContact.IsZero() {
+				s.gauge(tierPeerContactDesc, float64(p.LastContact.UnixNano())/1e9, p.Name)
+			}
+			s.gauge(tierPeerVersionDesc, float64(p.Version), p.Name)
+		}
+		for _, state := range peerStates {
+			s.gauge(tierPeersDesc, float64(byState[state]), state)
+		}
+		s.gauge(tierVersionDesc, float64(st.Version))
+		s.gauge(tierRecordsDesc, float64(st.Records))
+		s.counter(tierMessagesDesc, st.Sent, "sent")
+		s.counter(tierMessagesDesc, st.Received, "received")
+		for _, r := range refusedReasons {
+			s.counter(tierRefusedDesc, st.Refused[r], r)
+		}
+		s.counter(tierSendErrorsDesc, st.SendErrors)
+	})
 }
 
 var (
@@ -66,33 +84,3 @@ var (
 	tierSendErrorsDesc = prometheus.NewDesc("catherd_tier_send_errors_total",
 		"State messages that did not reach a peer (the next full-state exchange repairs what they carried).", nil, nil)
 )
-
-func (c tierCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{tierPeersDesc, tierPeerContactDesc, tierPeerVersionDesc, tierVersionDesc, tierRecordsDesc,
-		tierMessagesDesc, tierRefusedDesc, tierSendErrorsDesc} {
-		ch <- d
-	}
-}
-
-func (c tierCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.read()
-	byState := map[string]int{}
-	for _, p := range st.Peers {
-		byState[p.State]++
-		if !p.LastContact.IsZero() {
-			ch <- prometheus.MustNewConstMetric(tierPeerContactDesc, prometheus.GaugeValue, float64(p.LastContact.UnixNano())/1e9, p.Name)
-		}
-		ch <- prometheus.MustNewConstMetric(tierPeerVersionDesc, prometheus.GaugeValue, float64(p.Version), p.Name)
-	}
-	for _, s := range peerStates {
-		ch <- prometheus.MustNewConstMetric(tierPeersDesc, prometheus.GaugeValue, float64(byState[s]), s)
-	}
-	ch <- prometheus.MustNewConstMetric(tierVersionDesc, prometheus.GaugeValue, float64(st.Version))
-	ch <- prometheus.MustNewConstMetric(tierRecordsDesc, prometheus.GaugeValue, float64(st.Records))
-	ch <- prometheus.MustNewConstMetric(tierMessagesDesc, prometheus.CounterValue, float64(st.Sent), "sent")
-	ch <- prometheus.MustNewConstMetric(tierMessagesDesc, prometheus.CounterValue, float64(st.Received), "received")
-	for _, r := range refusedReasons {
-		ch <- prometheus.MustNewConstMetric(tierRefusedDesc, prometheus.CounterValue, float64(st.Refused[r]), r)
-	}
-	ch <- prometheus.MustNewConstMetric(tierSendErrorsDesc, prometheus.CounterValue, float64(st.SendErrors))
-}

@@ -24,7 +24,15 @@ type Cert struct {
 // scrape time, the failed-handshake counter, and the count of HTTP/2
 // streams reset before they were forwarded.
 func (m *Metrics) TLS(read func() TLSStats) {
-	m.reg.MustRegister(tlsCollector{read}, m.handshakeFailures, m.http2Resets)
+	m.reg.MustRegister(m.handshakeFailures, m.http2Resets)
+	m.onScrape([]*prometheus.Desc{certExpiryDesc, certReloadsDesc}, func(s sink) {
+		st := read()
+		for _, cert := range st.Certs {
+			s.gauge(certExpiryDesc, float64(cert.NotAfter.Unix()), cert.File, cert.Subject)
+		}
+		s.counter(certReloadsDesc, st.Reloads, "ok")
+		s.counter(certReloadsDesc, st.Failures, "error")
+	})
 }
 
 // TLSHandshakeFailed counts a client whose TLS handshake failed or timed
@@ -38,8 +46,6 @@ func (m *Metrics) TLSHandshakeFailed() { m.handshakeFailures.Inc() }
 // work for requests nobody waits for.
 func (m *Metrics) HTTP2ResetUnforwarded() { m.http2Resets.Inc() }
 
-type tlsCollector struct{ read func() TLSStats }
-
 var (
 	certExpiryDesc = prometheus.NewDesc("catherd_tls_certificate_expiry_timestamp_seconds",
 		"When each served certificate expires (its NotAfter), as a Unix time; alert well before it.",
@@ -48,17 +54,3 @@ var (
 		"Certificate reloads (SIGHUP), by result: ok, or error (the previous certificates stayed in use).",
 		[]string{"result"}, nil)
 )
-
-func (c tlsCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- certExpiryDesc
-	ch <- certReloadsDesc
-}
-
-func (c tlsCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.read()
-	for _, cert := range st.Certs {
-		ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), cert.File, cert.Subject)
-	}
-	ch <- prometheus.MustNewConstMetric(certReloadsDesc, prometheus.CounterValue, float64(st.Reloads), "ok")
-	ch <- prometheus.MustNewConstMetric(certReloadsDesc, prometheus.CounterValue, float64(st.Failures), "error")
-}
