@@ -834,3 +834,32 @@ func TestCloseEndsGoroutines(t *testing.T) {
 		t.Fatalf("goroutines left:\n%s", leaked)
 	}
 }
+
+// BenchmarkTouch is what a request of a moved session costs the tier: the
+// shared record is touched on every such request (tier's observer.Used),
+// and is extended, and gossiped, at most once a second.
+func BenchmarkTouch(b *testing.B) {
+	m, err := Start(Config{Name: "lb1", Bind: "127.0.0.1:0", Timing: testTiming(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	const sessions, ttl = 10000, 30 * time.Minute
+	keys := make([]string, sessions)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("moved/%032x", i)
+		if _, err := m.Set(keys[i], []byte("down node2"), ttl); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Uint64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !m.Touch(keys[next.Add(1)%sessions], ttl) {
+				b.Error("a live record not touched")
+				return
+			}
+		}
+	})
+}
