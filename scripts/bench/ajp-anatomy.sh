@@ -110,10 +110,14 @@ for line in sys.stdin:
 print(tx, rx)'
 }
 
-# load FE SECONDS OUT: wrk against FE in the background, its PID in WRK_PID.
+# load FE SECONDS OUT: wrk against FE in the background, its PID in WRK_PID;
+# loaded FE OUT waits for it and fails unless every request got a 2xx.
 load() {
 	"${WRK[@]}" -d"$2s" "http://127.0.0.1:${PORT[$1]}$REQPATH" >"$3" 2>&1 &
 	WRK_PID=$!
+}
+loaded() {
+	wait "$WRK_PID" && ! grep -qE 'Non-2xx|Socket errors' "$2" || die "wrk against $1: $(cat "$2")"
 }
 rps() { awk '/^Requests\/sec/ {print $2}' "$1"; }
 
@@ -131,7 +135,7 @@ for r in $(seq "$ROUNDS"); do
 		load "$fe" "$SECS" "$WORK/wrk-stat.txt"
 		sleep 1
 		perf stat -x, -e "$EVENTS" -p "$pid" -- sleep "$window" 2>"$WORK/stat.txt" >/dev/null
-		wait "$WRK_PID" || die "wrk failed against $fe: $(cat "$WORK/wrk-stat.txt")"
+		loaded "$fe" "$WORK/wrk-stat.txt"
 		read -r tx1 rx1 < <(segments)
 		total=$(awk '/requests in/ {print $1}' "$WORK/wrk-stat.txt")
 		stat=$(awk -F, -v req="$(rps "$WORK/wrk-stat.txt")" -v win="$window" '
@@ -146,7 +150,7 @@ for r in $(seq "$ROUNDS"); do
 		load "$fe" "$SECS" "$WORK/wrk-rec.txt"
 		sleep 1
 		perf record -F 2000 -g -o "$WORK/perf.data" -p "$pid" -- sleep "$window" >/dev/null 2>&1
-		wait "$WRK_PID" || die "wrk failed against $fe: $(cat "$WORK/wrk-rec.txt")"
+		loaded "$fe" "$WORK/wrk-rec.txt"
 		ack=$(perf script -i "$WORK/perf.data" -F ip,sym 2>/dev/null | awk -v req="$(rps "$WORK/wrk-rec.txt")" -v win="$window" '
 			/^$/ { if (stack ~ / tcp_recvmsg/ && stack ~ / __tcp_transmit_skb/) ack++; stack = ""; next }
 			{ stack = stack " " $2 }
@@ -155,7 +159,7 @@ for r in $(seq "$ROUNDS"); do
 		printf '%s %s %s %.2f %.2f %s\n' "$fe" "$(rps "$WORK/wrk-stat.txt")" "$stat" \
 			"$(echo "($tx1 - $tx0) / $total" | bc -l)" "$(echo "($rx1 - $rx0) / $total" | bc -l)" "$ack" | tee -a "$WORK/rows"
 	done
-done | awk -v rounds="$ROUNDS" '{ printf "  round %d %s\n", int((NR + 1) / 2), $0 }'
+done | awk '{ printf "  round %d %s\n", int((NR + 1) / 2), $0 }'
 
 echo
 echo "medians, per request:"
