@@ -367,8 +367,8 @@ func (t *ajpTransport) response(x *exchange, rerr error) {
 			t.clientHead(x)
 			mc.consume(n)
 		case ajp.TypeSendBodyChunk:
-			if _, err := ajp.ParseBodyChunk(payload); err != nil || !rs.headSent {
-				x.memberFailed(&memberError{failProtocol, fmt.Errorf("a body chunk before the head, or malformed: %v", err)})
+			if !rs.headSent {
+				x.memberFailed(&memberError{failProtocol, errors.New("a body chunk before the head")})
 				return
 			}
 			// This chunk and the whole ones behind it go out in one
@@ -381,6 +381,11 @@ func (t *ajpTransport) response(x *exchange, rerr error) {
 				}
 				return len(a.chunks) < maxChunksPerWrite
 			})
+			if n == 0 { // the whole packet in front did not parse
+				_, err := ajp.ParseBodyChunk(payload)
+				x.memberFailed(&memberError{failProtocol, fmt.Errorf("a malformed body chunk: %v", err)})
+				return
+			}
 			head := a.head
 			a.head = nil
 			ok := x.writeData(head, a.chunks)

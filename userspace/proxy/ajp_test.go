@@ -297,6 +297,24 @@ func TestAJPFailures(t *testing.T) {
 	if after := runtime.NumGoroutine(); after > before+5 {
 		t.Errorf("goroutines grew from %d to %d over 20 broken exchanges", before, after)
 	}
+	// A body chunk whose length overruns its packet: the exchange breaks,
+	// the connection is discarded, and no answer reaches the client whole.
+	overrun := ajpMember(t, "overrun", func(r *ajptest.Request, w *ajptest.ResponseWriter) {
+		w.WriteHeader(200)
+		w.Raw([]byte{'A', 'B', 0, 6, ajp.TypeSendBodyChunk, 0, 100, 'a', 'b', 'c'})
+		w.Abort()
+	})
+	r = startRig(t, rigOptions{ajpSecret: testSecret}, overrun)
+	if resp, err := client.Get("http://" + r.addr + "/"); err == nil {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != 502 {
+			t.Fatalf("a malformed body chunk: %d %q, want 502 or a cut answer", resp.StatusCode, body)
+		}
+	}
+	if got := r.px.upstreams[0].Load().discarded.Load(); got != 1 {
+		t.Errorf("%d broken connections counted after a malformed body chunk, want 1", got)
+	}
 	// A dead member: the request moves to a live one.
 	r = startRig(t, rigOptions{ajpSecret: testSecret}, [2]string{"dead", deadAddr(t)}, ajpMember(t, "a", nil))
 	if resp, body := r.do("POST", "/p", strings.NewReader("x=1"), "Cookie", "JSESSIONID=S.dead"); resp.StatusCode != 200 || !strings.HasPrefix(body, "a POST") {
