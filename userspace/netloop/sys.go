@@ -9,11 +9,12 @@ import (
 // The loop's reads, writes and looks for events on non-blocking
 // descriptors go around the Go scheduler (RawSyscall): they do not wait
 // for anything, so the loop's goroutine keeps its P through them. (The
-// rarer calls, epoll_ctl, connect, close, go the usual way.) Through unix.Read and the like, every call marks the
-// P as in a system call; one that the kernel preempts (a write on loopback
-// wakes its reader, which may take the CPU) then looks blocked to sysmon,
-// which hands the P to another thread and from then on wakes every 20 us:
-// context switches that cost the loop more than the calls themselves.
+// rarer calls, epoll_ctl, connect, close, go the usual way.) Through
+// unix.Read and the like, every call marks the P as in a system call; one
+// that the kernel preempts (a write on loopback wakes its reader, which
+// may take the CPU) then looks blocked to sysmon, which hands the P to
+// another thread and from then on wakes every 20 us: context switches
+// that cost the loop more than the calls themselves.
 
 // readRaw is read(2) on a non-blocking fd.
 func readRaw(fd int, b []byte) (int, error) { return rawIO(unix.SYS_READ, fd, b) }
