@@ -185,8 +185,8 @@ func (r *roster) Added() []string {
 // run time, unless --backend names them now (the command line wins). They
 // are not shared here: the instance that added them did, and what the
 // tier says of them is applied when this one joins; after a restart of
-// the whole tier, joinPeers shares those the tier has no record of
-// (tier.Restored).
+// the whole tier, joinPeers shares those the tier it joined has no record
+// of (tier.Restored). An instance that joined no peer shares none.
 func (r *roster) restore(specs []string) {
 	for _, spec := range specs {
 		if _, err := r.add(spec); err != nil {

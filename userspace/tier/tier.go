@@ -5,8 +5,9 @@
 // to the tier's shared table (userspace/peers) and applied on every
 // instance, the last writer winning where two disagree. What each
 // instance observes stays its own: its health checks, the cluster's
-// heartbeats it hears, the error states of its requests. Failover partners need no sharing: every instance picks
-// the same one by hashing (balancer).
+// heartbeats it hears, the error states of its requests. Failover
+// partners need no sharing: every instance picks the same one by hashing
+// (balancer).
 //
 // The shared table's keys:
 //
@@ -107,6 +108,10 @@ type Tier struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	removals sync.WaitGroup
+	// rosterMu orders the roster changes of the goroutine that applies
+	// the table's changes and of the removals waiting off it, so that a
+	// removal never takes a member that a newer record replaced meanwhile.
+	rosterMu sync.Mutex
 
 	stopOnce sync.Once
 	stopErr  error
@@ -204,13 +209,32 @@ func (t *Tier) Added(name, spec string) {
 // Restored shares a member this instance added again as it started (from
 // --state-file; one a predecessor passed on is in the tier already), when
 // the tier it joined has no record of the name: after the whole tier
-// restarted, the first instance back tells the others. Call it only once
-// Join succeeded, so that a record the tier does hold (a removal, newer
-// or not) wins.
+// restarted, an instance that joins one already back shares its members
+// with it. The flags and weight the member was restored with go first,
+// where the tier holds none, so that the add does not put the member back
+// to its configuration. Call it only once Join succeeded, so that a
+// record the tier does hold (a removal, newer or not) wins.
 func (t *Tier) Restored(name, spec string) {
-	if _, known := t.member.Get(memberPrefix + name); !known {
-		t.Added(name, spec)
+	if _, known := t.member.Get(memberPrefix + name); known {
+		return
 	}
+	if m := t.pool.Member(name); m != nil {
+		cfg := m.Configured()
+		for _, s := range []struct {
+			prefix, value string
+			changed       bool
+		}{
+			{flagsPrefix, m.Flags().String(), m.Flags() != cfg.Flags},
+			{weightPrefix, strconv.Itoa(m.Weight()), m.Weight() != cfg.Weight},
+		} {
+			if _, live := t.member.Get(s.prefix + name); s.changed && !live {
+				if _, err := t.member.Set(s.prefix+name, []byte(s.value), 0); err != nil {
+					t.log.Error("tier: restored member's settings not shared", "member", name, "err", err)
+				}
+			}
+		}
+	}
+	t.Added(name, spec)
 }
 
 // Removed shares a member removed here, drained first or not; the
@@ -254,7 +278,7 @@ func (t *Tier) apply(c peers.Change) {
 	switch {
 	case m == nil:
 		return // a member this instance does not have
-	case !live && (prefix == flagsPrefix || prefix == weightPrefix) && t.added(name):
+	case !live && (prefix == flagsPrefix || prefix == weightPrefix) && t.addedAfter(name, c.New.Version):
 		t.reset(m, prefix, c.New.Version.Origin)
 		return
 	case !live:
@@ -288,11 +312,14 @@ func (t *Tier) apply(c peers.Change) {
 	}
 }
 
-// added reports whether the tier holds the named member as added at run
-// time.
-func (t *Tier) added(name string) bool {
+// addedAfter reports whether the tier holds the named member as added at
+// run time, by a record newer than v: a member removed and added again,
+// whose operator settings the removal forgot. (Messages may come out of
+// order: a removal's forgetting that arrives before the removal itself
+// must not undo the evacuation of a member being drained away.)
+func (t *Tier) addedAfter(name string, v peers.Version) bool {
 	rec, live := t.member.Get(memberPrefix + name)
-	return live && strings.HasPrefix(string(rec.Value), addValue)
+	return live && strings.HasPrefix(string(rec.Value), addValue) && rec.Version.After(v)
 }
 
 // settle makes the flags and weight of m, a member the tier added, the
@@ -327,53 +354,31 @@ func (t *Tier) reset(m *balancer.Member, prefix, from string) {
 	}
 }
 
-// applyMember adds or removes a member as a peer did at run time. A
-// member the record adds with another spec than this instance's (two
-// operators added one name to two instances at once, or --backend says
-// otherwise) is replaced: the record is what the tier agreed on.
+// applyMember adds or removes a member as a peer did at run time.
 func (t *Tier) applyMember(name string, rec peers.Record) {
 	if t.roster == nil {
 		return
 	}
-	value, have := string(rec.Value), t.roster.Spec(name)
-	from := rec.Version.Origin
+	value, from := string(rec.Value), rec.Version.Origin
 	switch {
 	case strings.HasPrefix(value, addValue):
-		spec := value[len(addValue):]
-		if spec == have {
-			t.settle(t.pool.Member(name), from)
-			return
-		}
-		if old := t.pool.Member(name); have != "" && old != nil {
-			if err := t.roster.RemoveFromTier(old); err != nil {
-				t.log.Error("tier: member not replaced as a peer added it", "member", name, "from", from, "err", err)
-				return
-			}
-		}
-		if err := t.roster.AddFromTier(spec); err != nil {
-			t.log.Error("tier: member a peer added not added here", "member", name, "from", from, "err", err)
-			return
-		}
-		t.log.Info("tier: member added by a peer", "member", name, "replaced", have != "", "from", from)
-		t.settle(t.pool.Member(name), from) // actions on it that arrived before it did
+		t.addMember(name, value[len(addValue):], from)
 	case value == removeNowValue || value == removeDrainValue:
 		m := t.pool.Member(name)
 		if m == nil {
 			return
 		}
-		if value == removeNowValue {
-			t.removeMember(m, rec, from)
+		if value == removeNowValue || m.Active() == 0 {
+			t.removeMember(m, rec, from) // nothing to wait for: gone before Join returns
 			return
 		}
 		// Its requests in flight here end before it goes, off the
 		// goroutine that applies changes. (The operator's instance
 		// shared the evacuation before it drained the member itself.)
+		t.log.Info("tier: member a peer removed waits for its requests in flight here", "member", name, "in_flight", m.Active(), "up_to", removeWait, "from", from)
 		t.removals.Add(1)
 		go func() {
 			defer t.removals.Done()
-			if n := m.Active(); n > 0 {
-				t.log.Info("tier: member a peer removed waits for its requests in flight here", "member", name, "in_flight", n, "up_to", removeWait, "from", from)
-			}
 			ctx, cancel := context.WithTimeout(t.ctx, removeWait)
 			m.WaitIdle(ctx)
 			cancel()
@@ -387,9 +392,37 @@ func (t *Tier) applyMember(name string, rec peers.Record) {
 	}
 }
 
+// addMember adds the member a peer added as spec. One this instance has
+// under the name with another spec (two operators added one name to two
+// instances at once, or --backend says otherwise) is replaced: the record
+// is what the tier agreed on.
+func (t *Tier) addMember(name, spec, from string) {
+	t.rosterMu.Lock()
+	defer t.rosterMu.Unlock()
+	have := t.roster.Spec(name)
+	if spec == have {
+		t.settle(t.pool.Member(name), from)
+		return
+	}
+	if old := t.pool.Member(name); have != "" && old != nil {
+		if err := t.roster.RemoveFromTier(old); err != nil {
+			t.log.Error("tier: member not replaced as a peer added it", "member", name, "from", from, "err", err)
+			return
+		}
+	}
+	if err := t.roster.AddFromTier(spec); err != nil {
+		t.log.Error("tier: member a peer added not added here", "member", name, "from", from, "replacing", have, "err", err)
+		return
+	}
+	t.log.Info("tier: member added by a peer", "member", name, "replaced", have != "", "from", from)
+	t.settle(t.pool.Member(name), from) // actions on it that arrived before it did
+}
+
 // removeMember removes m as rec, a removal by a peer, says, unless the
 // tier has changed its mind since (a newer record) or m is gone already.
 func (t *Tier) removeMember(m *balancer.Member, rec peers.Record, from string) {
+	t.rosterMu.Lock()
+	defer t.rosterMu.Unlock()
 	if now, live := t.member.Get(memberPrefix + m.Name); !live || now.Version != rec.Version || t.pool.Member(m.Name) != m {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -298,6 +299,76 @@ func TestReaddedMemberStartsAfresh(t *testing.T) {
 	}
 	if m := b.pool.Member("node4"); m.Flags() != 0 || m.Weight() != 1 {
 		t.Errorf("lb2 kept node4's old settings: flags %q, weight %d", m.Flags(), m.Weight())
+	}
+}
+
+// A drained removal of a member with nothing in flight here takes effect
+// at once: an instance that joins after it does not have the member once
+// Join returns.
+func TestDrainedRemovalAtJoin(t *testing.T) {
+	a := startInstance(t, "lb1")
+	if err := a.members.RemoveFromTier(a.pool.Member("node2")); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Removed("node2", true)
+	b := startInstance(t, "lb2", a.tier.Addr())
+	if m := b.pool.Member("node2"); m != nil {
+		t.Fatal("lb2 still has node2 after joining a tier that removed it")
+	}
+}
+
+// A member restored from the state file keeps the flags and weight it was
+// restored with when it is shared with a tier that has no record of it,
+// here and on the peer.
+func TestRestoredKeepsSettings(t *testing.T) {
+	a := startInstance(t, "lb1")
+	b := openInstance(t, "lb2", a.tier.Addr())
+	if err := b.members.AddFromTier("node4=x"); err != nil { // as --state-file restores it
+		t.Fatal(err)
+	}
+	b.pool.Member("node4").SetFlags(balancer.Drain)
+	b.pool.Member("node4").SetWeight(7)
+	if err := b.tier.Join(); err != nil {
+		t.Fatal(err)
+	}
+	b.tier.Restored("node4", "node4=x")
+	waitFor(t, "node4 on lb1", func() bool { return a.pool.Member("node4") != nil })
+	for _, x := range []*instance{b, a} {
+		waitFor(t, "node4 draining, weight 7", func() bool {
+			m := x.pool.Member("node4")
+			return m != nil && m.Flags() == balancer.Drain && m.Weight() == 7
+		})
+	}
+}
+
+// The forgetting of a removed member's settings may reach an instance
+// before the removal itself: the member, still there and being drained
+// away, keeps its flags.
+func TestForgottenSettingsBeforeTheRemoval(t *testing.T) {
+	a := startInstance(t, "lb1")
+	if err := a.members.AddFromTier("node4=x"); err != nil {
+		t.Fatal(err)
+	}
+	a.tier.Added("node4", "node4=x")
+	a.pool.Member("node4").SetFlags(balancer.Disabled)
+	a.tier.Acted(a.pool.Member("node4"), "evacuate")
+	// A weight written behind a change tells when the change has been
+	// applied (one goroutine applies them in order).
+	applied := func(weight string) {
+		if _, err := a.tier.member.Set(weightPrefix+"node4", []byte(weight), 0); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "weight "+weight+" applied", func() bool { return strconv.Itoa(a.pool.Member("node4").Weight()) == weight })
+	}
+	applied("3")
+	// The forgetting, as Removed writes it after the removal, arrives
+	// first.
+	if _, err := a.tier.member.Delete(flagsPrefix + "node4"); err != nil {
+		t.Fatal(err)
+	}
+	applied("5")
+	if f := a.pool.Member("node4").Flags(); f != balancer.Disabled {
+		t.Fatalf("node4's evacuation undone before its removal arrived: flags %q", f)
 	}
 }
 
