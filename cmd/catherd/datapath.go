@@ -117,7 +117,10 @@ func (c *instance) runDatapath() {
 		defer close(done)
 		if !c.dp.Claimed() {
 			if err := c.dp.Claim(ctx); err != nil {
-				return // stopped meanwhile
+				if ctx.Err() == nil {
+					c.log.Error("XDP maps not written: the pin directory cannot be claimed", "err", err)
+				}
+				return
 			}
 			if err := c.writeDatapath(); err != nil {
 				c.log.Error("XDP maps not written after the predecessor let go late", "err", err)

@@ -29,12 +29,7 @@ func claimPins(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pin directory: %w", err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) // never waits, so never EINTR
 	switch {
 	case err == nil:
 		return f, nil
