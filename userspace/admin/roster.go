@@ -34,7 +34,7 @@ var (
 
 // DefaultDrainWait bounds how long DELETE /api/v1/members/NAME waits for
 // the member to drain, unless ?wait= says otherwise.
-const DefaultDrainWait = time.Minute
+const DefaultDrainWait = balancer.RemovalWait
 
 // serveRoster serves POST /api/v1/members?spec=NAME=URL,... (add) and
 // DELETE /api/v1/members/NAME[?drain=false][&wait=DURATION] (remove).

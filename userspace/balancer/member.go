@@ -181,6 +181,11 @@ func (m *Member) Active() int64 { return m.active.Load() }
 // idlePoll is how often WaitIdle counts the requests in flight.
 const idlePoll = 50 * time.Millisecond
 
+// RemovalWait is how long a drained removal waits, by default, for the
+// member's requests in flight before it removes the member anyway: the
+// admin API's, and a tier peer's applying another instance's removal.
+const RemovalWait = time.Minute
+
 // WaitIdle waits until the member has no request in flight, or ctx ends
 // (its error then). Removals wait so, after an evacuation moved its
 // sessions away.

@@ -57,11 +57,6 @@ const (
 	removeNowValue   = "remove now"
 )
 
-// removeWait bounds how long a peer's removal waits for the member's
-// requests in flight here to end before it removes the member anyway (the
-// operator's instance has removed it already): admin's default wait.
-const removeWait = time.Minute
-
 // recoverTTL is how long a recover stays in the table: long enough to
 // reach every peer, short enough that an instance joining later does not
 // take a member out of an error state it entered since.
@@ -375,11 +370,11 @@ func (t *Tier) applyMember(name string, rec peers.Record) {
 		// Its requests in flight here end before it goes, off the
 		// goroutine that applies changes. (The operator's instance
 		// shared the evacuation before it drained the member itself.)
-		t.log.Info("tier: member a peer removed waits for its requests in flight here", "member", name, "in_flight", m.Active(), "up_to", removeWait, "from", from)
+		t.log.Info("tier: member a peer removed waits for its requests in flight here", "member", name, "in_flight", m.Active(), "up_to", balancer.RemovalWait, "from", from)
 		t.removals.Add(1)
 		go func() {
 			defer t.removals.Done()
-			ctx, cancel := context.WithTimeout(t.ctx, removeWait)
+			ctx, cancel := context.WithTimeout(t.ctx, balancer.RemovalWait)
 			m.WaitIdle(ctx)
 			cancel()
 			if t.ctx.Err() != nil {
