@@ -25,6 +25,17 @@ type instance struct {
 	log     *logRecorder
 }
 
+// add adds the member spec names here and shares it, as `catherd member
+// add` does.
+func (x *instance) add(t *testing.T, spec string) {
+	t.Helper()
+	if err := x.members.AddFromTier(spec); err != nil {
+		t.Fatal(err)
+	}
+	name, _, _ := strings.Cut(spec, "=")
+	x.tier.Added(name, spec)
+}
+
 // logRecorder is a slog.Handler that keeps the messages logged.
 type logRecorder struct {
 	mu   sync.Mutex
@@ -218,10 +229,7 @@ func TestMembersAreShared(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 
-	if err := a.members.AddFromTier("node4=added"); err != nil {
-		t.Fatal(err)
-	}
-	a.tier.Added("node4", "node4=added")
+	a.add(t, "node4=added")
 	a.pool.Member("node4").SetFlags(balancer.Drain)
 	a.tier.Acted(a.pool.Member("node4"), "drain")
 	waitFor(t, "node4 added and draining on lb2", func() bool { return names(b) == "node1() node2() node3() node4(N)" })
@@ -255,10 +263,7 @@ func TestMembersAreShared(t *testing.T) {
 
 	// lb3 starts with node1..node3 configured and joins: it follows what
 	// the tier did. node4 added again (afresh: its drain was forgotten).
-	if err := a.members.AddFromTier("node4=again"); err != nil {
-		t.Fatal(err)
-	}
-	a.tier.Added("node4", "node4=again")
+	a.add(t, "node4=again")
 	waitFor(t, "node4 on lb2 again", func() bool { return b.members.Spec("node4") == "node4=again" })
 	c := startInstance(t, "lb3", b.tier.Addr())
 	if got := names(c); got != "node1() node2() node4()" {
@@ -271,10 +276,7 @@ func TestMembersAreShared(t *testing.T) {
 // drained, from before (its state file).
 func TestReaddedMemberStartsAfresh(t *testing.T) {
 	a := startInstance(t, "lb1")
-	if err := a.members.AddFromTier("node4=x"); err != nil {
-		t.Fatal(err)
-	}
-	a.tier.Added("node4", "node4=x")
+	a.add(t, "node4=x")
 	a.pool.Member("node4").SetFlags(balancer.Drain)
 	a.tier.Acted(a.pool.Member("node4"), "drain")
 	a.pool.Member("node4").SetWeight(9)
@@ -283,10 +285,7 @@ func TestReaddedMemberStartsAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.tier.Removed("node4", false)
-	if err := a.members.AddFromTier("node4=x"); err != nil {
-		t.Fatal(err)
-	}
-	a.tier.Added("node4", "node4=x")
+	a.add(t, "node4=x")
 
 	b := openInstance(t, "lb2", a.tier.Addr())
 	if err := b.members.AddFromTier("node4=x"); err != nil {
@@ -346,10 +345,7 @@ func TestRestoredKeepsSettings(t *testing.T) {
 // away, keeps its flags.
 func TestForgottenSettingsBeforeTheRemoval(t *testing.T) {
 	a := startInstance(t, "lb1")
-	if err := a.members.AddFromTier("node4=x"); err != nil {
-		t.Fatal(err)
-	}
-	a.tier.Added("node4", "node4=x")
+	a.add(t, "node4=x")
 	a.pool.Member("node4").SetFlags(balancer.Disabled)
 	a.tier.Acted(a.pool.Member("node4"), "evacuate")
 	// A weight written behind a change tells when the change has been
